@@ -1,0 +1,91 @@
+"""Every Celery setting, for the workers and for the gateway's publisher, derived from settings.
+
+Queues and routes come from the job catalogue in config.json and are all declared here; nothing is
+implied by Celery's defaults (`task_create_missing_queues` is off).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from settings import Settings
+
+
+def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
+    """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits)."""
+    config = settings.config
+    jobs = config["jobs"]
+    queue_names = sorted({job["queue"] for job in jobs.values()})
+    longest = max(job["time_limit"] for job in jobs.values())
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queue_names],
+        "task_routes": {job["task"]: {"queue": job["queue"], "routing_key": job["queue"]} for job in jobs.values()},
+        "task_default_queue": queue_names[0],
+        "task_create_missing_queues": False,
+        # Time limits are enforced by the worker even for messages sent without them (Flower, scripts).
+        "task_annotations": {
+            job["task"]: {"time_limit": job["time_limit"], "soft_time_limit": job["soft_time_limit"]}
+            for job in jobs.values()
+        },
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "enable_utc": True,
+        "timezone": "UTC",
+        # A job is acknowledged only once it finished; a killed worker hands it back to the queue.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": config["results"]["expires"],
+        "broker_transport_options": {
+            # Unacknowledged (running or prefetched) jobs reappear after this; it must outlast any job.
+            "visibility_timeout": max(3600, 2 * int(longest) + 60),
+        },
+    }
+    specific = _gateway(settings) if role == "gateway" else _worker(settings)
+    conf["broker_transport_options"].update(specific.pop("broker_transport_options"))
+    conf.update(specific)
+    return conf
+
+
+def _worker(settings: Settings) -> dict[str, Any]:
+    workers = settings.config["workers"]
+    return {
+        "result_backend": settings.result_url,
+        "redis_socket_timeout": 10.0,
+        "redis_socket_connect_timeout": 5.0,
+        "redis_retry_on_timeout": True,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 10.0}},
+        "broker_connection_timeout": 5.0,
+        "broker_connection_retry_on_startup": True,
+        "worker_prefetch_multiplier": workers["prefetch_multiplier"],
+        "worker_concurrency": workers["concurrency"],
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_transport_options": {"socket_timeout": 10.0, "socket_connect_timeout": 5.0},
+    }
+
+
+def _gateway(settings: Settings) -> dict[str, Any]:
+    """The gateway publishes and never waits: no result backend (no per-publish SUBSCRIBE), no
+    publish retries, and socket timeouts short enough that a dead or stalled broker answers 503
+    well within two seconds."""
+    timeout = settings.config["queue"]["publish_timeout"]
+    return {
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_publish_retry": False,
+        "broker_connection_timeout": timeout,
+        "broker_connection_retry": False,
+        "broker_connection_max_retries": 0,
+        "broker_transport_options": {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_retries": 0,
+        },
+    }

@@ -1,0 +1,25 @@
+"""The Flask app factory: extensions, blueprints, error handlers; nothing else."""
+from __future__ import annotations
+
+from flask import Flask
+
+from settings import Settings, load_settings_or_exit
+from settings.logs import setup_logging
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
+    from gateway import errors, extensions, requestlog
+    from gateway.routes import health, tasks
+
+    settings = settings or load_settings_or_exit()
+    setup_logging(settings, process="gateway")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.config["limits"]["max_body_bytes"]
+    app.json.sort_keys = False
+    extensions.init_app(app, settings)
+    errors.init_app(app)
+    requestlog.init_app(app)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(health.bp)
+    return app

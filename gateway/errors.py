@@ -1,0 +1,95 @@
+"""The error envelope: every exception, ours or Flask's, becomes {"code", "message"[, "errors"]}.
+
+Domain code raises the ApiError subclasses below; nothing else in the gateway builds error
+responses. Messages are fixed strings: no exception text from Redis, Vault or Celery reaches a client.
+"""
+from __future__ import annotations
+
+import traceback
+
+from flask import Flask, Response, jsonify
+from loguru import logger
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    status = 500
+    message = "Internal Server Error"
+
+    def __init__(self, message: str | None = None, errors: dict[str, list[str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class ValidationFailed(ApiError):
+    status = 400
+    message = "Invalid request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    message = "Unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    message = "Forbidden"
+
+
+class TaskNotFound(ApiError):
+    """One body for unknown, malformed and foreign task ids: a caller learns nothing from it."""
+
+    status = 404
+    message = "Task not found"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    message = "Payload Too Large"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    message = "Service Unavailable"
+
+
+def envelope(status: int, message: str, errors: dict[str, list[str]] | None = None) -> Response:
+    body: dict = {"code": status, "message": message}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _api_error(exc: ApiError) -> Response:
+    response = envelope(exc.status, exc.message, exc.errors)
+    response.headers.update(exc.headers)
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Flask's own 404/405/413/415/...: same envelope, keeping headers such as Allow."""
+    status = exc.code or 500
+    response = envelope(status, exc.name if status != 400 else "Invalid request")
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    # Class and raise site find the bug; the exception's message could quote request data.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+    logger.error("unhandled {} at {}", exc.__class__.__name__, where)
+    return envelope(500, "Internal Server Error")

@@ -1,0 +1,50 @@
+"""The app's long-lived services, built once per app from its settings and kept on the app.
+
+Kept per app rather than as module singletons so a test can run several apps with different
+settings (a dead broker, say) in one process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import Flask, current_app
+from redis import Redis
+
+import celeryconfig
+from gateway.dispatch import Dispatcher
+from gateway.jobs import JobCatalogue
+from gateway.store import TaskStore
+from settings import Settings
+
+REDIS_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    catalogue: JobCatalogue
+    store: TaskStore
+    dispatcher: Dispatcher
+    broker: Redis
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway"), set_as_current=False)
+    store = TaskStore(_redis(settings.result_url), ttl=settings.config["results"]["expires"])
+    app.extensions["gateway"] = Services(
+        settings=settings,
+        catalogue=JobCatalogue(settings.config["jobs"]),
+        store=store,
+        dispatcher=Dispatcher(celery, store),
+        broker=_redis(settings.broker_url),
+    )
+
+
+def services() -> Services:
+    return current_app.extensions["gateway"]
+
+
+def _redis(url: str) -> Redis:
+    return Redis.from_url(url, decode_responses=True, socket_timeout=REDIS_TIMEOUT,
+                          socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=30)

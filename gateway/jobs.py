@@ -1,0 +1,100 @@
+"""The job catalogue: job type -> Celery task, queue, payload schema, TTL, limits (SPEC §3).
+
+Built once per app from configuration; payload validators are compiled here, once, not per request.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from gateway.errors import PayloadTooLarge
+from settings import resolve_schema_path
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    task: str
+    queue: str
+    ttl: float
+    time_limit: float
+    soft_time_limit: float
+    max_content_bytes: int
+    validator: Draft202012Validator
+
+    def upload_errors(self, upload: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Every schema violation of `upload` at once, keyed by dotted field path."""
+        errors: dict[str, list[str]] = {}
+        for error in self.validator.iter_errors(upload):
+            for field, message in _describe(error):
+                errors.setdefault(field, []).append(message)
+        return errors
+
+    def check_size(self, upload: Mapping[str, Any]) -> None:
+        """Refuse oversized content before anything is queued (413), from the base64 length alone."""
+        content = upload.get("content")
+        if isinstance(content, str) and decoded_length(content) > self.max_content_bytes:
+            raise PayloadTooLarge(f"content exceeds the limit of {self.max_content_bytes} bytes for {self.name}")
+
+
+class JobCatalogue:
+    def __init__(self, jobs: Mapping[str, Mapping[str, Any]]) -> None:
+        self._jobs = {name: _job_type(name, conf) for name, conf in jobs.items()}
+
+    def get(self, name: str) -> JobType | None:
+        return self._jobs.get(name)
+
+    def __getitem__(self, name: str) -> JobType:
+        return self._jobs[name]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+
+def decoded_length(text: str) -> int:
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
+def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
+    schema = json.loads(resolve_schema_path(conf["schema"]).read_text())
+    return JobType(
+        name=name, task=conf["task"], queue=conf["queue"], ttl=conf["ttl"],
+        time_limit=conf["time_limit"], soft_time_limit=conf["soft_time_limit"],
+        max_content_bytes=conf["max_content_bytes"], validator=Draft202012Validator(schema),
+    )
+
+
+def _describe(error) -> list[tuple[str, str]]:
+    """(field path, message) pairs naming the rule broken, never echoing the (possibly huge) value."""
+    path = ["upload", *map(str, error.absolute_path)]
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return [(".".join([*path, missing]), "Missing data for required field.")]
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return [(".".join([*path, name]), "Unknown field.") for name in extra]
+    if error.validator == "anyOf" and not error.absolute_path:
+        return [("upload", "At least one of " + " / ".join(sorted(_required_in(error.validator_value))) + " is required.")]
+    value = error.validator_value
+    messages = {
+        "type": lambda: f"Must be of type {value}.",
+        "pattern": lambda: "Must be valid base64." if path[-1] == "content" else "Does not match the expected pattern.",
+        "enum": lambda: f"Must be one of: {', '.join(map(str, value))}.",
+        "minimum": lambda: f"Must be at least {value}.",
+        "maximum": lambda: f"Must be at most {value}.",
+        "minLength": lambda: f"Must be at least {value} characters long.",
+        "maxLength": lambda: f"Must be at most {value} characters long.",
+        "minItems": lambda: f"Must have at least {value} items.",
+        "uniqueItems": lambda: "Items must be unique.",
+    }
+    describe = messages.get(error.validator, lambda: f"Fails the {error.validator} rule.")
+    return [(".".join(path), describe())]
+
+
+def _required_in(alternatives: list[dict]) -> set[str]:
+    return {name for alt in alternatives for name in alt.get("required", [])}

@@ -1,0 +1,29 @@
+"""/health: 200 when the broker and the result backend answer, 503 naming what does not (SPEC §2)."""
+from __future__ import annotations
+
+from flask import Blueprint
+from redis.exceptions import RedisError
+
+from gateway.extensions import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.route("/health", methods=["GET", "POST"])
+def health() -> tuple[dict, int]:
+    down = [name for name, check in _checks().items() if not check()]
+    if down:
+        return {"message": f"Unavailable: {', '.join(down)}", "code": 0}, 503
+    return {"message": "All right", "code": 1}, 200
+
+
+def _checks() -> dict:
+    found = services()
+    return {"broker": lambda: _ping(found.broker), "result backend": lambda: _ping(found.store.redis)}
+
+
+def _ping(client) -> bool:
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False

@@ -1,0 +1,38 @@
+"""marshmallow request and response schemas: the exact field names of SPEC §2. No I/O here."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+
+class SubmitRequest(Schema):
+    ExternalId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=256))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    upload = fields.Dict(required=True)
+
+
+class SubmitResponse(Schema):
+    ExternalId = fields.String(attribute="external_id", allow_none=True)
+    type = fields.String()
+    uuid = fields.String()
+    created = fields.Function(lambda record: record.created.isoformat())
+
+
+class TaskInfoQuery(Schema):
+    taskid = fields.String(required=True)
+
+
+class TaskInfo(Schema):
+    uuid = fields.String()
+    type = fields.String()
+    status = fields.String()
+    created = fields.String()
+    processed = fields.String(allow_none=True)
+    message = fields.String()
+    code = fields.Integer()
+    result = fields.Raw(allow_none=True)
+
+
+class Error(Schema):
+    code = fields.Integer(required=True)
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

@@ -1,0 +1,94 @@
+"""Celery state -> the four public statuses and the stable error codes, in one place (SPEC §2).
+
+The gateway reads Celery's raw result meta from Redis rather than AsyncResult: Celery answers
+PENDING for anything it does not know, so the gateway's own task record is what tells `created`
+from "no such task", and the raw meta is what tells an expiry from a cancel.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from enum import IntEnum
+from typing import Any
+
+from gateway.store import TaskRecord
+
+
+class ErrorCode(IntEnum):
+    """Stable: clients branch on these numbers. Add new ones at the end, never renumber."""
+
+    FAILED = 1        # the job raised an unexpected error
+    BAD_CONTENT = 2   # the upload could not be decoded or processed (not retried)
+    EXPIRED = 3       # no worker started it within the job type's TTL
+    CANCELLED = 4     # revoked by a client or an operator
+    TIMED_OUT = 5     # hit its soft or hard time limit
+    WORKER_LOST = 6   # the worker died twice while running it
+
+
+CREATED, PENDING, DONE, ERROR = "created", "pending", "done", "error"
+RUNNING_STATES = {"RECEIVED", "STARTED", "RETRY", "PROGRESS"}
+FAILED_STATES = {"FAILURE", "REVOKED", "REJECTED"}
+
+EXCEPTION_CODES = {
+    "BadContent": ErrorCode.BAD_CONTENT,
+    "JobError": ErrorCode.BAD_CONTENT,
+    "SoftTimeLimitExceeded": ErrorCode.TIMED_OUT,
+    "TimeLimitExceeded": ErrorCode.TIMED_OUT,
+    "WorkerLostError": ErrorCode.WORKER_LOST,
+}
+# Our own job exceptions carry messages written for clients; anything else gets a fixed text.
+CLIENT_SAFE_EXCEPTIONS = {"BadContent", "JobError"}
+MESSAGES = {
+    ErrorCode.FAILED: "The job failed",
+    ErrorCode.EXPIRED: "The job expired before a worker started it",
+    ErrorCode.CANCELLED: "The job was cancelled",
+    ErrorCode.TIMED_OUT: "The job exceeded its time limit",
+    ErrorCode.WORKER_LOST: "The worker running the job was lost",
+}
+
+
+def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, grace: float) -> dict[str, Any]:
+    """The TaskInfo body for a recorded task and its Celery result meta (None when Celery has none)."""
+    state = (meta or {}).get("status", "PENDING")
+    info = {"uuid": record.uuid, "type": record.type, "created": record.created.isoformat(),
+            "processed": None, "message": "", "code": 0, "result": None}
+    if state == "SUCCESS":
+        return info | {"status": DONE, "message": "Done", "result": meta.get("result"),
+                       "processed": _iso(meta.get("date_done"))}
+    if state in FAILED_STATES:
+        code, message = failure(state, meta.get("result"))
+        return info | {"status": ERROR, "code": int(code), "message": message, "processed": _iso(meta.get("date_done"))}
+    if state == "PENDING":
+        if now > record.expires + timedelta(seconds=grace):
+            # The message carries `expires`: no worker will start it now, whatever happens next.
+            return info | {"status": ERROR, "code": int(ErrorCode.EXPIRED), "message": MESSAGES[ErrorCode.EXPIRED],
+                           "processed": record.expires.isoformat()}
+        return info | {"status": CREATED, "message": "Queued, waiting for a worker"}
+    return info | {"status": PENDING, "message": "Running" if state != "RETRY" else "Waiting to retry"}
+
+
+def failure(state: str, result: Any) -> tuple[ErrorCode, str]:
+    """Error code and client-safe message for a FAILURE/REVOKED/REJECTED meta."""
+    exc_type = result.get("exc_type") if isinstance(result, dict) else None
+    if state == "REVOKED" or exc_type == "TaskRevokedError":
+        reason = _exc_message(result)
+        code = ErrorCode.EXPIRED if reason == "expired" else ErrorCode.CANCELLED
+        return code, MESSAGES[code]
+    code = EXCEPTION_CODES.get(exc_type, ErrorCode.FAILED)
+    if exc_type in CLIENT_SAFE_EXCEPTIONS and _exc_message(result):
+        return code, _exc_message(result)
+    return code, MESSAGES.get(code, MESSAGES[ErrorCode.FAILED])
+
+
+def _exc_message(result: Any) -> str:
+    message = result.get("exc_message") if isinstance(result, dict) else None
+    if isinstance(message, (list, tuple)):
+        message = message[0] if message else ""
+    return str(message or "")
+
+
+def _iso(value: Any) -> str | None:
+    """Celery's date_done, always with a timezone (older Celery wrote naive UTC)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()

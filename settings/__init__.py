@@ -1,0 +1,200 @@
+"""Load config.json + .secrets.json + GATEWAY__* overrides, validate them, expose a frozen object.
+
+The gateway and the workers read the same files through this one module, so they can never
+disagree about queues, limits or job types.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+HERE = Path(__file__).resolve().parent
+JOB_SCHEMA_DIR = HERE.parent / "tasks" / "schemas"
+ENV_PREFIX = "GATEWAY__"
+
+
+class SettingsError(Exception):
+    """Configuration is invalid; `problems` lists every one, each starting with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. `config` and `secrets` are read-only mappings."""
+
+    config: Mapping[str, Any]
+    secrets: Mapping[str, Any]
+
+    @property
+    def broker_url(self) -> str:
+        """The queue URL with the Redis credentials from .secrets.json folded in."""
+        return _with_credentials(self.config["queue"]["url"], self.secrets.get("redis", {}))
+
+    @property
+    def result_url(self) -> str:
+        url = self.config["queue"]["result_url"] or self.config["queue"]["url"]
+        return _with_credentials(url, self.secrets.get("redis", {}))
+
+    def job_schema_path(self, job_type: str) -> Path:
+        return resolve_schema_path(self.config["jobs"][job_type]["schema"])
+
+
+def load_settings(
+    config_path: str | os.PathLike | None = None,
+    secrets_path: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read, merge over the defaults, apply environment overrides, validate; raise SettingsError."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(config_path or environ.get("GATEWAY_CONFIG") or "config.json")
+    secrets_path = Path(secrets_path or environ.get("GATEWAY_SECRETS") or ".secrets.json")
+    problems: list[str] = []
+    config = _deep_merge(_read_json(HERE / "defaults.json", problems), _read_json(config_path, problems))
+    secrets = _read_json(secrets_path, problems)
+    if problems:
+        raise SettingsError(problems)
+    _apply_environment(environ, config, secrets)
+    problems += _schema_problems(config, "config.schema.json", "config")
+    problems += _schema_problems(secrets, "secrets.schema.json", "secrets")
+    if not problems:
+        problems += _semantic_problems(config)
+    if problems:
+        raise SettingsError(problems)
+    return Settings(config=_freeze(config), secrets=_freeze(secrets))
+
+
+def load_settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """For entrypoints: on invalid settings print every problem and exit 2, without a traceback."""
+    try:
+        return load_settings(environ=environ)
+    except SettingsError as exc:
+        print("invalid configuration, refusing to start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def resolve_schema_path(name: str) -> Path:
+    """Payload schemas named by a bare file name come with the project; paths are taken as given."""
+    path = Path(name)
+    return path if path.is_absolute() or len(path.parts) > 1 else JOB_SCHEMA_DIR / path
+
+
+def _read_json(path: Path, problems: list[str]) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found")
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{path}: not readable JSON ({exc.__class__.__name__}: {exc})")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{path}: must hold a JSON object")
+        return {}
+    return data
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    """Objects merge key by key; anything else in `override` replaces the default."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_environment(environ: Mapping[str, str], config: dict, secrets: dict) -> None:
+    """GATEWAY__SECTION__KEY=value sets one key; values parse as JSON when they can (numbers, bools)."""
+    secret_sections = json.loads((HERE / "secrets.schema.json").read_text())["properties"]
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        if not path:
+            continue
+        section = secret_sections.get(path[0], {}).get("properties", {})
+        target = secrets if len(path) > 1 and path[1] in section else config
+        _set_path(target, path, _parse_env_value(raw))
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, (int, float, bool, list, dict)) or value is None else raw
+
+
+def _set_path(target: dict, path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    target[path[-1]] = value
+
+
+def _schema_problems(document: dict, schema_file: str, label: str) -> list[str]:
+    schema = json.loads((HERE / schema_file).read_text())
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{label}.{_dotted(e.absolute_path) or '(root)'}: {e.message}" for e in errors]
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    """Rules JSON Schema cannot state: cross-field limits, schema files, role -> known job types."""
+    problems = []
+    for name, job in config["jobs"].items():
+        if job["soft_time_limit"] >= job["time_limit"]:
+            problems.append(f"config.jobs.{name}.soft_time_limit: must be below time_limit")
+        path = resolve_schema_path(job["schema"])
+        try:
+            Draft202012Validator.check_schema(json.loads(path.read_text()))
+        except OSError:
+            problems.append(f"config.jobs.{name}.schema: cannot read {path}")
+        except (ValueError, SchemaError) as exc:
+            reason = exc.message if isinstance(exc, SchemaError) else exc
+            problems.append(f"config.jobs.{name}.schema: {path} is not a valid JSON Schema ({reason})")
+    for role, types in config["roles"].items():
+        for unknown in sorted(set(types) - set(config["jobs"])):
+            problems.append(f"config.roles.{role}: unknown job type {unknown!r}")
+    return problems
+
+
+def _dotted(path) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def _with_credentials(url: str, creds: Mapping[str, Any]) -> str:
+    """Fold username/password into a redis:// URL unless the URL already carries them."""
+    password = creds.get("password")
+    parts = urlsplit(url)
+    if not password or parts.password:
+        return url
+    user = quote(creds.get("username") or "", safe="")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))

@@ -1,0 +1,85 @@
+"""One logging setup for the gateway and the workers: loguru sinks, stdlib records routed into it.
+
+Sinks never render variable values in tracebacks (`diagnose=False`): a local variable may hold a
+credential or a payload, and those must never reach a log line.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from settings import Settings
+
+# Loggers that install their own handlers (gunicorn) or would double-print (werkzeug, celery).
+FOREIGN_LOGGERS = ("gunicorn", "gunicorn.error", "gunicorn.access", "werkzeug", "celery", "flask.app")
+CONTEXT_KEYS = ("request_id", "task_id", "client_id")
+
+
+class InterceptHandler(logging.Handler):
+    """Hand every standard-library record to loguru, keeping its level and its caller."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).bind(source=record.name).log(level, record.getMessage())
+
+
+def setup_logging(settings: Settings, process: str) -> None:
+    """Configure loguru from settings.logging; `process` names this process in every line."""
+    conf = settings.config["logging"]
+    logger.remove()
+    logger.configure(extra={"process": process})
+    sink_options = {"level": conf["level"], "backtrace": False, "diagnose": False}
+    if conf.get("json"):
+        sink_options["format"] = "{extra[_json]}\n"
+        logger.configure(patcher=_json_patcher)
+    else:
+        sink_options["format"] = _text_format
+    logger.add(sys.stderr, **sink_options)
+    if conf.get("log_file"):
+        Path(conf["log_file"]).parent.mkdir(parents=True, exist_ok=True)
+        rotation = conf["rotation"]
+        logger.add(conf["log_file"], rotation=rotation["when"], retention=rotation["backupCount"],
+                   encoding="utf-8", enqueue=True, **sink_options)
+    _route_standard_logging()
+
+
+def _route_standard_logging() -> None:
+    logging.basicConfig(handlers=[InterceptHandler()], level=logging.INFO, force=True)
+    for name in FOREIGN_LOGGERS:
+        std = logging.getLogger(name)
+        std.handlers = [InterceptHandler()]
+        std.propagate = False
+    # Celery's own per-task success line repeats the return value (base64 images); our task base
+    # class logs one line per task instead, so only warnings and errors pass from here.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
+def _context(record: dict) -> str:
+    extra = record["extra"]
+    return " ".join(f"{key}={extra[key]}" for key in CONTEXT_KEYS if extra.get(key))
+
+
+def _text_format(record: dict) -> str:
+    context = _context(record).replace("{", "{{").replace("}", "}}")
+    source = record["extra"].get("source", record["name"])
+    return ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[process]} | " + source +
+            " | {message}" + (f" | {context}" if context else "") + "\n{exception}")
+
+
+def _json_patcher(record: dict) -> None:
+    payload = {
+        "time": record["time"].isoformat(), "level": record["level"].name,
+        "process": record["extra"].get("process"), "source": record["extra"].get("source", record["name"]),
+        "message": record["message"],
+        **{key: record["extra"][key] for key in CONTEXT_KEYS if record["extra"].get(key)},
+    }
+    if record["exception"] is not None:
+        payload["exception"] = repr(record["exception"].value)
+    record["extra"]["_json"] = json.dumps(payload)

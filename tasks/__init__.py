@@ -1,0 +1,77 @@
+"""The Celery app of the workers (`celery -A tasks worker -Q hash,images`).
+
+Configuration is read lazily from config.json/.secrets.json when the worker starts, never at
+import time, so tests and the gateway can import the job code without any settings on disk.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery, Task, signals
+from loguru import logger
+
+import celeryconfig
+from settings import Settings, load_settings_or_exit
+from settings.logs import setup_logging
+from tasks.errors import JobError
+from tasks.headers import CLIENT_HEADER
+
+_settings: Settings | None = None
+
+
+def worker_settings() -> Settings:
+    """The settings this worker process runs with, loaded once (exit 2 on invalid files)."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings_or_exit()
+    return _settings
+
+
+def content_limit(task_name: str) -> int:
+    """Largest decoded upload any job type routed to this task may carry (the gateway checks first)."""
+    jobs = worker_settings().config["jobs"].values()
+    return max(job["max_content_bytes"] for job in jobs if job["task"] == task_name)
+
+
+class JobTask(Task):
+    """Binds task_id/client_id into the log context for the span of a task and writes its one line.
+
+    Job errors are expected outcomes (bad content): they end the task as FAILURE without a traceback
+    in the log, and are never retried.
+    """
+
+    throws = (JobError,)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        client_id = self.request.get(CLIENT_HEADER) or "-"
+        with logger.contextualize(task_id=self.request.id, client_id=client_id):
+            started = time.perf_counter()
+            try:
+                result = super().__call__(*args, **kwargs)
+            except JobError as exc:
+                logger.info("task {} failed: {} ({:.3f}s)", self.name, exc.__class__.__name__, time.perf_counter() - started)
+                raise
+            except Exception as exc:
+                logger.warning("task {} raised {} ({:.3f}s)", self.name, exc.__class__.__name__, time.perf_counter() - started)
+                raise
+            logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
+            return result
+
+
+app = Celery("tasks", task_cls=JobTask, include=["tasks.hashing", "tasks.images"])
+app.add_defaults(lambda: celeryconfig.build(worker_settings(), role="worker"))
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Connecting here stops Celery from configuring logging itself; ours routes it into loguru."""
+    setup_logging(worker_settings(), process="worker")
+
+
+@signals.worker_init.connect
+def _limit_images(**_: Any) -> None:
+    """Set once in the main worker process, before the pool forks, so every child inherits it."""
+    from tasks import images
+
+    images.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])

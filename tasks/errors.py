@@ -1,0 +1,10 @@
+"""Domain exceptions raised by job logic. Plain Python (no Celery, no Pillow) so the gateway and
+tests can name them; their class names are what the gateway maps to stable error codes."""
+
+
+class JobError(Exception):
+    """A job that cannot succeed with this input: retrying would fail the same way."""
+
+
+class BadContent(JobError):
+    """The uploaded content cannot be decoded or processed (not base64, not an image, too big)."""

@@ -1,0 +1,70 @@
+"""calc_hash: cryptographic digests of any content, perceptual hashes when it is an image."""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from typing import Any
+
+from PIL import Image
+
+from tasks import app, content_limit
+from tasks.content import decode
+
+DEFAULT_ALGORITHMS = ("sha256",)
+HASH_SIDE = 8
+
+
+def calc_hash(content: bytes, algorithms: list[str] | tuple[str, ...] = DEFAULT_ALGORITHMS) -> dict[str, Any]:
+    """Digests for each requested algorithm; `perceptual` only when the bytes decode as an image."""
+    result: dict[str, Any] = {
+        "size": len(content),
+        "digests": {name: hashlib.new(name, content).hexdigest() for name in algorithms},
+    }
+    image = _try_image(content)
+    if image is not None:
+        result["perceptual"] = {"ahash": average_hash(image), "dhash": difference_hash(image)}
+    return result
+
+
+def average_hash(image: Image.Image) -> str:
+    """64-bit aHash: each pixel of an 8x8 greyscale thumbnail against the thumbnail's mean."""
+    pixels = list(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS).getdata())
+    mean = sum(pixels) / len(pixels)
+    return _bits_to_hex(p > mean for p in pixels)
+
+
+def difference_hash(image: Image.Image) -> str:
+    """64-bit dHash: each pixel of a 9x8 greyscale thumbnail against its right-hand neighbour."""
+    small = image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.LANCZOS)
+    pixels = list(small.getdata())
+    width = HASH_SIDE + 1
+    return _bits_to_hex(
+        pixels[row * width + col] > pixels[row * width + col + 1]
+        for row in range(HASH_SIDE) for col in range(HASH_SIDE)
+    )
+
+
+def _bits_to_hex(bits) -> str:
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return f"{value:0{HASH_SIDE * HASH_SIDE // 4}x}"
+
+
+def _try_image(content: bytes) -> Image.Image | None:
+    """Any content may be hashed; only what Pillow fully decodes within its pixel limit is an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(content))
+            image.load()
+        return image
+    except Exception:  # noqa: BLE001 - "not an image" has many shapes in Pillow; all mean: no perceptual hash
+        return None
+
+
+@app.task(name="jobs.calc_hash")
+def calc_hash_task(upload: dict[str, Any]) -> dict[str, Any]:
+    content = decode(upload["content"], content_limit(calc_hash_task.name))
+    return calc_hash(content, upload.get("algorithms") or DEFAULT_ALGORITHMS)
