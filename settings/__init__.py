@@ -143,18 +143,33 @@ def _parse_env_value(raw: str) -> Any:
 
 
 def _set_path(target: dict, path: list[str], value: Any) -> None:
-    for key in path[:-1]:
+    """Environment names are upper case; keys match case-insensitively (`backupCount`)."""
+    for segment in path[:-1]:
+        key = _existing_key(target, segment)
         if not isinstance(target.get(key), dict):
             target[key] = {}
         target = target[key]
-    target[path[-1]] = value
+    target[_existing_key(target, path[-1])] = value
+
+
+def _existing_key(mapping: dict, segment: str) -> str:
+    return next((key for key in mapping if key.lower() == segment), segment)
 
 
 def _schema_problems(document: dict, schema_file: str, label: str) -> list[str]:
+    """Every schema violation, each as `label.key.path: rule`; secret values are never echoed."""
     schema = json.loads((HERE / schema_file).read_text())
-    validator = Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{label}.{_dotted(e.absolute_path) or '(root)'}: {e.message}" for e in errors]
+    problems = []
+    for error in Draft202012Validator(schema).iter_errors(document):
+        path = [label, *map(str, error.absolute_path)]
+        if error.validator == "additionalProperties":
+            known = error.schema.get("properties", {})
+            problems += [f"{_dotted([*path, key])}: unknown key" for key in error.instance if key not in known]
+        elif label == "secrets":
+            problems.append(f"{_dotted(path)}: fails the {error.validator!r} rule ({error.validator_value})")
+        else:
+            problems.append(f"{_dotted(path)}: {error.message}")
+    return sorted(problems)
 
 
 def _semantic_problems(config: dict) -> list[str]:

@@ -29,7 +29,7 @@ def calc_hash(content: bytes, algorithms: list[str] | tuple[str, ...] = DEFAULT_
 
 def average_hash(image: Image.Image) -> str:
     """64-bit aHash: each pixel of an 8x8 greyscale thumbnail against the thumbnail's mean."""
-    pixels = list(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS).getdata())
+    pixels = list(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS).get_flattened_data())
     mean = sum(pixels) / len(pixels)
     return _bits_to_hex(p > mean for p in pixels)
 
@@ -37,7 +37,7 @@ def average_hash(image: Image.Image) -> str:
 def difference_hash(image: Image.Image) -> str:
     """64-bit dHash: each pixel of a 9x8 greyscale thumbnail against its right-hand neighbour."""
     small = image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = list(small.getdata())
+    pixels = list(small.get_flattened_data())
     width = HASH_SIDE + 1
     return _bits_to_hex(
         pixels[row * width + col] > pixels[row * width + col + 1]

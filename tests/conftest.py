@@ -1,0 +1,122 @@
+"""Session fixtures: a real redis-server on a free port, real Celery workers, the gateway under
+gunicorn, all configured through real config.json/.secrets.json files in a temporary folder."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from celery import Celery
+from redis import Redis
+
+import celeryconfig
+from settings import Settings, load_settings
+from tests.support.api import Api
+from tests.support.services import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
+
+HOLD_SCHEMA = ROOT / "tests" / "support" / "hold.json"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "services: redis-server, celery worker and gunicorn are started by the test session"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def redis_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+@pytest.fixture(scope="session")
+def redis_port(run_dir: Path, redis_password: str):
+    proc, port = start_redis(run_dir, redis_password)
+    wait_until(lambda: Redis(port=port, password=redis_password).ping(), 15, "redis-server ready")
+    yield port
+    proc.stop()
+
+
+def build_test_config(redis_port: int, log_file: Path) -> dict:
+    """config.example.json pointed at the test redis, plus test-only job types."""
+    config = json.loads((ROOT / "config.example.json").read_text())
+    config["queue"]["url"] = f"redis://127.0.0.1:{redis_port}/0"
+    config["logging"].update(level="DEBUG", log_file=str(log_file))
+    config["results"]["expired_grace"] = 0
+    hash_job = config["jobs"]["calc_hash"]
+    config["jobs"].update({
+        # No worker ever consumes `parked`: these stay `created`, or expire.
+        "calc_hash_parked": {**hash_job, "queue": "parked"},
+        "calc_hash_expiring": {**hash_job, "queue": "parked", "ttl": 1},
+        "hold": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA)},
+    })
+    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold"]
+    return config
+
+
+@pytest.fixture(scope="session")
+def config_files(run_dir: Path, redis_port: int, redis_password: str) -> tuple[Path, Path]:
+    config_path, secrets_path = run_dir / "config.json", run_dir / ".secrets.json"
+    config_path.write_text(json.dumps(build_test_config(redis_port, run_dir / "logs" / "gateway.log")))
+    secrets_path.write_text(json.dumps({"redis": {"password": redis_password}, "vault": {"token": "unused"}}))
+    return config_path, secrets_path
+
+
+@pytest.fixture(scope="session")
+def settings(config_files: tuple[Path, Path]) -> Settings:
+    return load_settings(*config_files, environ={})
+
+
+@pytest.fixture(scope="session")
+def service_env(config_files: tuple[Path, Path]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
+    env.update(GATEWAY_CONFIG=str(config_files[0]), GATEWAY_SECRETS=str(config_files[1]), PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> Redis:
+    return Redis.from_url(settings.broker_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def celery_client(settings: Settings) -> Celery:
+    """Talks to the workers (remote control) the way an operator's tools would."""
+    return Celery("tests", config_source=celeryconfig.build(settings, role="worker"), set_as_current=False)
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery):
+    proc = start_worker("main", "hash,images,hold", service_env, run_dir)
+    node = f"main@{socket.gethostname()}"
+    wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
+               60, f"worker {node} ready")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(service_env: dict[str, str], run_dir: Path) -> str:
+    port = free_port()
+    proc = start_gunicorn(port, service_env, run_dir)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: proc.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
+               30, "gateway ready")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
+def api(gateway_url: str, worker) -> Api:
+    return Api(gateway_url)
+
+
+@pytest.fixture
+def gateway_log(run_dir: Path) -> Path:
+    return run_dir / "logs" / "gateway.log"

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+
+def test_health_is_all_right_when_everything_answers(api):
+    for method in ("GET", "POST"):
+        response = api.request(method, "/health")
+        assert response.status_code == 200
+        assert response.json() == {"message": "All right", "code": 1}
+
+
+def test_every_response_carries_a_request_id(api):
+    response = api.request("GET", "/health", headers={"X-Request-ID": "trace-42"})
+    assert response.headers["X-Request-ID"] == "trace-42"
+    generated = api.request("GET", "/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["X-Request-ID"] != "bad id with spaces" and len(generated.headers["X-Request-ID"]) == 32

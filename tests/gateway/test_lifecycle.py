@@ -1,0 +1,72 @@
+"""Status transitions, observed through /taskinfo: created -> pending -> done, and expiry."""
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime
+
+import pytest
+
+from tests.support.api import b64
+from tests.support.services import start_worker, wait_until
+
+
+@pytest.fixture
+def hold_queue_paused(celery_client, worker):
+    """Stop the worker consuming `hold` so a submitted job stays queued until we resume it."""
+    node = f"main@{socket.gethostname()}"
+    replies = celery_client.control.cancel_consumer("hold", destination=[node], reply=True, timeout=5)
+    assert replies, "worker did not answer cancel_consumer"
+    yield lambda: celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
+    celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
+
+
+def test_submit_answers_202_with_location_and_contract_fields(api):
+    response = api.submit("calc_hash", {"content": b64(b"x")}, ExternalId="abc-1")
+    body = response.json()
+    assert response.status_code == 202
+    assert set(body) == {"ExternalId", "type", "uuid", "created"}
+    assert body["ExternalId"] == "abc-1" and body["type"] == "calc_hash"
+    assert response.headers["Location"] == f"/taskinfo?taskid={body['uuid']}"
+    assert datetime.fromisoformat(body["created"]).utcoffset() is not None
+
+
+def test_status_goes_created_then_pending_then_done(api, redis_client, hold_queue_paused):
+    task_id = api.submitted("hold", {"tag": "t1"})
+    created = api.taskinfo(task_id).json()
+    assert created["status"] == "created" and created["code"] == 0 and created["processed"] is None
+
+    hold_queue_paused()
+    pending = api.wait_status(task_id, "pending", "done", "error")
+    assert pending["status"] == "pending" and pending["result"] is None
+
+    redis_client.rpush(f"release:{task_id}", "go")
+    done = api.wait_status(task_id, "done", "error")
+    assert done["status"] == "done" and done["result"] == {"released": True, "tag": "t1"}
+    assert datetime.fromisoformat(done["processed"]) >= datetime.fromisoformat(done["created"])
+
+
+def test_taskinfo_has_exactly_the_contract_fields(api):
+    info = api.taskinfo(api.submitted("calc_hash_parked", {"content": b64(b"x")})).json()
+    assert set(info) == {"uuid", "type", "status", "created", "processed", "message", "code", "result"}
+    assert info["status"] == "created" and info["type"] == "calc_hash_parked"
+
+
+def test_unstarted_job_past_its_ttl_is_an_expired_error(api):
+    task_id = api.submitted("calc_hash_expiring", {"content": b64(b"late")})
+    info = api.wait_status(task_id, "error", timeout=15)
+    assert info["code"] == 3
+    assert "expired" in info["message"]
+
+
+def test_late_worker_never_runs_an_expired_job(api, service_env, run_dir, redis_client):
+    task_id = api.submitted("calc_hash_expiring", {"content": b64(b"too late")})
+    api.wait_status(task_id, "error", timeout=15)
+    late = start_worker("late", "parked", service_env, run_dir)
+    try:
+        meta = wait_until(lambda: redis_client.get(f"celery-task-meta-{task_id}"), 60, "late worker handled the job")
+        assert json.loads(meta)["status"] == "REVOKED"
+        info = api.taskinfo(task_id).json()
+        assert (info["status"], info["code"]) == ("error", 3)
+    finally:
+        late.stop()
