@@ -1,38 +1,85 @@
-"""Who is calling. Every route declares its requirement here; the Vault login plugs in behind it.
+"""Who is calling and what they may do, declared on each route (SPEC §4, STYLE habit 6).
 
-Until Vault authentication lands (SPEC §4), every caller is the same anonymous client with the
-`admin` role, so routes already run through the one decorator that will check credentials.
+`@login_required()` turns the Authorization header into an Identity through Vault (gateway/identity.py)
+and writes one audit line per decision; `@job_type_allowed(field)` checks the role -> job types table;
+`@login_required(system=True)` marks routes for internal callers only.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from flask import g
+from flask import g, request
 from loguru import logger
 
+from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
+from gateway.extensions import services
+from gateway.identity import AuthFailed, Credential, Identity, NoIdentity, VaultUnavailable
 
-@dataclass(frozen=True)
-class Identity:
-    client_id: str
-    role: str
+# Vault's GenericNameRegex for userpass names. hvac puts the username into the URL unescaped, so
+# anything else ("../", "?", "%2F") is refused before Vault is asked.
+VAULT_NAME = re.compile(r"\w(?:[\w.-]*\w)?", re.ASCII)
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+CHALLENGE = 'Bearer realm="job-gateway", Basic realm="job-gateway", charset="UTF-8"'
 
 
-ANONYMOUS = Identity(client_id="anonymous", role="admin")
+def parse_authorization(header: str | None) -> Credential:
+    """Authorization header -> Credential, or AuthFailed with a reason class; never an exception else."""
+    scheme, _, value = (header or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and JWT_SHAPE.fullmatch(value):
+        return Credential(kind="jwt", secret=value)
+    if scheme.lower() == "basic" and value:
+        return _basic(value)
+    raise AuthFailed("missing_or_malformed")
 
 
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Resolve the caller before the view runs and bind its client_id into the log context."""
+def _basic(value: str) -> Credential:
+    try:
+        username, colon, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        raise AuthFailed("malformed_basic") from None
+    if not colon or not password:
+        raise AuthFailed("malformed_basic")
+    if not VAULT_NAME.fullmatch(username):
+        raise AuthFailed("bad_username")
+    return Credential(kind="userpass", secret=password, username=username.lower())
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.identity = ANONYMOUS
-        with logger.contextualize(client_id=g.identity.client_id):
-            return view(*args, **kwargs)
 
-    return wrapper
+def login_required(system: bool = False) -> Callable:
+    """Authenticate before the view; `system=True` admits only the internal system identity."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            identity = _authenticate()
+            if identity.system != system:
+                _audit(identity, "denied", "system_route" if system else "system_identity")
+                raise Forbidden()
+            g.identity = identity
+            with logger.contextualize(client_id=identity.client_id):
+                return view(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
+def job_type_allowed(field: str) -> Callable:
+    """After validation: the job type in data[field] must be in the caller's role's list."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            identity = current_identity()
+            if data[field] not in services().settings.config["roles"].get(identity.role, ()):
+                _audit(identity, "denied", "job_type_not_allowed")
+                raise Forbidden(f"Role may not submit {data[field]}")
+            return view(data, *args, **kwargs)
+        return wrapper
+    return decorator
 
 
 def current_identity() -> Identity:
@@ -43,3 +90,29 @@ def may_read(owner: str) -> bool:
     """Tasks belong to the client that submitted them; admin reads every task."""
     identity = current_identity()
     return identity.role == "admin" or identity.client_id == owner
+
+
+def _authenticate() -> Identity:
+    try:
+        credential = parse_authorization(request.headers.get("Authorization"))
+        identity, cached = services().identity.resolve(credential)
+    except NoIdentity:
+        # Vault accepted the credential but it carries no client_id/role: authenticated, not authorized.
+        _audit(None, "denied", "no_identity")
+        raise Forbidden("No client identity is assigned to this credential") from None
+    except AuthFailed as failure:
+        _audit(None, "denied", failure.reason)
+        raise Unauthorized(headers={"WWW-Authenticate": CHALLENGE}) from None
+    except VaultUnavailable:
+        _audit(None, "error", "vault_unavailable")
+        raise ServiceUnavailable("Authentication service unavailable") from None
+    _audit(identity, "allowed", "cached" if cached else "vault_login")
+    return identity
+
+
+def _audit(identity: Identity | None, outcome: str, reason: str) -> None:
+    """One line per decision: who, which route, the outcome and a reason class. Never a secret."""
+    logger.bind(audit=True).info(
+        "auth {} reason={} client_id={} role={} route={} {}", outcome, reason,
+        identity.client_id if identity else "-", identity.role if identity else "-",
+        request.method, request.path)

@@ -13,6 +13,7 @@ from redis import Redis
 
 import celeryconfig
 from gateway.dispatch import Dispatcher
+from gateway.identity import VaultIdentity
 from gateway.jobs import JobCatalogue
 from gateway.store import TaskStore
 from settings import Settings
@@ -27,6 +28,7 @@ class Services:
     store: TaskStore
     dispatcher: Dispatcher
     broker: Redis
+    identity: VaultIdentity
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -38,6 +40,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         store=store,
         dispatcher=Dispatcher(celery, store),
         broker=_redis(settings.broker_url),
+        identity=VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"]),
     )
 
 

@@ -17,6 +17,8 @@ import celeryconfig
 from settings import Settings, load_settings
 from tests.support.api import Api
 from tests.support.services import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
+from tests.support.vault import SeededVault, new_test_vault_material
+from vaultstub.server import serve_in_thread
 
 HOLD_SCHEMA = ROOT / "tests" / "support" / "hold.json"
 
@@ -43,10 +45,20 @@ def redis_port(run_dir: Path, redis_password: str):
     proc.stop()
 
 
-def build_test_config(redis_port: int, log_file: Path) -> dict:
-    """config.example.json pointed at the test redis, plus test-only job types."""
+@pytest.fixture(scope="session")
+def vault() -> SeededVault:
+    """The Vault-compatible server over real HTTP, seeded with one user per role (tests/support/vault.py)."""
+    seed, private_key, passwords, gateway_token = new_test_vault_material()
+    handle = serve_in_thread(seed)
+    yield SeededVault(handle.url, gateway_token, passwords, private_key)
+    handle.shutdown()
+
+
+def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
+    """config.example.json pointed at the test redis and Vault, plus test-only job types."""
     config = json.loads((ROOT / "config.example.json").read_text())
     config["queue"]["url"] = f"redis://127.0.0.1:{redis_port}/0"
+    config["vault"]["url"] = vault_url
     config["logging"].update(level="DEBUG", log_file=str(log_file))
     config["results"]["expired_grace"] = 0
     hash_job = config["jobs"]["calc_hash"]
@@ -61,10 +73,11 @@ def build_test_config(redis_port: int, log_file: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def config_files(run_dir: Path, redis_port: int, redis_password: str) -> tuple[Path, Path]:
+def config_files(run_dir: Path, redis_port: int, redis_password: str, vault: SeededVault) -> tuple[Path, Path]:
     config_path, secrets_path = run_dir / "config.json", run_dir / ".secrets.json"
-    config_path.write_text(json.dumps(build_test_config(redis_port, run_dir / "logs" / "gateway.log")))
-    secrets_path.write_text(json.dumps({"redis": {"password": redis_password}, "vault": {"token": "unused"}}))
+    config_path.write_text(json.dumps(build_test_config(redis_port, run_dir / "logs" / "gateway.log", vault.url)))
+    secrets_path.write_text(json.dumps({"redis": {"password": redis_password},
+                                        "vault": {"token": vault.gateway_token}}))
     return config_path, secrets_path
 
 
@@ -113,8 +126,15 @@ def gateway_url(service_env: dict[str, str], run_dir: Path) -> str:
 
 
 @pytest.fixture
-def api(gateway_url: str, worker) -> Api:
-    return Api(gateway_url)
+def api(gateway_url: str, worker, vault: SeededVault) -> Api:
+    """The gateway as the admin user, who may submit every job type and read every task."""
+    return Api(gateway_url, auth=vault.basic("admin"))
+
+
+@pytest.fixture
+def api_as(gateway_url: str, worker, vault: SeededVault):
+    """api_as("service") -> the gateway as that userpass user; api_as(None) sends no credential."""
+    return lambda user: Api(gateway_url, auth=vault.basic(user) if user else None)
 
 
 @pytest.fixture

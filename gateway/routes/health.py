@@ -1,4 +1,4 @@
-"""/health: 200 when the broker and the result backend answer, 503 naming what does not (SPEC §2)."""
+"""/health: 200 when the broker, the result backend and Vault answer, 503 naming what does not."""
 from __future__ import annotations
 
 from flask import Blueprint
@@ -19,7 +19,8 @@ def health() -> tuple[dict, int]:
 
 def _checks() -> dict:
     found = services()
-    return {"broker": lambda: _ping(found.broker), "result backend": lambda: _ping(found.store.redis)}
+    return {"broker": lambda: _ping(found.broker), "result backend": lambda: _ping(found.store.redis),
+            "vault": found.identity.healthy}
 
 
 def _ping(client) -> bool:

@@ -33,8 +33,9 @@ def upload_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 @bp.post("/submit")
-@auth.login_required
+@auth.login_required()
 @body(SubmitRequest, check=upload_errors)
+@auth.job_type_allowed("type")
 def submit(data: dict[str, Any]) -> tuple[dict, int, dict]:
     job = services().catalogue[data["type"]]
     record = services().dispatcher.submit(job, data["upload"], data["ExternalId"], auth.current_identity().client_id)
@@ -42,7 +43,7 @@ def submit(data: dict[str, Any]) -> tuple[dict, int, dict]:
 
 
 @bp.get("/taskinfo")
-@auth.login_required
+@auth.login_required()
 @query(TaskInfoQuery)
 def taskinfo(args: dict[str, Any]) -> dict:
     task_id = _canonical_uuid(args["taskid"])

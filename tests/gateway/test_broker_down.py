@@ -11,7 +11,7 @@ from redis import Redis
 from gateway import create_app
 from gateway.store import RECORD_PREFIX
 from settings import load_settings
-from tests.support.api import b64
+from tests.support.api import b64, basic_header
 from tests.support.services import free_port, start_gunicorn, start_redis, wait_until
 
 PUBLISH_DEADLINE = 2.0
@@ -38,12 +38,13 @@ def app_with_broker(config_files, redis_port: int, redis_password: str, broker_u
 
 
 @pytest.mark.parametrize("kind", ["refused", "stalled"])
-def test_submit_with_broker_down_is_a_fast_503_and_records_nothing(kind, stalled_port, config_files, redis_port, redis_password):
+def test_submit_with_broker_down_is_a_fast_503_and_records_nothing(kind, stalled_port, config_files, redis_port,
+                                                                   redis_password, vault):
     port = stalled_port if kind == "stalled" else free_port()
     client, records = app_with_broker(config_files, redis_port, redis_password, f"redis://127.0.0.1:{port}/0", db=3)
     for _ in range(2):
         started = time.monotonic()
-        response = client.post("/submit", json=SUBMISSION)
+        response = client.post("/submit", json=SUBMISSION, headers=basic_header(*vault.basic("admin")))
         elapsed = time.monotonic() - started
         assert response.status_code == 503
         assert response.get_json() == {"code": 503, "message": "Broker unavailable"}
@@ -65,25 +66,26 @@ def test_health_names_the_result_backend_when_it_is_down(config_files):
     assert response.get_json() == {"message": "Unavailable: result backend", "code": 0}
 
 
-def test_gateway_recovers_when_the_broker_comes_back(run_dir, config_files, redis_port, redis_password):
+def test_gateway_recovers_when_the_broker_comes_back(run_dir, config_files, redis_port, redis_password, vault):
+    auth = basic_header(*vault.basic("admin"))
     broker_port = free_port()
     broker, _ = start_redis(run_dir, "brokerpw", port=broker_port)
     url = f"redis://:brokerpw@127.0.0.1:{broker_port}/0"
     client, _ = app_with_broker(config_files, redis_port, redis_password, url, db=4)
     try:
         wait_until(lambda: Redis(port=broker_port, password="brokerpw").ping(), 15, "second redis up")
-        assert client.post("/submit", json=SUBMISSION).status_code == 202
+        assert client.post("/submit", json=SUBMISSION, headers=auth).status_code == 202
         broker.stop()
-        assert client.post("/submit", json=SUBMISSION).status_code == 503
+        assert client.post("/submit", json=SUBMISSION, headers=auth).status_code == 503
         broker, _ = start_redis(run_dir, "brokerpw", port=broker_port)
         wait_until(lambda: Redis(port=broker_port, password="brokerpw").ping(), 15, "second redis back")
-        wait_until(lambda: client.post("/submit", json=SUBMISSION).status_code == 202, 10, "submit accepted again")
+        wait_until(lambda: client.post("/submit", json=SUBMISSION, headers=auth).status_code == 202, 10, "submit accepted again")
         assert Redis(port=broker_port, password="brokerpw").llen("hash") >= 1
     finally:
         broker.stop()
 
 
-def test_gunicorn_worker_survives_a_dead_broker(service_env, run_dir, redis_port, redis_password):
+def test_gunicorn_worker_survives_a_dead_broker(service_env, run_dir, redis_port, redis_password, vault):
     port = free_port()
     env = dict(service_env, GATEWAY__QUEUE__URL=f"redis://127.0.0.1:{free_port()}/0",
                GATEWAY__QUEUE__RESULT_URL=f"redis://:{redis_password}@127.0.0.1:{redis_port}/5")
@@ -92,7 +94,7 @@ def test_gunicorn_worker_survives_a_dead_broker(service_env, run_dir, redis_port
     try:
         wait_until(lambda: requests.get(url + "/health", timeout=1).status_code == 503, 30, "gateway answering")
         for _ in range(3):
-            response = requests.post(url + "/submit", json=SUBMISSION, timeout=5)
+            response = requests.post(url + "/submit", json=SUBMISSION, timeout=5, auth=vault.basic("admin"))
             assert response.status_code == 503 and response.json()["message"] == "Broker unavailable"
         assert proc.alive()
         assert requests.get(url + "/health", timeout=5).json() == {"message": "Unavailable: broker", "code": 0}

@@ -7,7 +7,7 @@ import pytest
 
 from gateway import create_app
 from settings import load_settings
-from tests.support.api import b64
+from tests.support.api import basic_header, b64
 
 
 def assert_envelope(response, status: int) -> dict:
@@ -99,8 +99,9 @@ def small_app(config_files):
     return app.test_client()
 
 
-def test_flask_body_limit_is_a_json_413(small_app):
-    response = small_app.post("/submit", json={"type": "calc_hash", "upload": {"content": "A" * 4096}})
+def test_flask_body_limit_is_a_json_413(small_app, vault):
+    response = small_app.post("/submit", json={"type": "calc_hash", "upload": {"content": "A" * 4096}},
+                              headers=basic_header(*vault.basic("admin")))
     assert response.status_code == 413
     assert response.get_json() == {"code": 413, "message": "Request Entity Too Large"}
 

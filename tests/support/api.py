@@ -13,6 +13,11 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def basic_header(user: str, password: str) -> dict[str, str]:
+    """An Authorization header for Flask's test client, which has no `auth=` shortcut for requests."""
+    return {"Authorization": "Basic " + b64(f"{user}:{password}".encode())}
+
+
 class Api:
     def __init__(self, base_url: str, auth: Any = None) -> None:
         self.base_url = base_url

@@ -1,0 +1,198 @@
+"""Who a credential belongs to, as Vault says (SPEC §4), with a bounded login cache in front.
+
+- One hvac client per Vault call: hvac's `login()` would otherwise store one caller's token on a
+  shared client, where another caller's request could use it.
+- Identity comes from the login's `auth.metadata` (JWT claim mappings) or else from the identity
+  entity's metadata, read with the gateway's own token. Never from the unverified JWT.
+- A successful login is cached under a SHA-256 of the credential, never the credential, for at most
+  `vault.cache_ttl` and never past the token's lease or the JWT's `exp`. Failures are not cached.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import hvac
+import requests
+from hvac import exceptions as hvac_errors
+
+CACHE_LIMIT = 10_000
+VAULT_DOWN = (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,
+              hvac_errors.UnexpectedError, requests.RequestException)
+VAULT_REFUSED = (hvac_errors.InvalidRequest, hvac_errors.Forbidden, hvac_errors.Unauthorized,
+                 hvac_errors.InvalidPath, hvac_errors.RateLimitExceeded)
+
+
+class AuthFailed(Exception):
+    """Vault refused the credential, or it names nobody we know. `reason` is a class, not a text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoIdentity(AuthFailed):
+    """Vault accepted the credential, but neither the login nor the entity names a client_id and role."""
+
+    def __init__(self) -> None:
+        super().__init__("no_identity")
+
+
+class VaultUnavailable(Exception):
+    """Vault could not be asked (unreachable, timed out, sealed): the caller gets 503, not 401."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    client_id: str
+    role: str
+    system: bool = False
+
+
+@dataclass(frozen=True)
+class Credential:
+    kind: str  # "jwt" or "userpass"
+    secret: str
+    username: str = ""
+
+    def cache_key(self) -> str:
+        material = f"{self.kind}\0{self.username}\0{self.secret}".encode()
+        return hashlib.sha256(material).hexdigest()
+
+
+class LoginCache:
+    """Thread-safe, size-bounded map from credential hash to (identity, monotonic expiry)."""
+
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        self._entries: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def get(self, key: str) -> Identity | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._entries[key]
+                return None
+            return entry[0]
+
+    def put(self, key: str, identity: Identity, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (identity, time.monotonic() + ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._limit:
+                self._entries.popitem(last=False)
+
+
+class VaultIdentity:
+    """Logs credentials in to Vault and resolves them to an Identity."""
+
+    def __init__(self, config: Mapping[str, Any], gateway_token: str) -> None:
+        self.url = config["url"]
+        self.timeout = config["timeout"]
+        self.jwt_mount = config["auth_path"].removeprefix("auth/")
+        self.userpass_mount = config["userpass_path"].removeprefix("auth/")
+        self.jwt_role = config["jwt_role"]
+        self.cache_ttl = config["cache_ttl"]
+        self.keys = config["identity"]
+        self.system_role = config["system_role"]
+        self._gateway_token = gateway_token
+        self.cache = LoginCache()
+        self.logins = 0  # how many logins reached Vault from this process
+
+    def resolve(self, credential: Credential) -> tuple[Identity, bool]:
+        """The caller's identity and whether it came from the cache."""
+        key = credential.cache_key()
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached, True
+        auth = self._login(credential)
+        identity = self._identity(auth)
+        self.cache.put(key, identity, self._cache_ttl(credential, auth))
+        return identity, False
+
+    def healthy(self) -> bool:
+        try:
+            response = requests.get(f"{self.url}/v1/sys/health", timeout=self.timeout)
+        except requests.RequestException:
+            return False
+        return response.status_code in (200, 429, 473)
+
+    def _client(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.url, token=token, timeout=self.timeout)
+
+    def _login(self, credential: Credential) -> Mapping[str, Any]:
+        self.logins += 1
+        client = self._client()
+        try:
+            if credential.kind == "jwt":
+                response = client.auth.jwt.jwt_login(self.jwt_role, credential.secret, use_token=False,
+                                                     path=self.jwt_mount)
+            else:
+                response = client.auth.userpass.login(credential.username, credential.secret, use_token=False,
+                                                      mount_point=self.userpass_mount)
+        except VAULT_REFUSED:
+            raise AuthFailed("vault_refused") from None
+        except VAULT_DOWN:
+            raise VaultUnavailable() from None
+        finally:
+            client.adapter.close()
+        auth = response.get("auth") if isinstance(response, Mapping) else None
+        if not auth or not auth.get("client_token"):
+            raise AuthFailed("vault_no_auth")
+        return auth
+
+    def _identity(self, auth: Mapping[str, Any]) -> Identity:
+        metadata = auth.get("metadata") or {}
+        client_id, role = metadata.get(self.keys["login_client_id"]), metadata.get(self.keys["login_role"])
+        if not (client_id and role) and auth.get("entity_id"):
+            entity = self._entity_metadata(auth["entity_id"])
+            client_id = client_id or entity.get(self.keys["entity_client_id"])
+            role = role or entity.get(self.keys["entity_role"])
+        if not (isinstance(client_id, str) and client_id and isinstance(role, str) and role):
+            raise NoIdentity()
+        return Identity(client_id=client_id, role=role, system=role == self.system_role)
+
+    def _entity_metadata(self, entity_id: str) -> Mapping[str, Any]:
+        client = self._client(self._gateway_token)
+        try:
+            response = client.secrets.identity.read_entity(entity_id=entity_id)
+        except VAULT_REFUSED:
+            raise AuthFailed("entity_unreadable") from None
+        except VAULT_DOWN:
+            raise VaultUnavailable() from None
+        finally:
+            client.adapter.close()
+        return ((response or {}).get("data") or {}).get("metadata") or {}
+
+    def _cache_ttl(self, credential: Credential, auth: Mapping[str, Any]) -> float:
+        bounds = [float(self.cache_ttl)]
+        lease = auth.get("lease_duration")
+        if isinstance(lease, (int, float)) and lease > 0:
+            bounds.append(float(lease))
+        if credential.kind == "jwt":
+            # Vault has verified this token; its exp is read only to bound how long we trust it.
+            exp = _jwt_exp(credential.secret)
+            bounds.append(exp - time.time() if exp is not None else 0.0)
+        return min(bounds)
+
+
+def _jwt_exp(token: str) -> float | None:
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if isinstance(exp, (int, float)) else None
+    except (IndexError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,32 @@
+# Sourced by scripts/test.sh and scripts/run-local.sh: installs what a fresh machine lacks.
+# A fresh machine has Python, pip and apt; this adds redis-server (apt) and a virtualenv with the
+# pinned requirements in .venv. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${GATEWAY_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing redis-server (apt)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+}
+
+ensure_venv() {
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+  if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  echo "bootstrap: installing Python requirements into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+  echo "$want" > "$stamp"
+}
+
+ensure_redis_server
+ensure_venv

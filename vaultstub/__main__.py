@@ -1,0 +1,5 @@
+import sys
+
+from vaultstub.cli import main
+
+sys.exit(main())
