@@ -68,16 +68,23 @@ def login_required(system: bool = False) -> Callable:
 
 
 def job_type_allowed(field: str) -> Callable:
-    """After validation: the job type in data[field] must be in the caller's role's list."""
+    """The job type named in the JSON body's `field` must be in the caller's role's list.
+
+    Checked before the payload is validated, so a caller learns nothing about the schema of a type it
+    may not use; a missing, non-string or unknown type is left for body validation to report as a 400.
+    """
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
-        def wrapper(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             identity = current_identity()
-            if data[field] not in services().settings.config["roles"].get(identity.role, ()):
+            body = request.get_json(silent=True)
+            job_type = body.get(field) if isinstance(body, dict) else None
+            known = isinstance(job_type, str) and services().catalogue.get(job_type) is not None
+            if known and job_type not in services().settings.config["roles"].get(identity.role, ()):
                 _audit(identity, "denied", "job_type_not_allowed")
-                raise Forbidden(f"Role may not submit {data[field]}")
-            return view(data, *args, **kwargs)
+                raise Forbidden(f"Role may not submit {job_type}")
+            return view(*args, **kwargs)
         return wrapper
     return decorator
 

@@ -125,6 +125,18 @@ def gateway_url(service_env: dict[str, str], run_dir: Path) -> str:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def one_worker_gateway_url(service_env: dict[str, str], run_dir: Path) -> str:
+    """A second gateway with a single gunicorn worker process (8 threads): one process, one login cache."""
+    port = free_port()
+    proc = start_gunicorn(port, service_env, run_dir, workers=1)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: proc.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
+               30, "single-worker gateway ready")
+    yield url
+    proc.stop()
+
+
 @pytest.fixture
 def api(gateway_url: str, worker, vault: SeededVault) -> Api:
     """The gateway as the admin user, who may submit every job type and read every task."""

@@ -34,8 +34,8 @@ def upload_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 
 @bp.post("/submit")
 @auth.login_required()
-@body(SubmitRequest, check=upload_errors)
 @auth.job_type_allowed("type")
+@body(SubmitRequest, check=upload_errors)
 def submit(data: dict[str, Any]) -> tuple[dict, int, dict]:
     job = services().catalogue[data["type"]]
     record = services().dispatcher.submit(job, data["upload"], data["ExternalId"], auth.current_identity().client_id)

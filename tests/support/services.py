@@ -80,6 +80,6 @@ def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, ext
     return Process(f"worker-{name}", argv, env, log_dir)
 
 
-def start_gunicorn(port: int, env: dict[str, str], log_dir: Path) -> Process:
-    argv = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+def start_gunicorn(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> Process:
+    argv = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     return Process(f"gunicorn-{port}", argv, env, log_dir)
