@@ -11,6 +11,7 @@ import requests
 from gateway.store import RECORD_PREFIX
 from tests.support.api import Api, b64
 from tests.support.images import png
+from tests.support.vault import public_pem
 
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized"}
 CONTENT = {"content": b64(b"auth test content")}
@@ -90,20 +91,13 @@ def test_refused_jwts_are_401(gateway_url, worker, vault, case):
         "wrong-audience": lambda: vault.jwt(aud="someone-else"),
         "unknown-key": lambda: vault.jwt(key=vault.other_private_key),
         "alg-none": lambda: vault.jwt(alg="none"),
-        "hs256-with-public-key": lambda: vault.jwt(key=_public_pem(vault.private_key), alg="HS256"),
+        "hs256-with-public-key": lambda: vault.jwt(key=public_pem(vault.private_key), alg="HS256"),
         "tampered-claims": lambda: _tampered(vault),
         "not-yet-valid": lambda: vault.jwt(iat=now, nbf=now + 300, exp=now + 900),
     }[case]()
     response = submit_with(gateway_url, bearer(token))
     assert_unauthorized(response)
     assert "validation failed" not in response.text and "signature" not in response.text
-
-
-def _public_pem(private_pem: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def _tampered(vault) -> str:

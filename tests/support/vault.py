@@ -58,6 +58,15 @@ class SeededVault:
         requests.post(f"{self.url}/v1/sys/stub/{'seal' if sealed else 'unseal'}", timeout=2).raise_for_status()
 
 
+def public_pem(private_pem: str) -> str:
+    """The SubjectPublicKeyInfo PEM of a private key, as Vault's jwt_validation_pubkeys wants it."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def build_seed(public_key: str, passwords: dict[str, str], gateway_token: str) -> dict[str, Any]:
     """SPEC §4's Vault: userpass users with entities carrying client_id/role, JWT role `dynamic`
     mapping claims client_id -> client_id and role -> client_role, a token for the gateway."""
