@@ -13,7 +13,8 @@ VAULT_PORT="${VAULT_PORT:-8200}"
 mkdir -p "$RUN" "$ROOT/logs"
 pids=()
 cleanup() { trap - EXIT INT TERM; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 wait_for() {  # wait_for "what" command...: poll with a deadline, never a blind sleep
   local what="$1"; shift
