@@ -1,4 +1,5 @@
-"""/health: 200 when the broker, the result backend and Vault answer, 503 naming what does not."""
+"""/health: 200 when the broker, the result backend and Vault answer, 503 naming what does not.
+/ping: liveness only, touching nothing behind the gateway (load balancers, and the HTTP ceiling in bench/)."""
 from __future__ import annotations
 
 from flask import Blueprint
@@ -15,6 +16,11 @@ def health() -> tuple[dict, int]:
     if down:
         return {"message": f"Unavailable: {', '.join(down)}", "code": 0}, 503
     return {"message": "All right", "code": 1}, 200
+
+
+@bp.get("/ping")
+def ping() -> dict:
+    return {"message": "pong", "code": 1}
 
 
 def _checks() -> dict:

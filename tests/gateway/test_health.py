@@ -13,3 +13,8 @@ def test_every_response_carries_a_request_id(api):
     assert response.headers["X-Request-ID"] == "trace-42"
     generated = api.request("GET", "/health", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["X-Request-ID"] != "bad id with spaces" and len(generated.headers["X-Request-ID"]) == 32
+
+
+def test_ping_answers_without_touching_anything(api):
+    response = api.request("GET", "/ping")
+    assert response.status_code == 200 and response.json() == {"message": "pong", "code": 1}
