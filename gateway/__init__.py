@@ -9,8 +9,9 @@ from settings.logs import setup_logging
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
-    from gateway import errors, extensions, requestlog
-    from gateway.routes import health, tasks
+    from gateway import errors, extensions, metrics, requestlog
+    from gateway.routes import health, ops, tasks
+    from gateway.routes import metrics as metrics_route
 
     settings = settings or load_settings_or_exit()
     setup_logging(settings, process="gateway")
@@ -20,6 +21,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
     errors.init_app(app)
     requestlog.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_route.bp)
+    app.register_blueprint(ops.bp)
     return app

@@ -16,6 +16,7 @@ from typing import Any
 from flask import g, request
 from loguru import logger
 
+from gateway import metrics
 from gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
 from gateway.extensions import services
 from gateway.identity import AuthFailed, Credential, Identity, NoIdentity, VaultUnavailable
@@ -89,6 +90,19 @@ def job_type_allowed(field: str) -> Callable:
     return decorator
 
 
+def operator_required(view: Callable) -> Callable:
+    """After login_required: the caller's role must be one of `ops.roles` (operators see every task)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        identity = current_identity()
+        if identity.role not in services().settings.config["ops"]["roles"]:
+            _audit(identity, "denied", "not_operator")
+            raise Forbidden()
+        return view(*args, **kwargs)
+    return wrapper
+
+
 def current_identity() -> Identity:
     return g.identity
 
@@ -111,6 +125,7 @@ def _authenticate() -> Identity:
         _audit(None, "denied", failure.reason)
         raise Unauthorized(headers={"WWW-Authenticate": CHALLENGE}) from None
     except VaultUnavailable:
+        g.submit_outcome = "auth_unavailable"
         _audit(None, "error", "vault_unavailable")
         raise ServiceUnavailable("Authentication service unavailable") from None
     _audit(identity, "allowed", "cached" if cached else "vault_login")
@@ -119,6 +134,7 @@ def _authenticate() -> Identity:
 
 def _audit(identity: Identity | None, outcome: str, reason: str) -> None:
     """One line per decision: who, which route, the outcome and a reason class. Never a secret."""
+    metrics.AUTH.labels(outcome, reason).inc()
     logger.bind(audit=True).info(
         "auth {} reason={} client_id={} role={} route={} {}", outcome, reason,
         identity.client_id if identity else "-", identity.role if identity else "-",

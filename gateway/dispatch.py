@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from gateway.errors import ServiceUnavailable
 from gateway.jobs import JobType
 from gateway.store import TaskRecord, TaskStore
-from tasks.headers import CLIENT_HEADER
+from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 
@@ -35,7 +35,7 @@ class Dispatcher:
             self._publish(job, record, upload)
         except PUBLISH_ERRORS as exc:
             logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
-            self._forget(record.uuid)
+            self._forget(record)
             raise ServiceUnavailable("Broker unavailable") from None
         return record
 
@@ -43,14 +43,15 @@ class Dispatcher:
         self.celery.send_task(
             job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
             expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
-            headers={CLIENT_HEADER: record.owner},
+            headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
+                     SUBMITTED_HEADER: record.created.timestamp()},
             # Flower and worker logs show these instead of the payload itself.
             argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
             retry=False,
         )
 
-    def _forget(self, uuid: str) -> None:
+    def _forget(self, record: TaskRecord) -> None:
         try:
-            self.store.delete(uuid)
+            self.store.discard(record)
         except RedisError:
-            logger.error("could not remove the record of unqueued task {}", uuid)
+            logger.error("could not remove the record of unqueued task {}", record.uuid)

@@ -15,10 +15,13 @@ import celeryconfig
 from gateway.dispatch import Dispatcher
 from gateway.identity import VaultIdentity
 from gateway.jobs import JobCatalogue
+from gateway.metrics import BrokerCollector
+from gateway.status import code_for_reason
 from gateway.store import TaskStore
 from settings import Settings
 
 REDIS_TIMEOUT = 1.0
+SCRAPE_TIMEOUT = 0.5  # /metrics and the ops API read the broker with this; they must never hang
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,14 @@ class Services:
     dispatcher: Dispatcher
     broker: Redis
     identity: VaultIdentity
+    celery: Celery
+    broker_collector: BrokerCollector
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway"), set_as_current=False)
     store = TaskStore(_redis(settings.result_url), ttl=settings.config["results"]["expires"])
+    queues = sorted({job["queue"] for job in settings.config["jobs"].values()})
     app.extensions["gateway"] = Services(
         settings=settings,
         catalogue=JobCatalogue(settings.config["jobs"]),
@@ -41,6 +47,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         dispatcher=Dispatcher(celery, store),
         broker=_redis(settings.broker_url),
         identity=VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"]),
+        celery=celery,
+        broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
+                                         _redis(settings.result_url, SCRAPE_TIMEOUT), queues, code_for_reason),
     )
 
 
@@ -48,6 +57,6 @@ def services() -> Services:
     return current_app.extensions["gateway"]
 
 
-def _redis(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, socket_timeout=REDIS_TIMEOUT,
-                          socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=30)
+def _redis(url: str, timeout: float = REDIS_TIMEOUT) -> Redis:
+    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                          socket_connect_timeout=timeout, health_check_interval=30)

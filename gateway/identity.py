@@ -15,13 +15,15 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import hvac
 import requests
 from hvac import exceptions as hvac_errors
+
+from gateway import metrics
 
 CACHE_LIMIT = 10_000
 VAULT_DOWN = (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,
@@ -115,6 +117,7 @@ class VaultIdentity:
         """The caller's identity and whether it came from the cache."""
         key = credential.cache_key()
         cached = self.cache.get(key)
+        metrics.LOGIN_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return cached, True
         auth = self._login(credential)
@@ -134,20 +137,12 @@ class VaultIdentity:
 
     def _login(self, credential: Credential) -> Mapping[str, Any]:
         self.logins += 1
-        client = self._client()
-        try:
-            if credential.kind == "jwt":
-                response = client.auth.jwt.jwt_login(self.jwt_role, credential.secret, use_token=False,
-                                                     path=self.jwt_mount)
-            else:
-                response = client.auth.userpass.login(credential.username, credential.secret, use_token=False,
-                                                      mount_point=self.userpass_mount)
-        except VAULT_REFUSED:
-            raise AuthFailed("vault_refused") from None
-        except VAULT_DOWN:
-            raise VaultUnavailable() from None
-        finally:
-            client.adapter.close()
+        if credential.kind == "jwt":
+            response = self._call("login_jwt", None, "vault_refused", lambda client: client.auth.jwt.jwt_login(
+                self.jwt_role, credential.secret, use_token=False, path=self.jwt_mount))
+        else:
+            response = self._call("login_userpass", None, "vault_refused", lambda client: client.auth.userpass.login(
+                credential.username, credential.secret, use_token=False, mount_point=self.userpass_mount))
         auth = response.get("auth") if isinstance(response, Mapping) else None
         if not auth or not auth.get("client_token"):
             raise AuthFailed("vault_no_auth")
@@ -165,16 +160,24 @@ class VaultIdentity:
         return Identity(client_id=client_id, role=role, system=role == self.system_role)
 
     def _entity_metadata(self, entity_id: str) -> Mapping[str, Any]:
-        client = self._client(self._gateway_token)
+        response = self._call("entity_read", self._gateway_token, "entity_unreadable",
+                              lambda client: client.secrets.identity.read_entity(entity_id=entity_id))
+        return ((response or {}).get("data") or {}).get("metadata") or {}
+
+    def _call(self, operation: str, token: str | None, refused: str, call: Callable[[hvac.Client], Any]) -> Any:
+        """One Vault call on a fresh client, timed; Vault's refusals and outages become our two errors."""
+        client, outcome, started = self._client(token), "ok", time.perf_counter()
         try:
-            response = client.secrets.identity.read_entity(entity_id=entity_id)
+            return call(client)
         except VAULT_REFUSED:
-            raise AuthFailed("entity_unreadable") from None
+            outcome = "refused"
+            raise AuthFailed(refused) from None
         except VAULT_DOWN:
+            outcome = "unavailable"
             raise VaultUnavailable() from None
         finally:
             client.adapter.close()
-        return ((response or {}).get("data") or {}).get("metadata") or {}
+            metrics.VAULT_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 
     def _cache_ttl(self, credential: Credential, auth: Mapping[str, Any]) -> float:
         bounds = [float(self.cache_ttl)]

@@ -33,7 +33,8 @@ def _finish(response: Response) -> Response:
     identity = g.get("identity")
     elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     logger.bind(client_id=identity.client_id if identity else None).info(
-        "{} {} {} {:.1f}ms", request.method, request.path, response.status_code, elapsed_ms)
+        "{} {} {} {:.1f}ms from {}", request.method, request.path, response.status_code, elapsed_ms,
+        request.remote_addr or "-")
     response.headers["X-Request-ID"] = g.get("request_id", "")
     return response
 

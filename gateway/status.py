@@ -66,6 +66,15 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
     return info | {"status": PENDING, "message": "Running" if state != "RETRY" else "Waiting to retry"}
 
 
+def code_for_reason(reason: str) -> ErrorCode:
+    """The error code of a counted outcome reason (tasks/stats.py): an exception class, revoked, expired."""
+    if reason == "expired":
+        return ErrorCode.EXPIRED
+    if reason in ("revoked", "TaskRevokedError"):
+        return ErrorCode.CANCELLED
+    return EXCEPTION_CODES.get(reason, ErrorCode.FAILED)
+
+
 def failure(state: str, result: Any) -> tuple[ErrorCode, str]:
     """Error code and client-safe message for a FAILURE/REVOKED/REJECTED meta."""
     exc_type = result.get("exc_type") if isinstance(result, dict) else None

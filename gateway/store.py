@@ -12,6 +12,8 @@ from typing import Any
 
 from redis import Redis
 
+from tasks import stats
+
 RECORD_PREFIX = "gw:task:"
 # Celery's Redis result backend key for a task (KeyValueStoreBackend.task_keyprefix).
 META_PREFIX = "celery-task-meta-"
@@ -47,12 +49,19 @@ class TaskStore:
         self.ttl = ttl
 
     def save(self, record: TaskRecord) -> None:
+        """The record and the submission count, in one round trip."""
         key = RECORD_PREFIX + record.uuid
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=record.to_hash()).expire(key, self.ttl).execute()
+            pipe.hset(key, mapping=record.to_hash()).expire(key, self.ttl)
+            stats.add(pipe, f"submitted|{record.type}", self.ttl)
+            pipe.execute()
 
-    def delete(self, uuid: str) -> None:
-        self.redis.delete(RECORD_PREFIX + uuid)
+    def discard(self, record: TaskRecord) -> None:
+        """Undo `save` for a task that was never queued: the record goes, the count goes back."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(RECORD_PREFIX + record.uuid)
+            stats.add(pipe, f"submitted|{record.type}", self.ttl, amount=-1)
+            pipe.execute()
 
     def load(self, uuid: str) -> tuple[TaskRecord | None, dict[str, Any] | None]:
         """The record (None if unknown) and Celery's result meta (None while Celery has none)."""

@@ -15,7 +15,8 @@ import celeryconfig
 from settings import Settings, load_settings_or_exit
 from settings.logs import setup_logging
 from tasks.errors import JobError
-from tasks.headers import CLIENT_HEADER
+from tasks import stats
+from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER
 
 _settings: Settings | None = None
 
@@ -75,3 +76,36 @@ def _limit_images(**_: Any) -> None:
     from tasks import images
 
     images.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])
+
+
+def _count(field: str) -> None:
+    """Add one outcome to the shared counts (tasks/stats.py); never fails the task over a metric."""
+    try:
+        with app.backend.client.pipeline(transaction=False) as pipe:
+            stats.add(pipe, field, worker_settings().config["results"]["expires"])
+            pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - metrics are best effort
+        logger.warning("could not count task outcome: {}", exc.__class__.__name__)
+
+
+def _job_type(task: Task | None) -> str:
+    """The gateway's job type from the message header; the task name for messages sent by others."""
+    request = getattr(task, "request", None)
+    return (request.get(JOB_TYPE_HEADER) if request is not None else None) or getattr(task, "name", None) or "unknown"
+
+
+@signals.task_success.connect
+def _count_success(sender: Task | None = None, **_: Any) -> None:
+    _count(f"done|{_job_type(sender)}")
+
+
+@signals.task_failure.connect
+def _count_failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
+    _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}")
+
+
+@signals.task_revoked.connect
+def _count_revoked(sender: Task | None = None, request: Any = None, expired: bool = False, **_: Any) -> None:
+    headers = getattr(request, "request_dict", None) or {}
+    job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
+    _count(f"error|{job_type}|{'expired' if expired else 'revoked'}")

@@ -1,0 +1,34 @@
+"""Task counts kept in Redis, written by whoever sees the event: the gateway counts submissions, the
+workers count outcomes. Every gateway replica and worker adds to the same keys, so /metrics and the ops
+API read one sum, whatever the number of processes, and nothing is lost when a process restarts.
+
+Two shapes of the same counts:
+- `gw:stats:total`: monotonic lifetime counters (Prometheus counters).
+- `gw:stats:hour:<YYYYMMDDHH>`: the same per UTC hour, expiring with the results, for "how many in the
+  retention window" without scanning tasks.
+Fields: `submitted|<type>`, `done|<type>`, `error|<type>|<reason>` (reason: an exception class name,
+`revoked` or `expired`).
+"""
+from __future__ import annotations
+
+import time
+
+TOTAL_KEY = "gw:stats:total"
+HOUR_PREFIX = "gw:stats:hour:"
+
+
+def hour_key(timestamp: float | None = None) -> str:
+    return HOUR_PREFIX + time.strftime("%Y%m%d%H", time.gmtime(time.time() if timestamp is None else timestamp))
+
+
+def add(pipe, field: str, retention: int, amount: int = 1) -> None:
+    """Queue the increments of `field` on a Redis pipeline (the caller executes it)."""
+    key = hour_key()
+    pipe.hincrby(TOTAL_KEY, field, amount).hincrby(key, field, amount).expire(key, retention + 3600)
+
+
+def parse(field: str) -> tuple[str, str, str]:
+    """`kind|type[|reason]` -> (kind, type, reason or "")."""
+    kind, _, rest = field.partition("|")
+    job_type, _, reason = rest.partition("|")
+    return kind, job_type, reason
