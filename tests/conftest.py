@@ -90,6 +90,7 @@ def settings(config_files: tuple[Path, Path]) -> Settings:
 def service_env(config_files: tuple[Path, Path]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
     env.update(GATEWAY_CONFIG=str(config_files[0]), GATEWAY_SECRETS=str(config_files[1]), PYTHONPATH=str(ROOT))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each gunicorn makes its own (gunicorn.conf.py)
     return env
 
 
@@ -117,7 +118,8 @@ def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery):
 @pytest.fixture(scope="session")
 def gateway_url(service_env: dict[str, str], run_dir: Path) -> str:
     port = free_port()
-    proc = start_gunicorn(port, service_env, run_dir)
+    env = dict(service_env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-main"))
+    proc = start_gunicorn(port, env, run_dir)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: proc.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
                30, "gateway ready")
@@ -152,3 +154,13 @@ def api_as(gateway_url: str, worker, vault: SeededVault):
 @pytest.fixture
 def gateway_log(run_dir: Path) -> Path:
     return run_dir / "logs" / "gateway.log"
+
+
+@pytest.fixture
+def hold_queue_paused(celery_client, worker):
+    """Stop the worker consuming `hold` so a submitted job stays queued until we resume it."""
+    node = f"main@{socket.gethostname()}"
+    replies = celery_client.control.cancel_consumer("hold", destination=[node], reply=True, timeout=5)
+    assert replies, "worker did not answer cancel_consumer"
+    yield lambda: celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
+    celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)

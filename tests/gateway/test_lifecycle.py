@@ -11,16 +11,6 @@ from tests.support.api import b64
 from tests.support.services import start_worker, wait_until
 
 
-@pytest.fixture
-def hold_queue_paused(celery_client, worker):
-    """Stop the worker consuming `hold` so a submitted job stays queued until we resume it."""
-    node = f"main@{socket.gethostname()}"
-    replies = celery_client.control.cancel_consumer("hold", destination=[node], reply=True, timeout=5)
-    assert replies, "worker did not answer cancel_consumer"
-    yield lambda: celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
-    celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
-
-
 def test_submit_answers_202_with_location_and_contract_fields(api):
     response = api.submit("calc_hash", {"content": b64(b"x")}, ExternalId="abc-1")
     body = response.json()
