@@ -67,7 +67,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         "calc_hash_parked": {**hash_job, "queue": "parked"},
         "calc_hash_expiring": {**hash_job, "queue": "parked", "ttl": 1},
         "hold": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA)},
+        # Only the per-queue worker test consumes `solo`.
+        "calc_hash_solo": {**hash_job, "queue": "solo"},
     })
+    config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold"]
     return config
 

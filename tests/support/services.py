@@ -74,8 +74,10 @@ def start_redis(log_dir: Path, password: str, port: int | None = None) -> tuple[
     return Process(f"redis-{port}", argv, dict(os.environ), log_dir), port
 
 
-def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, extra: list[str] = ()) -> Process:
-    argv = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues, "-n", f"{name}@%h", "-c", "2",
+def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, extra: list[str] = (),
+                 concurrency: int | None = 2) -> Process:
+    argv = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues, "-n", f"{name}@%h",
+            *(["-c", str(concurrency)] if concurrency else []),
             "--without-mingle", "--without-gossip", "-I", "tests.support.holdjob", *extra]
     return Process(f"worker-{name}", argv, env, log_dir)
 
