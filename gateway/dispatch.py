@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 import uuid as uuidlib
 from typing import Any
 
@@ -12,10 +13,17 @@ from redis.exceptions import RedisError
 
 from gateway.errors import ServiceUnavailable
 from gateway.jobs import JobType
-from gateway.store import TaskRecord, TaskStore
+from gateway.store import Idempotency, TaskRecord, TaskStore
 from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: TaskRecord
+    new: bool  # False: an idempotency key named an existing task, nothing was queued
+    same_body: bool  # for an existing task: whether this request's body matches the one that made it
 
 
 class Dispatcher:
@@ -23,21 +31,35 @@ class Dispatcher:
         self.celery = celery
         self.store = store
 
-    def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str) -> TaskRecord:
-        """Record, then publish; a publish that fails takes its record with it (503, nothing left)."""
-        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner)
+    def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
+               idempotency: Idempotency | None = None, callback_url: str | None = None) -> Submitted:
+        """Record, then publish; a publish that fails takes its record with it (503, nothing left).
+        With `idempotency`, a key that already names a task returns that task and queues nothing."""
+        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
         try:
-            self.store.save(record)
+            existing = self.store.save(record, idempotency)
         except RedisError as exc:
             logger.warning("task store unavailable: {}", exc.__class__.__name__)
             raise ServiceUnavailable("Task store unavailable") from None
+        if existing is not None:
+            return Submitted(TaskRecord.from_hash(existing.uuid, existing.record), new=False,
+                             same_body=existing.body_hash == idempotency.body_hash)
         try:
             self._publish(job, record, upload)
         except PUBLISH_ERRORS as exc:
             logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
-            self._forget(record)
+            self._forget(record, idempotency)
             raise ServiceUnavailable("Broker unavailable") from None
-        return record
+        return Submitted(record, new=True, same_body=True)
+
+    def cancel(self, record: TaskRecord, terminate: bool) -> None:
+        """Mark the record (the worker checks it before running) and revoke the task in every worker."""
+        try:
+            self.store.mark_cancelled(record.uuid)
+            self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
+        except PUBLISH_ERRORS as exc:
+            logger.warning("could not revoke task {}: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable") from None
 
     def _publish(self, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> None:
         self.celery.send_task(
@@ -50,8 +72,8 @@ class Dispatcher:
             retry=False,
         )
 
-    def _forget(self, record: TaskRecord) -> None:
+    def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
         try:
-            self.store.discard(record)
+            self.store.discard(record, idempotency)
         except RedisError:
             logger.error("could not remove the record of unqueued task {}", record.uuid)

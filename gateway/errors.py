@@ -6,6 +6,7 @@ responses. Messages are fixed strings: no exception text from Redis, Vault or Ce
 from __future__ import annotations
 
 import traceback
+from typing import Any
 
 from flask import Flask, Response, jsonify
 from loguru import logger
@@ -17,11 +18,12 @@ class ApiError(Exception):
     message = "Internal Server Error"
 
     def __init__(self, message: str | None = None, errors: dict[str, list[str]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
         self.errors = errors
         self.headers = headers or {}
+        self.extra = extra or {}  # further envelope fields, e.g. the uuid an idempotency conflict names
 
 
 class ValidationFailed(ApiError):
@@ -46,6 +48,11 @@ class TaskNotFound(ApiError):
     message = "Task not found"
 
 
+class Conflict(ApiError):
+    status = 409
+    message = "Conflict"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     message = "Payload Too Large"
@@ -56,8 +63,9 @@ class ServiceUnavailable(ApiError):
     message = "Service Unavailable"
 
 
-def envelope(status: int, message: str, errors: dict[str, list[str]] | None = None) -> Response:
-    body: dict = {"code": status, "message": message}
+def envelope(status: int, message: str, errors: dict[str, list[str]] | None = None,
+             extra: dict[str, Any] | None = None) -> Response:
+    body: dict = {"code": status, "message": message, **(extra or {})}
     if errors:
         body["errors"] = errors
     response = jsonify(body)
@@ -72,7 +80,7 @@ def init_app(app: Flask) -> None:
 
 
 def _api_error(exc: ApiError) -> Response:
-    response = envelope(exc.status, exc.message, exc.errors)
+    response = envelope(exc.status, exc.message, exc.errors, exc.extra)
     response.headers.update(exc.headers)
     return response
 

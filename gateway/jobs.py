@@ -25,6 +25,7 @@ class JobType:
     soft_time_limit: float
     max_content_bytes: int
     validator: Draft202012Validator
+    cancel_terminates: bool = False  # may DELETE /tasks/<uuid> kill a running job (SIGTERM to its process)
 
     def upload_errors(self, upload: Mapping[str, Any]) -> dict[str, list[str]]:
         """Every schema violation of `upload` at once, keyed by dotted field path."""
@@ -66,6 +67,7 @@ def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
         name=name, task=conf["task"], queue=conf["queue"], ttl=conf["ttl"],
         time_limit=conf["time_limit"], soft_time_limit=conf["soft_time_limit"],
         max_content_bytes=conf["max_content_bytes"], validator=Draft202012Validator(schema),
+        cancel_terminates=conf.get("cancel_terminates", False),
     )
 
 

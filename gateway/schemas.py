@@ -1,6 +1,8 @@
 """marshmallow request and response schemas: the exact field names of SPEC §2. No I/O here."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import Schema, fields, validate
 
 
@@ -21,6 +23,20 @@ class TaskInfoQuery(Schema):
     taskid = fields.String(required=True)
 
 
+class TaskListQuery(Schema):
+    status = fields.String(validate=validate.OneOf(["created", "pending", "done", "error"]))
+    type = fields.String(validate=validate.Length(min=1, max=64))
+    ExternalId = fields.String(validate=validate.Length(min=1, max=256))
+    created_after = fields.AwareDateTime(default_timezone=timezone.utc)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=200))
+    client_id = fields.String(validate=validate.Length(min=1, max=256))
+
+
+class CancelRequest(Schema):
+    terminate = fields.Boolean(load_default=False)
+
+
 class TaskInfo(Schema):
     uuid = fields.String()
     type = fields.String()
@@ -30,6 +46,12 @@ class TaskInfo(Schema):
     message = fields.String()
     code = fields.Integer()
     result = fields.Raw(allow_none=True)
+    progress = fields.Dict()
+
+
+class TaskList(Schema):
+    tasks = fields.List(fields.Nested(TaskInfo))
+    next_cursor = fields.String(allow_none=True)
 
 
 class Error(Schema):

@@ -57,13 +57,21 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
     if state in FAILED_STATES:
         code, message = failure(state, meta.get("result"))
         return info | {"status": ERROR, "code": int(code), "message": message, "processed": _iso(meta.get("date_done"))}
+    if record.cancelled:
+        # Cancelled through the gateway: final even before any worker has seen the revoke.
+        return info | {"status": ERROR, "code": int(ErrorCode.CANCELLED), "message": MESSAGES[ErrorCode.CANCELLED],
+                       "processed": _iso((meta or {}).get("date_done"))}
     if state == "PENDING":
         if now > record.expires + timedelta(seconds=grace):
             # The message carries `expires`: no worker will start it now, whatever happens next.
             return info | {"status": ERROR, "code": int(ErrorCode.EXPIRED), "message": MESSAGES[ErrorCode.EXPIRED],
                            "processed": record.expires.isoformat()}
         return info | {"status": CREATED, "message": "Queued, waiting for a worker"}
-    return info | {"status": PENDING, "message": "Running" if state != "RETRY" else "Waiting to retry"}
+    running = info | {"status": PENDING, "message": "Running" if state != "RETRY" else "Waiting to retry"}
+    progress = (meta or {}).get("result") if state == "PROGRESS" else None
+    if isinstance(progress, dict) and isinstance(progress.get("percent"), (int, float)):
+        running["progress"] = {"percent": progress["percent"], "stage": str(progress.get("stage", ""))}
+    return running
 
 
 def code_for_reason(reason: str) -> ErrorCode:

@@ -1,22 +1,50 @@
 """The gateway's own record of each accepted task, in Redis beside Celery's result meta.
 
-A record lives as long as results do (`results.expires`). Reading a task is one round trip: the
-record and Celery's meta key are fetched in a single pipeline.
+Keys (all live as long as results do, `results.expires`):
+- `gw:task:<uuid>`: the record (type, created, expires, ExternalId, owner, callback, cancelled).
+- `gw:owner:<client_id>`: sorted set of the client's task ids by creation time; the listing index.
+- `gw:idem:<client_id>:<sha256>`: the task an ExternalId / Idempotency-Key already names, with a hash
+  of the body that created it.
+Saving is one Lua script: the idempotency check, the record, the index and the submission count
+happen atomically in one round trip, so concurrent duplicates queue exactly one task. Reading a
+task is one pipelined round trip: the record and Celery's meta key together.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from redis import Redis
 
 from tasks import stats
+from tasks.headers import RECORD_PREFIX
 
-RECORD_PREFIX = "gw:task:"
+OWNER_PREFIX = "gw:owner:"
+IDEMPOTENCY_PREFIX = "gw:idem:"
 # Celery's Redis result backend key for a task (KeyValueStoreBackend.task_keyprefix).
 META_PREFIX = "celery-task-meta-"
+
+# KEYS: record, owner index, stats total, stats hour[, idempotency key]
+# ARGV: ttl, score, uuid, stats field, idempotency value, then the record's field/value pairs
+SAVE_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+if #KEYS == 5 then
+  local existing = redis.call('GET', KEYS[5])
+  if existing then return existing end
+  redis.call('SET', KEYS[5], ARGV[5], 'EX', ttl)
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('EXPIRE', KEYS[4], ttl + 3600)
+return false
+"""
 
 
 @dataclass(frozen=True)
@@ -27,46 +55,104 @@ class TaskRecord:
     expires: datetime
     external_id: str | None
     owner: str
+    callback_url: str | None = None
+    cancelled: bool = False
 
     @classmethod
-    def new(cls, uuid: str, job_type: str, ttl: float, external_id: str | None, owner: str) -> TaskRecord:
+    def new(cls, uuid: str, job_type: str, ttl: float, external_id: str | None, owner: str,
+            callback_url: str | None = None) -> TaskRecord:
         created = datetime.now(timezone.utc)
-        return cls(uuid, job_type, created, created + timedelta(seconds=ttl), external_id, owner)
+        return cls(uuid, job_type, created, created + timedelta(seconds=ttl), external_id, owner, callback_url)
 
     def to_hash(self) -> dict[str, str]:
         return {"type": self.type, "created": self.created.isoformat(), "expires": self.expires.isoformat(),
-                "external_id": self.external_id or "", "owner": self.owner}
+                "external_id": self.external_id or "", "owner": self.owner, "callback_url": self.callback_url or ""}
 
     @classmethod
     def from_hash(cls, uuid: str, data: dict[str, str]) -> TaskRecord:
         return cls(uuid, data["type"], datetime.fromisoformat(data["created"]),
-                   datetime.fromisoformat(data["expires"]), data.get("external_id") or None, data["owner"])
+                   datetime.fromisoformat(data["expires"]), data.get("external_id") or None, data["owner"],
+                   data.get("callback_url") or None, data.get("cancelled") == "1")
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An idempotency claim: its key (already hashed with the owner) and the hash of the request body."""
+
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The task an idempotency key already names."""
+
+    uuid: str
+    body_hash: str
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskStore:
     def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
+        self._save = redis.register_script(SAVE_SCRIPT)
 
-    def save(self, record: TaskRecord) -> None:
-        """The record and the submission count, in one round trip."""
-        key = RECORD_PREFIX + record.uuid
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=record.to_hash()).expire(key, self.ttl)
-            stats.add(pipe, f"submitted|{record.type}", self.ttl)
-            pipe.execute()
+    def save(self, record: TaskRecord, idempotency: Idempotency | None = None) -> Existing | None:
+        """Record a new task; or, when `idempotency` names a task already, return that one untouched."""
+        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key()]
+        claim = ""
+        if idempotency is not None:
+            keys.append(idempotency.key)
+            claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
+        fields = [item for pair in record.to_hash().items() for item in pair]
+        found = self._save(keys=keys, args=[self.ttl, record.created.timestamp(), record.uuid,
+                                            f"submitted|{record.type}", claim, *fields])
+        if not found:
+            return None
+        existing = json.loads(found)
+        return Existing(existing["uuid"], existing["body"], existing["record"])
 
-    def discard(self, record: TaskRecord) -> None:
-        """Undo `save` for a task that was never queued: the record goes, the count goes back."""
+    def discard(self, record: TaskRecord, idempotency: Idempotency | None = None) -> None:
+        """Undo `save` for a task that was never queued: record, index entry, claim and count go."""
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(RECORD_PREFIX + record.uuid)
+            pipe.delete(RECORD_PREFIX + record.uuid).zrem(OWNER_PREFIX + record.owner, record.uuid)
+            if idempotency is not None:
+                pipe.delete(idempotency.key)
             stats.add(pipe, f"submitted|{record.type}", self.ttl, amount=-1)
             pipe.execute()
 
     def load(self, uuid: str) -> tuple[TaskRecord | None, dict[str, Any] | None]:
         """The record (None if unknown) and Celery's result meta (None while Celery has none)."""
+        return self.load_many([uuid])[0]
+
+    def load_many(self, uuids: list[str]) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
+        """Records and metas of several tasks in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
-            data, meta = pipe.hgetall(RECORD_PREFIX + uuid).get(META_PREFIX + uuid).execute()
-        if not data:
-            return None, None
-        return TaskRecord.from_hash(uuid, data), json.loads(meta) if meta else None
+            for uuid in uuids:
+                pipe.hgetall(RECORD_PREFIX + uuid).get(META_PREFIX + uuid)
+            replies = pipe.execute()
+        loaded = []
+        for i, uuid in enumerate(uuids):
+            data, meta = replies[2 * i], replies[2 * i + 1]
+            loaded.append((TaskRecord.from_hash(uuid, data), json.loads(meta) if meta else None) if data
+                          else (None, None))
+        return loaded
+
+    def claimed(self, key: str) -> str | None:
+        """The task id an idempotency key names, if any."""
+        found = self.redis.get(key)
+        return json.loads(found)["uuid"] if found else None
+
+    def mark_cancelled(self, uuid: str) -> None:
+        self.redis.hset(RECORD_PREFIX + uuid, "cancelled", "1")
+
+    def page(self, owner: str, before: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:
+        """Up to `count` of the owner's task ids, newest first, strictly after the cursor `before`."""
+        high = f"{before[0]!r}" if before else "+inf"
+        # Members sharing the cursor's score come in reverse lexicographic order: skip those not past it.
+        rows = self.redis.zrevrangebyscore(OWNER_PREFIX + owner, high, "-inf", start=0,
+                                           num=count + 64 if before else count, withscores=True)
+        if before:
+            rows = [(m, s) for m, s in rows if s < before[0] or m < before[1]][:count]
+        return rows

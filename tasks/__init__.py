@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from celery import Celery, Task, signals
+from celery.exceptions import Ignore
 from loguru import logger
 
 import celeryconfig
@@ -17,7 +18,7 @@ from settings import Settings, load_settings_or_exit
 from settings.logs import setup_logging
 from tasks.errors import JobError
 from tasks import stats
-from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER
+from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, RECORD_PREFIX
 
 _settings: Settings | None = None
 
@@ -48,6 +49,10 @@ class JobTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         client_id = self.request.get(CLIENT_HEADER) or "-"
         with logger.contextualize(task_id=self.request.id, client_id=client_id):
+            if self._cancelled():
+                logger.info("task {} cancelled before it started", self.name)
+                self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
+                raise Ignore()
             started = time.perf_counter()
             try:
                 result = super().__call__(*args, **kwargs)
@@ -59,6 +64,17 @@ class JobTask(Task):
                 raise
             logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
             return result
+
+
+    def _cancelled(self) -> bool:
+        """A cancel through the gateway marks the task record; a worker that missed the revoke
+        broadcast (started later, say) still finds it here. Messages from elsewhere have no record."""
+        if not self.request.id or self.request.get(JOB_TYPE_HEADER) is None:
+            return False
+        try:
+            return self.backend.client.hget(f"{RECORD_PREFIX}{self.request.id}", "cancelled") == b"1"
+        except Exception:  # noqa: BLE001 - the revoke broadcast remains the primary mechanism
+            return False
 
 
 app = Celery("tasks", task_cls=JobTask, include=["tasks.hashing", "tasks.images"])

@@ -66,7 +66,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         # No worker ever consumes `parked`: these stay `created`, or expire.
         "calc_hash_parked": {**hash_job, "queue": "parked"},
         "calc_hash_expiring": {**hash_job, "queue": "parked", "ttl": 1},
-        "hold": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA)},
+        "hold": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA),
+                 "cancel_terminates": True},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
     })

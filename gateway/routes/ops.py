@@ -111,8 +111,5 @@ def revoke(task_id: str) -> tuple[dict, int]:
         raise TaskNotFound()
     body = request.get_json(silent=True) or {}
     terminate = body.get("terminate") is True
-    try:
-        services().celery.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
-    except BROKER_ERRORS:
-        raise ServiceUnavailable("Broker unavailable") from None
+    services().dispatcher.cancel(record, terminate=terminate)
     return {"uuid": task_id, "revoked": True, "terminate": terminate}, 202

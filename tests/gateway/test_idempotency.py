@@ -1,0 +1,80 @@
+"""Idempotent submit: same ExternalId (or Idempotency-Key) and body -> the original task; different body -> 409."""
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from gateway.store import RECORD_PREFIX
+from tests.support.api import b64
+
+
+def parked(tag: str) -> dict:
+    return {"content": b64(tag.encode())}
+
+
+def test_repeat_with_same_body_returns_the_original_and_queues_nothing(api, redis_client):
+    external_id = f"ext-{uuid.uuid4()}"
+    first = api.submit("calc_hash_parked", parked("a"), ExternalId=external_id)
+    queued = redis_client.llen("parked")
+    again = api.submit("calc_hash_parked", parked("a"), ExternalId=external_id)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert redis_client.llen("parked") == queued
+
+
+def test_repeat_with_a_different_body_is_409_naming_the_original(api, redis_client):
+    external_id = f"ext-{uuid.uuid4()}"
+    first = api.submit("calc_hash_parked", parked("a"), ExternalId=external_id).json()
+    queued = redis_client.llen("parked")
+    conflict = api.submit("calc_hash_parked", parked("b"), ExternalId=external_id)
+    assert conflict.status_code == 409
+    assert conflict.json() == {"code": 409, "message": "This idempotency key already names a task with a different body",
+                               "uuid": first["uuid"]}
+    assert redis_client.llen("parked") == queued
+
+
+def test_idempotency_key_header_works_the_same_way(api):
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = api.request("POST", "/submit", json={"type": "calc_hash_parked", "upload": parked("h")}, headers=key)
+    again = api.request("POST", "/submit", json={"type": "calc_hash_parked", "upload": parked("h")}, headers=key)
+    other = api.request("POST", "/submit", json={"type": "calc_hash_parked", "upload": parked("x")}, headers=key)
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 409)
+    assert first.json()["uuid"] == again.json()["uuid"] == other.json()["uuid"]
+
+
+def test_keys_are_per_client(api_as):
+    external_id = f"shared-{uuid.uuid4()}"
+    mine = api_as("service").submit("calc_hash", parked("s"), ExternalId=external_id)
+    theirs = api_as("copytrust").submit("calc_hash", parked("s"), ExternalId=external_id)
+    assert mine.status_code == theirs.status_code == 202
+    assert mine.json()["uuid"] != theirs.json()["uuid"]
+
+
+def test_without_external_id_every_submit_is_new(api):
+    one, two = (api.submit("calc_hash_parked", parked("same")) for _ in range(2))
+    assert one.status_code == two.status_code == 202 and one.json()["uuid"] != two.json()["uuid"]
+
+
+def test_concurrent_duplicates_queue_exactly_one_task(gateway_url, worker, vault, redis_client):
+    """32 identical submissions at once over both gunicorn workers: one 202, the rest 200, one message."""
+    external_id = f"race-{uuid.uuid4()}"
+    body = {"type": "calc_hash_parked", "upload": parked("race"), "ExternalId": external_id}
+    queued = redis_client.llen("parked")
+    records = len(redis_client.keys(RECORD_PREFIX + "*"))
+    session_auth = vault.basic("admin")
+    requests.post(gateway_url + "/submit", json={"type": "calc_hash_parked", "upload": parked("warm")},
+                  auth=session_auth, timeout=10)  # log in once so the race is about the submit, not Vault
+
+    def post(_: int) -> requests.Response:
+        return requests.post(gateway_url + "/submit", json=body, auth=session_auth, timeout=10)
+
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(post, range(32)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 31 + [202]
+    assert len({r.json()["uuid"] for r in responses}) == 1
+    assert redis_client.llen("parked") == queued + 2  # the warm-up and exactly one of the 32
+    assert len(redis_client.keys(RECORD_PREFIX + "*")) == records + 2
