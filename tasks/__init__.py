@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -37,6 +38,13 @@ def content_limit(task_name: str) -> int:
     return max(job["max_content_bytes"] for job in jobs if job["task"] == task_name)
 
 
+Progress = Callable[[int, str], None]
+
+
+def no_progress(percent: int, stage: str) -> None:
+    """The progress callback of a job function called outside a worker (tests, scripts)."""
+
+
 class JobTask(Task):
     """Binds task_id/client_id into the log context for the span of a task and writes its one line.
 
@@ -65,6 +73,11 @@ class JobTask(Task):
             logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
             return result
 
+
+    def report_progress(self, percent: int, stage: str) -> None:
+        """Celery state PROGRESS with {percent, stage}: /taskinfo shows it under `progress` while pending."""
+        if self.request.id and not self.request.called_directly:
+            self.update_state(state="PROGRESS", meta={"percent": percent, "stage": stage})
 
     def _cancelled(self) -> bool:
         """A cancel through the gateway marks the task record; a worker that missed the revoke

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks import app, content_limit
+from tasks import Progress, app, content_limit, no_progress
 from tasks.content import decode, encode
 from tasks.errors import BadContent
 
@@ -35,11 +35,14 @@ def open_image(content: bytes) -> Image.Image:
 
 
 def resize_image(content: bytes, width: int | None = None, height: int | None = None,
-                 keep_aspect: bool = True, format: str | None = None) -> dict[str, Any]:
+                 keep_aspect: bool = True, format: str | None = None, progress: Progress = no_progress) -> dict[str, Any]:
     """Resize into the box (fit inside it when keep_aspect); encode as `format` or the source's."""
+    progress(10, "decoding")
     image = open_image(content)
+    progress(40, "resizing")
     size = fit_size(image.size, width, height, keep_aspect)
     resized = image.resize(size, Image.Resampling.LANCZOS)
+    progress(70, "encoding")
     return _encoded(resized, format or _source_format(image))
 
 
@@ -53,9 +56,12 @@ def fit_size(source: tuple[int, int], width: int | None, height: int | None, kee
 
 
 def water_marks(content: bytes, text: str, position: str = "bottom-right", opacity: float = 0.5,
-                font_size: int | None = None, format: str | None = None) -> dict[str, Any]:
+                font_size: int | None = None, format: str | None = None, progress: Progress = no_progress
+                ) -> dict[str, Any]:
     """Stamp `text` at `position` with `opacity`; the font scales with the image unless given."""
+    progress(10, "decoding")
     image = open_image(content)
+    progress(40, "stamping")
     base = image.convert("RGBA")
     size = font_size or max(12, min(base.size) // 12)
     font = ImageFont.load_default(size=size)
@@ -67,6 +73,7 @@ def water_marks(content: bytes, text: str, position: str = "bottom-right", opaci
     draw.text((xy[0] - left, xy[1] - top), text, font=font, fill=(255, 255, 255, alpha),
               stroke_width=max(1, size // 16), stroke_fill=(0, 0, 0, alpha))
     stamped = Image.alpha_composite(base, overlay)
+    progress(70, "encoding")
     return _encoded(stamped, format or _source_format(image))
 
 
@@ -93,15 +100,16 @@ def _encoded(image: Image.Image, fmt: str) -> dict[str, Any]:
     return {"content": encode(buffer.getvalue()), "width": image.width, "height": image.height, "format": fmt}
 
 
-@app.task(name="jobs.resize_image")
-def resize_image_task(upload: dict[str, Any]) -> dict[str, Any]:
-    content = decode(upload["content"], content_limit(resize_image_task.name))
+@app.task(name="jobs.resize_image", bind=True)
+def resize_image_task(self, upload: dict[str, Any]) -> dict[str, Any]:
+    content = decode(upload["content"], content_limit(self.name))
     return resize_image(content, upload.get("width"), upload.get("height"),
-                        upload.get("keep_aspect", True), upload.get("format"))
+                        upload.get("keep_aspect", True), upload.get("format"), progress=self.report_progress)
 
 
-@app.task(name="jobs.water_marks")
-def water_marks_task(upload: dict[str, Any]) -> dict[str, Any]:
-    content = decode(upload["content"], content_limit(water_marks_task.name))
+@app.task(name="jobs.water_marks", bind=True)
+def water_marks_task(self, upload: dict[str, Any]) -> dict[str, Any]:
+    content = decode(upload["content"], content_limit(self.name))
     return water_marks(content, upload["text"], upload.get("position", "bottom-right"),
-                       upload.get("opacity", 0.5), upload.get("font_size"), upload.get("format"))
+                       upload.get("opacity", 0.5), upload.get("font_size"), upload.get("format"),
+                       progress=self.report_progress)

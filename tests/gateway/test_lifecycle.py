@@ -60,3 +60,14 @@ def test_late_worker_never_runs_an_expired_job(api, service_env, run_dir, redis_
         assert (info["status"], info["code"]) == ("error", 3)
     finally:
         late.stop()
+
+
+def test_a_running_job_shows_its_progress(api, redis_client):
+    task_id = api.submitted("hold", {"tag": "progress"})
+    info = api.wait_status(task_id, "pending")
+    from tests.support.services import wait_until
+    info = wait_until(lambda: (body := api.taskinfo(task_id).json()).get("progress") and body, 30, "progress shown")
+    assert info["status"] == "pending" and info["progress"] == {"percent": 50, "stage": "holding"}
+    redis_client.rpush(f"release:{task_id}", "go")
+    done = api.wait_status(task_id, "done")
+    assert "progress" not in done

@@ -11,5 +11,6 @@ from tasks import app
 
 @app.task(name="tests.hold", bind=True)
 def hold(self, upload: dict[str, Any]) -> dict[str, Any]:
+    self.report_progress(50, "holding")
     released = self.app.backend.client.blpop([f"release:{self.request.id}"], timeout=60)
     return {"released": released is not None, "tag": upload.get("tag")}

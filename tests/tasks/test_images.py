@@ -52,3 +52,15 @@ def test_decompression_bomb_is_bad_content(monkeypatch):
     monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(BadContent, match="exceeds the limit"):
         water_marks(png(100, 100), "x")
+
+
+@pytest.mark.parametrize("job", ["resize", "water_marks"])
+def test_image_jobs_report_progress_in_order(job):
+    seen = []
+    record = lambda percent, stage: seen.append((percent, stage))  # noqa: E731
+    if job == "resize":
+        resize_image(png(), width=50, progress=record)
+        assert seen == [(10, "decoding"), (40, "resizing"), (70, "encoding")]
+    else:
+        water_marks(png(), "x", progress=record)
+        assert seen == [(10, "decoding"), (40, "stamping"), (70, "encoding")]
