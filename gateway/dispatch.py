@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass
 import uuid as uuidlib
 from typing import Any
@@ -51,6 +52,21 @@ class Dispatcher:
             self._forget(record, idempotency)
             raise ServiceUnavailable("Broker unavailable") from None
         return Submitted(record, new=True, same_body=True)
+
+    def requeue(self, task_id: str, entry: dict[str, Any], job: JobType | None) -> None:
+        """Send a dead-lettered job again under its own id, with a fresh TTL, as if just accepted."""
+        expires = datetime.now(timezone.utc) + timedelta(seconds=job.ttl if job else 3600)
+        try:
+            self.store.reset_for_requeue(task_id, expires)
+            self.celery.send_task(
+                entry["task"], args=entry.get("args") or (), kwargs=entry.get("kwargs") or {}, task_id=task_id,
+                queue=entry.get("queue") or (job.queue if job else None), expires=expires,
+                headers={CLIENT_HEADER: entry.get("owner"), JOB_TYPE_HEADER: entry.get("type"),
+                         SUBMITTED_HEADER: datetime.now(timezone.utc).timestamp()},
+                argsrepr="()", kwargsrepr="{'upload': <requeued>}", retry=False)
+        except (*PUBLISH_ERRORS, RedisError) as exc:
+            logger.warning("could not requeue task {}: {}", task_id, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable") from None
 
     def cancel(self, record: TaskRecord, terminate: bool) -> None:
         """Mark the record (the worker checks it before running) and revoke the task in every worker."""

@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     CANCELLED = 4     # revoked by a client or an operator
     TIMED_OUT = 5     # hit its soft or hard time limit
     WORKER_LOST = 6   # the worker died twice while running it
+    RETRIES_EXHAUSTED = 7  # a transient failure outlived the job type's retry policy (dead-lettered)
 
 
 CREATED, PENDING, DONE, ERROR = "created", "pending", "done", "error"
@@ -34,6 +35,7 @@ EXCEPTION_CODES = {
     "SoftTimeLimitExceeded": ErrorCode.TIMED_OUT,
     "TimeLimitExceeded": ErrorCode.TIMED_OUT,
     "WorkerLostError": ErrorCode.WORKER_LOST,
+    "RetriesExhausted": ErrorCode.RETRIES_EXHAUSTED,
 }
 # Our own job exceptions carry messages written for clients; anything else gets a fixed text.
 CLIENT_SAFE_EXCEPTIONS = {"BadContent", "JobError"}
@@ -43,6 +45,7 @@ MESSAGES = {
     ErrorCode.CANCELLED: "The job was cancelled",
     ErrorCode.TIMED_OUT: "The job exceeded its time limit",
     ErrorCode.WORKER_LOST: "The worker running the job was lost",
+    ErrorCode.RETRIES_EXHAUSTED: "The job kept failing and was set aside after its retries",
 }
 
 

@@ -144,6 +144,12 @@ class TaskStore:
         found = self.redis.get(key)
         return json.loads(found)["uuid"] if found else None
 
+    def reset_for_requeue(self, uuid: str, expires: datetime) -> None:
+        """Forget the failed outcome (the task shows `created` again) and give the record a new expiry."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(META_PREFIX + uuid).hset(RECORD_PREFIX + uuid, "expires", expires.isoformat())
+            pipe.expire(RECORD_PREFIX + uuid, self.ttl).execute()
+
     def mark_cancelled(self, uuid: str) -> None:
         self.redis.hset(RECORD_PREFIX + uuid, "cancelled", "1")
 

@@ -5,6 +5,7 @@ import time, so tests and the gateway can import the job code without any settin
 """
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from loguru import logger
 import celeryconfig
 from settings import Settings, load_settings_or_exit
 from settings.logs import setup_logging
-from tasks.errors import JobError
+from tasks import deadletters
+from tasks.errors import JobError, RetriesExhausted, TransientError
 from tasks import stats
 from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, RECORD_PREFIX
 
@@ -30,6 +32,16 @@ def worker_settings() -> Settings:
     if _settings is None:
         _settings = load_settings_or_exit()
     return _settings
+
+
+NO_RETRY = {"max_attempts": 1, "backoff": 1.0, "backoff_max": 60.0, "jitter": True}
+
+
+def retry_policy(job_type: str | None, task_name: str) -> dict[str, Any]:
+    """The retry policy of the job type (or, for messages from elsewhere, of the first type using the task)."""
+    jobs = worker_settings().config["jobs"]
+    job = jobs.get(job_type or "") or next((j for j in jobs.values() if j["task"] == task_name), {})
+    return NO_RETRY | job.get("retry", {})
 
 
 def content_limit(task_name: str) -> int:
@@ -52,7 +64,7 @@ class JobTask(Task):
     in the log, and are never retried.
     """
 
-    throws = (JobError,)
+    throws = (JobError, RetriesExhausted)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         client_id = self.request.get(CLIENT_HEADER) or "-"
@@ -64,6 +76,10 @@ class JobTask(Task):
             started = time.perf_counter()
             try:
                 result = super().__call__(*args, **kwargs)
+            except TransientError as exc:
+                logger.info("task {} transient failure: {} (attempt {})", self.name, exc.__class__.__name__,
+                            self.request.retries + 1)
+                self._retry_or_dead_letter(exc, args, kwargs)
             except JobError as exc:
                 logger.info("task {} failed: {} ({:.3f}s)", self.name, exc.__class__.__name__, time.perf_counter() - started)
                 raise
@@ -73,6 +89,22 @@ class JobTask(Task):
             logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
             return result
 
+
+    def _retry_or_dead_letter(self, exc: TransientError, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Retry with exponential backoff and jitter while the job type's policy allows; then keep the
+        job in the dead-letter list and fail it with RetriesExhausted (its own error code)."""
+        policy = retry_policy(self.request.get(JOB_TYPE_HEADER), self.name)
+        attempt = self.request.retries + 1
+        if attempt < policy["max_attempts"]:
+            delay = min(policy["backoff_max"], policy["backoff"] * 2 ** self.request.retries)
+            if policy["jitter"]:
+                delay *= random.uniform(0.5, 1.0)
+            raise self.retry(exc=exc, countdown=delay, max_retries=policy["max_attempts"] - 1)
+        deadletters.add(self.backend.client, self.request.id, {
+            "task": self.name, "queue": (self.request.delivery_info or {}).get("routing_key"),
+            "type": self.request.get(JOB_TYPE_HEADER), "owner": self.request.get(CLIENT_HEADER),
+            "args": list(args), "kwargs": kwargs, "attempts": attempt, "error": exc.__class__.__name__})
+        raise RetriesExhausted(f"gave up after {attempt} attempts") from None
 
     def report_progress(self, percent: int, stage: str) -> None:
         """Celery state PROGRESS with {percent, stage}: /taskinfo shows it under `progress` while pending."""

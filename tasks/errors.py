@@ -8,3 +8,11 @@ class JobError(Exception):
 
 class BadContent(JobError):
     """The uploaded content cannot be decoded or processed (not base64, not an image, too big)."""
+
+
+class TransientError(Exception):
+    """A failure worth retrying (a resource briefly unavailable): retried per the job type's policy."""
+
+
+class RetriesExhausted(Exception):
+    """A transient failure that outlived its job type's retry policy; the job is dead-lettered."""

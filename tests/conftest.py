@@ -68,11 +68,15 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         "calc_hash_expiring": {**hash_job, "queue": "parked", "ttl": 1},
         "hold": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA),
                  "cancel_terminates": True},
+        "flaky": {**hash_job, "task": "tests.flaky", "queue": "hold", "schema": str(HOLD_SCHEMA),
+                  "retry": {"max_attempts": 3, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
+        "doomed": {**hash_job, "task": "tests.doomed", "queue": "hold", "schema": str(HOLD_SCHEMA),
+                   "retry": {"max_attempts": 2, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
-    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold"]
+    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]
     return config
 
 

@@ -20,7 +20,7 @@ from gateway.errors import ServiceUnavailable, TaskNotFound, ValidationFailed
 from gateway.extensions import services
 from gateway.queues import queue_stats
 from gateway.status import code_for_reason
-from tasks import stats
+from tasks import deadletters, stats
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 BROKER_ERRORS = (RedisError, OperationalError, KombuError, OSError)
@@ -113,3 +113,29 @@ def revoke(task_id: str) -> tuple[dict, int]:
     terminate = body.get("terminate") is True
     services().dispatcher.cancel(record, terminate=terminate)
     return {"uuid": task_id, "revoked": True, "terminate": terminate}, 202
+
+
+@bp.get("/deadletters")
+@auth.login_required()
+@auth.operator_required
+def dead_letters() -> dict:
+    """Jobs set aside after their retries: who, what, when, why; never the payload."""
+    try:
+        entries = deadletters.all_entries(services().store.redis)
+    except RedisError:
+        raise ServiceUnavailable("Task store unavailable") from None
+    shown = [{"uuid": task_id, "type": e.get("type"), "owner": e.get("owner"), "attempts": e.get("attempts"),
+              "error": e.get("error"), "failed_at": e.get("failed_at")} for task_id, e in entries.items()]
+    return {"deadletters": sorted(shown, key=lambda e: e["failed_at"] or 0, reverse=True)}
+
+
+@bp.post("/deadletters/<task_id>/requeue")
+@auth.login_required()
+@auth.operator_required
+def requeue(task_id: str) -> tuple[dict, int]:
+    entry = deadletters.load(services().store.redis, task_id)
+    if entry is None:
+        raise TaskNotFound()
+    services().dispatcher.requeue(task_id, entry, services().catalogue.get(entry.get("type") or ""))
+    deadletters.remove(services().store.redis, task_id)
+    return {"uuid": task_id, "requeued": True}, 202

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import app
+from tasks.errors import TransientError
 
 
 @app.task(name="tests.hold", bind=True)
@@ -14,3 +15,19 @@ def hold(self, upload: dict[str, Any]) -> dict[str, Any]:
     self.report_progress(50, "holding")
     released = self.app.backend.client.blpop([f"release:{self.request.id}"], timeout=60)
     return {"released": released is not None, "tag": upload.get("tag")}
+
+
+@app.task(name="tests.flaky", bind=True)
+def flaky(self, upload: dict[str, Any]) -> dict[str, Any]:
+    """Fails transiently on its first attempt, then succeeds: proves a retry happened."""
+    self.app.backend.client.incr(f"runs:{self.request.id}")
+    if self.request.retries == 0:
+        raise TransientError("first attempt always fails")
+    return {"attempt": self.request.retries + 1, "tag": upload.get("tag")}
+
+
+@app.task(name="tests.doomed", bind=True)
+def doomed(self, upload: dict[str, Any]) -> dict[str, Any]:
+    """Always fails transiently: ends dead-lettered once its retries are spent."""
+    self.app.backend.client.incr(f"runs:{self.request.id}")
+    raise TransientError("never works")
