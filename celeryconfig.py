@@ -12,6 +12,10 @@ from kombu import Exchange, Queue
 from settings import Settings
 
 
+# Completion webhooks (tasks/webhooks.py) travel on their own queue, consumed by any worker started with it.
+WEBHOOK_QUEUE, WEBHOOK_TASK = "webhooks", "gateway.deliver_webhook"
+
+
 def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
     """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits)."""
     config = settings.config
@@ -20,8 +24,10 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
     longest = max(job["time_limit"] for job in jobs.values())
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
-        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queue_names],
-        "task_routes": {job["task"]: {"queue": job["queue"], "routing_key": job["queue"]} for job in jobs.values()},
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in [*queue_names, WEBHOOK_QUEUE]],
+        "task_routes": {WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE, "routing_key": WEBHOOK_QUEUE},
+                        **{job["task"]: {"queue": job["queue"], "routing_key": job["queue"]} for job in jobs.values()}},
         "task_default_queue": queue_names[0],
         "task_create_missing_queues": False,
         # Time limits are enforced by the worker even for messages sent without them (Flower, scripts).

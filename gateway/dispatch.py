@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from gateway.errors import ServiceUnavailable
 from gateway.jobs import JobType
 from gateway.store import Idempotency, TaskRecord, TaskStore
-from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
+from tasks.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 
@@ -62,7 +62,8 @@ class Dispatcher:
                 entry["task"], args=entry.get("args") or (), kwargs=entry.get("kwargs") or {}, task_id=task_id,
                 queue=entry.get("queue") or (job.queue if job else None), expires=expires,
                 headers={CLIENT_HEADER: entry.get("owner"), JOB_TYPE_HEADER: entry.get("type"),
-                         SUBMITTED_HEADER: datetime.now(timezone.utc).timestamp()},
+                         SUBMITTED_HEADER: datetime.now(timezone.utc).timestamp(),
+                         **({CALLBACK_HEADER: entry["callback"]} if entry.get("callback") else {})},
                 argsrepr="()", kwargsrepr="{'upload': <requeued>}", retry=False)
         except (*PUBLISH_ERRORS, RedisError) as exc:
             logger.warning("could not requeue task {}: {}", task_id, exc.__class__.__name__)
@@ -82,7 +83,8 @@ class Dispatcher:
             job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
             expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
             headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
-                     SUBMITTED_HEADER: record.created.timestamp()},
+                     SUBMITTED_HEADER: record.created.timestamp(),
+                     **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
             # Flower and worker logs show these instead of the payload itself.
             argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
             retry=False,

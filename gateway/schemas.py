@@ -10,6 +10,7 @@ class SubmitRequest(Schema):
     ExternalId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=256))
     type = fields.String(required=True, validate=validate.Length(min=1, max=64))
     upload = fields.Dict(required=True)
+    callback_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2048))
 
 
 class SubmitResponse(Schema):

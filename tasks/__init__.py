@@ -21,7 +21,7 @@ from settings.logs import setup_logging
 from tasks import deadletters
 from tasks.errors import JobError, RetriesExhausted, TransientError
 from tasks import stats
-from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, RECORD_PREFIX
+from tasks.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, RECORD_PREFIX
 
 _settings: Settings | None = None
 
@@ -103,6 +103,7 @@ class JobTask(Task):
         deadletters.add(self.backend.client, self.request.id, {
             "task": self.name, "queue": (self.request.delivery_info or {}).get("routing_key"),
             "type": self.request.get(JOB_TYPE_HEADER), "owner": self.request.get(CLIENT_HEADER),
+            "callback": self.request.get(CALLBACK_HEADER),
             "args": list(args), "kwargs": kwargs, "attempts": attempt, "error": exc.__class__.__name__})
         raise RetriesExhausted(f"gave up after {attempt} attempts") from None
 
@@ -122,7 +123,7 @@ class JobTask(Task):
             return False
 
 
-app = Celery("tasks", task_cls=JobTask, include=["tasks.hashing", "tasks.images"])
+app = Celery("tasks", task_cls=JobTask, include=["tasks.hashing", "tasks.images", "tasks.webhooks"])
 app.add_defaults(lambda: _worker_config(sys.argv))
 
 
@@ -185,14 +186,35 @@ def _job_type(task: Task | None) -> str:
     return (request.get(JOB_TYPE_HEADER) if request is not None else None) or getattr(task, "name", None) or "unknown"
 
 
+def _internal(task: Task | None) -> bool:
+    """The gateway's own tasks (webhook delivery) are not jobs: no outcome counts, no webhooks."""
+    return getattr(task, "name", "").startswith("gateway.")
+
+
+def _notify(request: Any) -> None:
+    """Queue the completion webhook, if any; never fails the job over it."""
+    from tasks import webhooks
+
+    try:
+        webhooks.enqueue_for(request)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not queue webhook: {}", exc.__class__.__name__)
+
+
 @signals.task_success.connect
 def _count_success(sender: Task | None = None, **_: Any) -> None:
+    if _internal(sender):
+        return
     _count(f"done|{_job_type(sender)}")
+    _notify(sender.request)
 
 
 @signals.task_failure.connect
 def _count_failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
+    if _internal(sender):
+        return
     _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}")
+    _notify(sender.request)
 
 
 @signals.task_revoked.connect
@@ -200,3 +222,15 @@ def _count_revoked(sender: Task | None = None, request: Any = None, expired: boo
     headers = getattr(request, "request_dict", None) or {}
     job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
     _count(f"error|{job_type}|{'expired' if expired else 'revoked'}")
+    if headers.get(CALLBACK_HEADER) and getattr(request, "id", None):
+        _notify(_RevokedRequest(request.id, headers))
+
+
+class _RevokedRequest:
+    """The little of a revoked task's request that the webhook needs, from the message headers."""
+
+    def __init__(self, task_id: str, headers: dict[str, Any]) -> None:
+        self.id, self._headers = task_id, headers
+
+    def get(self, key: str) -> Any:
+        return self._headers.get(key)

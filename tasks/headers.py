@@ -8,3 +8,5 @@ JOB_TYPE_HEADER = "gateway_job_type"
 SUBMITTED_HEADER = "gateway_submitted_at"
 # The gateway's task record key prefix (gateway/store.py), read by workers for the cancelled flag.
 RECORD_PREFIX = "gw:task:"
+# Where to POST the TaskInfo when the job ends (completion webhooks, tasks/webhooks.py).
+CALLBACK_HEADER = "gateway_callback_url"

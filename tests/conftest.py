@@ -20,6 +20,7 @@ from tests.support.services import ROOT, free_port, start_gunicorn, start_redis,
 from tests.support.vault import SeededVault, new_test_vault_material
 from vaultstub.server import serve_in_thread
 
+WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 HOLD_SCHEMA = ROOT / "tests" / "support" / "hold.json"
 
 
@@ -76,6 +77,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         "calc_hash_solo": {**hash_job, "queue": "solo"},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
+    config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
+                          "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]
     return config
 
@@ -85,7 +88,8 @@ def config_files(run_dir: Path, redis_port: int, redis_password: str, vault: See
     config_path, secrets_path = run_dir / "config.json", run_dir / ".secrets.json"
     config_path.write_text(json.dumps(build_test_config(redis_port, run_dir / "logs" / "gateway.log", vault.url)))
     secrets_path.write_text(json.dumps({"redis": {"password": redis_password},
-                                        "vault": {"token": vault.gateway_token}}))
+                                        "vault": {"token": vault.gateway_token},
+                                        "webhooks": {"secrets": {"client-admin": WEBHOOK_SECRET}}}))
     return config_path, secrets_path
 
 
@@ -115,7 +119,7 @@ def celery_client(settings: Settings) -> Celery:
 
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery):
-    proc = start_worker("main", "hash,images,hold", service_env, run_dir)
+    proc = start_worker("main", "hash,images,hold,webhooks", service_env, run_dir)
     node = f"main@{socket.gethostname()}"
     wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
                60, f"worker {node} ready")
@@ -172,3 +176,9 @@ def hold_queue_paused(celery_client, worker):
     assert replies, "worker did not answer cancel_consumer"
     yield lambda: celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
     celery_client.control.add_consumer("hold", destination=[node], reply=True, timeout=5)
+
+
+@pytest.fixture(scope="session")
+def webhook_secret() -> str:
+    """The admin client's webhook signing secret in the test .secrets.json."""
+    return WEBHOOK_SECRET

@@ -27,7 +27,7 @@ def test_flower_sees_the_workers(flower_url):
     node = f"main@{socket.gethostname()}"
     workers = wait_until(lambda: (w := requests.get(flower_url + "/api/workers", timeout=10).json()) and node in w and w,
                          30, "flower lists the worker")
-    assert {q["name"] for q in workers[node]["active_queues"]} == {"hash", "images", "hold"}
+    assert {q["name"] for q in workers[node]["active_queues"]} == {"hash", "images", "hold", "webhooks"}
 
 
 def test_flower_sees_a_gateway_task_with_its_final_state(flower_url, api):

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from flask import Blueprint, request
 
-from gateway import auth
+from gateway import auth, webhooks
 from gateway.contract import body, query
 from gateway.errors import Conflict, Forbidden, TaskNotFound, ValidationFailed
 from gateway.extensions import services
@@ -22,6 +22,17 @@ from gateway.store import IDEMPOTENCY_PREFIX, Idempotency
 bp = Blueprint("tasks", __name__)
 SCAN_BUDGET = 1000  # index entries one listing request may examine while filtering
 submit_response, taskinfo_response = SubmitResponse(), TaskInfo()
+
+
+def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Domain checks beyond the request schema: the upload against its type, and the callback."""
+    errors = upload_errors(payload)
+    callback = payload.get("callback_url")
+    if isinstance(callback, str):
+        problem = webhooks.callback_problem(callback, services().settings, auth.current_identity().client_id)
+        if problem:
+            errors["callback_url"] = [problem]
+    return errors
 
 
 def upload_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -40,7 +51,7 @@ def upload_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 @bp.post("/submit")
 @auth.login_required()
 @auth.job_type_allowed("type")
-@body(SubmitRequest, check=upload_errors)
+@body(SubmitRequest, check=submission_errors)
 def submit(data: dict[str, Any]) -> tuple[dict, int, dict]:
     """202 for a new task; with an ExternalId or Idempotency-Key already used by this client, 200 and
     the original task when the body is the same, 409 naming it when the body differs."""

@@ -34,7 +34,7 @@ def test_workers_lists_the_running_worker_and_its_queues(api):
     body = api.request("GET", "/ops/workers").json()
     node = f"main@{socket.gethostname()}"
     workers = {w["name"]: w for w in body["workers"]}
-    assert workers[node]["queues"] == ["hash", "hold", "images"]
+    assert workers[node]["queues"] == ["hash", "hold", "images", "webhooks"]
     assert workers[node]["active"] >= 0
 
 
