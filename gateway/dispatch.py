@@ -12,9 +12,9 @@ from kombu.exceptions import KombuError, OperationalError
 from loguru import logger
 from redis.exceptions import RedisError
 
-from gateway.errors import ServiceUnavailable
+from gateway.errors import ServiceUnavailable, TooManyRequests
 from gateway.jobs import JobType
-from gateway.store import Idempotency, TaskRecord, TaskStore
+from gateway.store import CapReached, Idempotency, TaskRecord, TaskStore
 from tasks.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
@@ -33,12 +33,16 @@ class Dispatcher:
         self.store = store
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
-               idempotency: Idempotency | None = None, callback_url: str | None = None) -> Submitted:
+               idempotency: Idempotency | None = None, callback_url: str | None = None,
+               max_unfinished: int | None = None) -> Submitted:
         """Record, then publish; a publish that fails takes its record with it (503, nothing left).
         With `idempotency`, a key that already names a task returns that task and queues nothing."""
         record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
         try:
-            existing = self.store.save(record, idempotency)
+            existing = self.store.save(record, idempotency, max_unfinished)
+        except CapReached:
+            raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
+                                  "at once; wait for some to finish") from None
         except RedisError as exc:
             logger.warning("task store unavailable: {}", exc.__class__.__name__)
             raise ServiceUnavailable("Task store unavailable") from None
@@ -72,7 +76,7 @@ class Dispatcher:
     def cancel(self, record: TaskRecord, terminate: bool) -> None:
         """Mark the record (the worker checks it before running) and revoke the task in every worker."""
         try:
-            self.store.mark_cancelled(record.uuid)
+            self.store.mark_cancelled(record)
             self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
         except PUBLISH_ERRORS as exc:
             logger.warning("could not revoke task {}: {}", record.uuid, exc.__class__.__name__)

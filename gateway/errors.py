@@ -58,6 +58,11 @@ class PayloadTooLarge(ApiError):
     message = "Payload Too Large"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    message = "Too Many Requests"
+
+
 class ServiceUnavailable(ApiError):
     status = 503
     message = "Service Unavailable"

@@ -16,6 +16,7 @@ from gateway.dispatch import Dispatcher
 from gateway.identity import VaultIdentity
 from gateway.jobs import JobCatalogue
 from gateway.metrics import BrokerCollector
+from gateway.ratelimit import RateLimits
 from gateway.status import code_for_reason
 from gateway.store import TaskStore
 from settings import Settings
@@ -34,6 +35,7 @@ class Services:
     identity: VaultIdentity
     celery: Celery
     broker_collector: BrokerCollector
+    rate_limits: RateLimits
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -50,6 +52,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         celery=celery,
         broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
                                          _redis(settings.result_url, SCRAPE_TIMEOUT), queues, code_for_reason),
+        rate_limits=RateLimits(settings.result_url, settings.config["limits"]),
     )
 
 

@@ -30,7 +30,7 @@ VAULT_LATENCY = Histogram("gateway_vault_request_duration_seconds", "Vault calls
 LOGIN_CACHE = Counter("gateway_login_cache_lookups_total", "Login cache lookups by result (hit, miss)", ["result"])
 
 SUBMIT_OUTCOMES = {202: "accepted", 400: "invalid", 401: "unauthorized", 403: "forbidden", 413: "too_large",
-                   415: "invalid", 503: "broker_down"}
+                   415: "invalid", 409: "conflict", 429: "rate_limited", 503: "broker_down"}
 
 
 def init_app(app: Flask) -> None:

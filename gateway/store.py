@@ -3,6 +3,8 @@
 Keys (all live as long as results do, `results.expires`):
 - `gw:task:<uuid>`: the record (type, created, expires, ExternalId, owner, callback, cancelled).
 - `gw:owner:<client_id>`: sorted set of the client's task ids by creation time; the listing index.
+- `gw:open:<client_id>`: the client's unfinished tasks (score: when they expire), for the cap on
+  unfinished tasks; workers remove a task when it ends, expired ones fall out by score.
 - `gw:idem:<client_id>:<sha256>`: the task an ExternalId / Idempotency-Key already names, with a hash
   of the body that created it.
 Saving is one Lua script: the idempotency check, the record, the index and the submission count
@@ -19,32 +21,43 @@ from typing import Any
 from redis import Redis
 
 from tasks import stats
-from tasks.headers import RECORD_PREFIX
+from tasks.headers import OPEN_PREFIX, RECORD_PREFIX
 
 OWNER_PREFIX = "gw:owner:"
 IDEMPOTENCY_PREFIX = "gw:idem:"
 # Celery's Redis result backend key for a task (KeyValueStoreBackend.task_keyprefix).
 META_PREFIX = "celery-task-meta-"
 
-# KEYS: record, owner index, stats total, stats hour[, idempotency key]
-# ARGV: ttl, score, uuid, stats field, idempotency value, then the record's field/value pairs
+# KEYS: record, owner index, stats total, stats hour, open set[, idempotency key]
+# ARGV: ttl, score, uuid, stats field, idempotency value, cap ("" = none), expires score,
+#       then the record's field/value pairs
 SAVE_SCRIPT = """
 local ttl = tonumber(ARGV[1])
-if #KEYS == 5 then
-  local existing = redis.call('GET', KEYS[5])
+if #KEYS == 6 then
+  local existing = redis.call('GET', KEYS[6])
   if existing then return existing end
-  redis.call('SET', KEYS[5], ARGV[5], 'EX', ttl)
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[6] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then return '!cap' end
+end
+if #KEYS == 6 then redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
+redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 redis.call('EXPIRE', KEYS[4], ttl + 3600)
 return false
 """
+
+
+class CapReached(Exception):
+    """The owner has as many unfinished tasks as its cap allows."""
 
 
 @dataclass(frozen=True)
@@ -98,18 +111,24 @@ class TaskStore:
         self.ttl = ttl
         self._save = redis.register_script(SAVE_SCRIPT)
 
-    def save(self, record: TaskRecord, idempotency: Idempotency | None = None) -> Existing | None:
-        """Record a new task; or, when `idempotency` names a task already, return that one untouched."""
-        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key()]
+    def save(self, record: TaskRecord, idempotency: Idempotency | None = None,
+             max_unfinished: int | None = None) -> Existing | None:
+        """Record a new task; or, when `idempotency` names a task already, return that one untouched.
+        Raises CapReached when the owner already has `max_unfinished` unexpired tasks not finished."""
+        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key(),
+                OPEN_PREFIX + record.owner]
         claim = ""
         if idempotency is not None:
             keys.append(idempotency.key)
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
         found = self._save(keys=keys, args=[self.ttl, record.created.timestamp(), record.uuid,
-                                            f"submitted|{record.type}", claim, *fields])
+                                            f"submitted|{record.type}", claim, max_unfinished or "",
+                                            record.expires.timestamp(), *fields])
         if not found:
             return None
+        if found == "!cap":
+            raise CapReached()
         existing = json.loads(found)
         return Existing(existing["uuid"], existing["body"], existing["record"])
 
@@ -117,6 +136,7 @@ class TaskStore:
         """Undo `save` for a task that was never queued: record, index entry, claim and count go."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(RECORD_PREFIX + record.uuid).zrem(OWNER_PREFIX + record.owner, record.uuid)
+            pipe.zrem(OPEN_PREFIX + record.owner, record.uuid)
             if idempotency is not None:
                 pipe.delete(idempotency.key)
             stats.add(pipe, f"submitted|{record.type}", self.ttl, amount=-1)
@@ -150,8 +170,10 @@ class TaskStore:
             pipe.delete(META_PREFIX + uuid).hset(RECORD_PREFIX + uuid, "expires", expires.isoformat())
             pipe.expire(RECORD_PREFIX + uuid, self.ttl).execute()
 
-    def mark_cancelled(self, uuid: str) -> None:
-        self.redis.hset(RECORD_PREFIX + uuid, "cancelled", "1")
+    def mark_cancelled(self, record: TaskRecord) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(RECORD_PREFIX + record.uuid, "cancelled", "1").zrem(OPEN_PREFIX + record.owner, record.uuid)
+            pipe.execute()
 
     def page(self, owner: str, before: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:
         """Up to `count` of the owner's task ids, newest first, strictly after the cursor `before`."""

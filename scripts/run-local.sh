@@ -46,7 +46,7 @@ fi
 export GATEWAY__QUEUE__URL="${GATEWAY__QUEUE__URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export GATEWAY__VAULT__URL="${GATEWAY__VAULT__URL:-http://127.0.0.1:$VAULT_PORT}"
 
-for queue in hash images; do
+for queue in hash images webhooks; do
   "$VENV/bin/celery" -A tasks worker -Q "$queue" -n "$queue@%h" --loglevel INFO > "$RUN/worker-$queue.log" 2>&1 &
   pids+=($!)
 done

@@ -21,7 +21,7 @@ from settings.logs import setup_logging
 from tasks import deadletters
 from tasks.errors import JobError, RetriesExhausted, TransientError
 from tasks import stats
-from tasks.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, RECORD_PREFIX
+from tasks.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, OPEN_PREFIX, RECORD_PREFIX
 
 _settings: Settings | None = None
 
@@ -170,11 +170,15 @@ def _limit_images(**_: Any) -> None:
     images.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])
 
 
-def _count(field: str) -> None:
-    """Add one outcome to the shared counts (tasks/stats.py); never fails the task over a metric."""
+def _count(field: str, request: Any = None) -> None:
+    """Add one outcome to the shared counts (tasks/stats.py) and take the task off its client's
+    unfinished set; never fails the task over bookkeeping."""
     try:
         with app.backend.client.pipeline(transaction=False) as pipe:
             stats.add(pipe, field, worker_settings().config["results"]["expires"])
+            owner = request.get(CLIENT_HEADER) if request is not None else None
+            if owner and request.id:
+                pipe.zrem(OPEN_PREFIX + owner, request.id)
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - metrics are best effort
         logger.warning("could not count task outcome: {}", exc.__class__.__name__)
@@ -205,7 +209,7 @@ def _notify(request: Any) -> None:
 def _count_success(sender: Task | None = None, **_: Any) -> None:
     if _internal(sender):
         return
-    _count(f"done|{_job_type(sender)}")
+    _count(f"done|{_job_type(sender)}", sender.request)
     _notify(sender.request)
 
 
@@ -213,7 +217,7 @@ def _count_success(sender: Task | None = None, **_: Any) -> None:
 def _count_failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
     if _internal(sender):
         return
-    _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}")
+    _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}", sender.request)
     _notify(sender.request)
 
 
@@ -221,9 +225,10 @@ def _count_failure(sender: Task | None = None, exception: BaseException | None =
 def _count_revoked(sender: Task | None = None, request: Any = None, expired: bool = False, **_: Any) -> None:
     headers = getattr(request, "request_dict", None) or {}
     job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
-    _count(f"error|{job_type}|{'expired' if expired else 'revoked'}")
-    if headers.get(CALLBACK_HEADER) and getattr(request, "id", None):
-        _notify(_RevokedRequest(request.id, headers))
+    revoked = _RevokedRequest(getattr(request, "id", None), headers)
+    _count(f"error|{job_type}|{'expired' if expired else 'revoked'}", revoked)
+    if headers.get(CALLBACK_HEADER) and revoked.id:
+        _notify(revoked)
 
 
 class _RevokedRequest:

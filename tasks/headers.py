@@ -10,3 +10,5 @@ SUBMITTED_HEADER = "gateway_submitted_at"
 RECORD_PREFIX = "gw:task:"
 # Where to POST the TaskInfo when the job ends (completion webhooks, tasks/webhooks.py).
 CALLBACK_HEADER = "gateway_callback_url"
+# A client's unfinished tasks (gateway/store.py); workers remove a task from it when it ends.
+OPEN_PREFIX = "gw:open:"

@@ -77,6 +77,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         "calc_hash_solo": {**hash_job, "queue": "solo"},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
+    # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).
+    config["limits"]["rate"] = {"submit": {"default": "100000/second", "clients": {"rl-client": "5/minute"}},
+                                "read": {"default": "100000/second"}}
+    config["limits"]["max_unfinished"] = {"default": None, "clients": {"capped-client": 3}}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]

@@ -25,8 +25,11 @@ def flower_url(service_env, run_dir, worker):
 
 def test_flower_sees_the_workers(flower_url):
     node = f"main@{socket.gethostname()}"
-    workers = wait_until(lambda: (w := requests.get(flower_url + "/api/workers", timeout=10).json()) and node in w and w,
-                         30, "flower lists the worker")
+    def listed():
+        workers = requests.get(flower_url + "/api/workers", timeout=10).json()
+        # Flower fills a worker's entry from several inspect replies; wait for the queues to be in.
+        return node in workers and workers[node].get("active_queues") and workers
+    workers = wait_until(listed, 30, "flower lists the worker and its queues")
     assert {q["name"] for q in workers[node]["active_queues"]} == {"hash", "images", "hold", "webhooks"}
 
 

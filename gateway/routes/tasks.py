@@ -15,6 +15,7 @@ from gateway import auth, webhooks
 from gateway.contract import body, query
 from gateway.errors import Conflict, Forbidden, TaskNotFound, ValidationFailed
 from gateway.extensions import services
+from gateway.ratelimit import rate_limited
 from gateway.schemas import SubmitRequest, SubmitResponse, TaskInfo, TaskInfoQuery, TaskListQuery
 from gateway.status import ErrorCode, describe
 from gateway.store import IDEMPOTENCY_PREFIX, Idempotency
@@ -50,15 +51,18 @@ def upload_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 
 @bp.post("/submit")
 @auth.login_required()
+@rate_limited("submit")
 @auth.job_type_allowed("type")
 @body(SubmitRequest, check=submission_errors)
 def submit(data: dict[str, Any]) -> tuple[dict, int, dict]:
     """202 for a new task; with an ExternalId or Idempotency-Key already used by this client, 200 and
     the original task when the body is the same, 409 naming it when the body differs."""
     job = services().catalogue[data["type"]]
-    owner = auth.current_identity().client_id
+    identity = auth.current_identity()
+    owner = identity.client_id
     submitted = services().dispatcher.submit(job, data["upload"], data["ExternalId"], owner,
-                                             _idempotency(owner, data), data.get("callback_url"))
+                                             _idempotency(owner, data), data.get("callback_url"),
+                                             services().rate_limits.max_unfinished(identity.role, owner))
     record = submitted.record
     location = {"Location": f"/taskinfo?taskid={record.uuid}"}
     if submitted.new:
@@ -92,6 +96,7 @@ def _body_hash(data: dict[str, Any]) -> str:
 
 @bp.get("/taskinfo")
 @auth.login_required()
+@rate_limited("read")
 @query(TaskInfoQuery)
 def taskinfo(args: dict[str, Any]) -> dict:
     record, meta = _readable(args["taskid"])
@@ -100,6 +105,7 @@ def taskinfo(args: dict[str, Any]) -> dict:
 
 @bp.get("/tasks")
 @auth.login_required()
+@rate_limited("read")
 @query(TaskListQuery)
 def list_tasks(args: dict[str, Any]) -> dict:
     """The caller's tasks (admin: any client's, with client_id), newest first, cursor-paginated."""
@@ -164,6 +170,7 @@ def _decode_cursor(text: str | None) -> tuple[float, str] | None:
 
 @bp.delete("/tasks/<task_id>")
 @auth.login_required()
+@rate_limited("submit")
 def cancel(task_id: str) -> tuple[dict, int]:
     """Owner or admin: a queued task never runs, a running one is revoked (terminated only where the
     job type allows it). Repeating it is harmless; a task that already finished is a 409."""
