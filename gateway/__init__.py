@@ -10,7 +10,7 @@ from settings.logs import setup_logging
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
     from gateway import errors, extensions, metrics, requestlog
-    from gateway.routes import health, ops, tasks
+    from gateway.routes import docs, health, ops, tasks
     from gateway.routes import metrics as metrics_route
 
     settings = settings or load_settings_or_exit()
@@ -26,4 +26,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics_route.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(docs.bp)
     return app

@@ -59,3 +59,4 @@ class Error(Schema):
     code = fields.Integer(required=True)
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    uuid = fields.String(metadata={"description": "409: the task the idempotency key or the request names"})

@@ -109,8 +109,8 @@ def revoke(task_id: str) -> tuple[dict, int]:
     record, _ = services().store.load(task_id)
     if record is None:
         raise TaskNotFound()
-    body = request.get_json(silent=True) or {}
-    terminate = body.get("terminate") is True
+    body = request.get_json(silent=True)
+    terminate = isinstance(body, dict) and body.get("terminate") is True
     services().dispatcher.cancel(record, terminate=terminate)
     return {"uuid": task_id, "revoked": True, "terminate": terminate}, 202
 
