@@ -186,3 +186,13 @@ def hold_queue_paused(celery_client, worker):
 def webhook_secret() -> str:
     """The admin client's webhook signing secret in the test .secrets.json."""
     return WEBHOOK_SECRET
+
+
+@pytest.fixture
+def stalled_port():
+    """A TCP server that accepts connections and never answers: the worst kind of outage."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield server.getsockname()[1]
+    server.close()

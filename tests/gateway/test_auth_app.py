@@ -1,7 +1,6 @@
 """Auth cases that need an app of their own: system-only routes, and Vault unreachable or stalled."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -35,16 +34,6 @@ def test_system_route_admits_the_system_identity(app_with_system_route, vault):
 def test_system_route_refuses_every_client_role(app_with_system_route, vault, user):
     response = app_with_system_route.post("/internal/ping", headers=basic_header(*vault.basic(user)))
     assert response.status_code == 403 and response.get_json() == {"code": 403, "message": "Forbidden"}
-
-
-@pytest.fixture
-def stalled_port():
-    """Accepts connections and never answers, like a Vault behind a black-holed network path."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    yield server.getsockname()[1]
-    server.close()
 
 
 @pytest.mark.parametrize("kind", ["refused", "stalled"])

@@ -1,7 +1,6 @@
 """A dead or stalled broker: 503 JSON within 2 seconds, nothing recorded, and the gateway recovers."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -16,16 +15,6 @@ from tests.support.services import free_port, start_gunicorn, start_redis, wait_
 
 PUBLISH_DEADLINE = 2.0
 SUBMISSION = {"type": "calc_hash", "upload": {"content": b64(b"x")}}
-
-
-@pytest.fixture
-def stalled_port():
-    """A TCP server that accepts connections and never answers: the worst kind of broker outage."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    yield server.getsockname()[1]
-    server.close()
 
 
 def app_with_broker(config_files, redis_port: int, redis_password: str, broker_url: str, db: int):

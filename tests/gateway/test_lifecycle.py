@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import datetime
 
-import pytest
 
 from tests.support.api import b64
 from tests.support.services import start_worker, wait_until
