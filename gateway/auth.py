@@ -1,7 +1,7 @@
 """Who is calling and what they may do, declared on each route (SPEC §4, STYLE habit 6).
 
 `@login_required()` turns the Authorization header into an Identity through Vault (gateway/identity.py)
-and writes one audit line per decision; `@job_type_allowed(field)` checks the role -> job types table;
+and records the decision for the request's log line (the audit trail); `@job_type_allowed(field)` checks the role -> job types table;
 `@login_required(system=True)` marks routes for internal callers only.
 """
 from __future__ import annotations
@@ -133,9 +133,8 @@ def _authenticate() -> Identity:
 
 
 def _audit(identity: Identity | None, outcome: str, reason: str) -> None:
-    """One line per decision: who, which route, the outcome and a reason class. Never a secret."""
+    """Record the decision: the request's one log line (gateway/requestlog.py) carries it, with who,
+    the route, the outcome and a reason class; never a credential, token or payload. A later decision
+    in the same request (an operator check after login) replaces the earlier one."""
     metrics.AUTH.labels(outcome, reason).inc()
-    logger.bind(audit=True).info(
-        "auth {} reason={} client_id={} role={} route={} {}", outcome, reason,
-        identity.client_id if identity else "-", identity.role if identity else "-",
-        request.method, request.path)
+    g.auth_decision = (outcome, reason, identity.client_id if identity else None, identity.role if identity else None)

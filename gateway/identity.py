@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,19 +112,44 @@ class VaultIdentity:
         self.system_role = config["system_role"]
         self._gateway_token = gateway_token
         self.cache = LoginCache()
+        self._flights: dict[str, tuple[threading.Lock, int]] = {}
+        self._flights_lock = threading.Lock()
         self.logins = 0  # how many logins reached Vault from this process
 
     def resolve(self, credential: Credential) -> tuple[Identity, bool]:
-        """The caller's identity and whether it came from the cache."""
+        """The caller's identity and whether it came from the cache.
+
+        Single flight: when several threads miss on the same credential at once (a client opening many
+        connections), one logs in and the others wait for its answer instead of each calling Vault."""
         key = credential.cache_key()
         cached = self.cache.get(key)
         metrics.LOGIN_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return cached, True
-        auth = self._login(credential)
-        identity = self._identity(auth)
-        self.cache.put(key, identity, self._cache_ttl(credential, auth))
-        return identity, False
+        with self._flight(key):
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached, True
+            auth = self._login(credential)
+            identity = self._identity(auth)
+            self.cache.put(key, identity, self._cache_ttl(credential, auth))
+            return identity, False
+
+    @contextmanager
+    def _flight(self, key: str):
+        with self._flights_lock:
+            lock, waiters = self._flights.get(key, (threading.Lock(), 0))
+            self._flights[key] = (lock, waiters + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._flights_lock:
+                lock, waiters = self._flights[key]
+                if waiters == 1:
+                    del self._flights[key]
+                else:
+                    self._flights[key] = (lock, waiters - 1)
 
     def healthy(self) -> bool:
         try:

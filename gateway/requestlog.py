@@ -1,7 +1,9 @@
 """A request id for every request and exactly one log line when it ends (SPEC §6).
 
-The line has method, path (no query string: it may carry ids of other people's tasks), status and
-duration; the request id comes from X-Request-ID when it is sane, and is echoed back.
+The line has method, path (no query string: it may carry ids of other people's tasks), status,
+duration, the peer address and, for authenticated routes, the auth decision (outcome, reason class,
+client id and role), which makes it the audit line too. The request id comes from X-Request-ID when it
+is sane, and is echoed back.
 """
 from __future__ import annotations
 
@@ -30,11 +32,17 @@ def _start() -> None:
 
 
 def _finish(response: Response) -> Response:
-    identity = g.get("identity")
+    """The request's one line; with the auth decision when there was one (the audit trail, SPEC §4)."""
     elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    logger.bind(client_id=identity.client_id if identity else None).info(
-        "{} {} {} {:.1f}ms from {}", request.method, request.path, response.status_code, elapsed_ms,
-        request.remote_addr or "-")
+    decision = g.get("auth_decision")
+    if decision is None:
+        logger.info("{} {} {} {:.1f}ms from {}", request.method, request.path, response.status_code, elapsed_ms,
+                    request.remote_addr or "-")
+    else:
+        outcome, reason, client_id, role = decision
+        logger.bind(client_id=client_id).info(
+            "{} {} {} {:.1f}ms from {} auth={} reason={} role={}", request.method, request.path,
+            response.status_code, elapsed_ms, request.remote_addr or "-", outcome, reason, role or "-")
     response.headers["X-Request-ID"] = g.get("request_id", "")
     return response
 

@@ -36,17 +36,22 @@ def setup_logging(settings: Settings, process: str) -> None:
     logger.remove()
     logger.configure(extra={"process": process})
     sink_options = {"level": conf["level"], "backtrace": False, "diagnose": False}
+    # A fixed format string (compiled once by loguru) and a patcher filling its fields: a callable
+    # format would make loguru re-parse the returned template for every record.
     if conf.get("json"):
-        sink_options["format"] = "{extra[_json]}\n"
+        sink_options["format"] = "{extra[_json]}"
         logger.configure(patcher=_json_patcher)
     else:
-        sink_options["format"] = _text_format
-    logger.add(sys.stderr, **sink_options)
+        sink_options["format"] = TEXT_FORMAT
+        logger.configure(patcher=_text_patcher)
+    logger.add(sys.stderr, colorize=False, **sink_options)
     if conf.get("log_file"):
         Path(conf["log_file"]).parent.mkdir(parents=True, exist_ok=True)
         rotation = conf["rotation"]
+        # No enqueue: every process adds its own sink anyway, so loguru's queue would only add a
+        # pickling round trip per record (measured: the largest logging cost on the request path).
         logger.add(conf["log_file"], rotation=rotation["when"], retention=rotation["backupCount"],
-                   encoding="utf-8", enqueue=True, **sink_options)
+                   encoding="utf-8", **sink_options)
     _route_standard_logging()
 
 
@@ -61,16 +66,19 @@ def _route_standard_logging() -> None:
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
+TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[process]} | {extra[_source]} | {message}{extra[_ctx]}"
+
+
 def _context(record: dict) -> str:
     extra = record["extra"]
     return " ".join(f"{key}={extra[key]}" for key in CONTEXT_KEYS if extra.get(key))
 
 
-def _text_format(record: dict) -> str:
-    context = _context(record).replace("{", "{{").replace("}", "}}")
-    source = record["extra"].get("source", record["name"])
-    return ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[process]} | " + source +
-            " | {message}" + (f" | {context}" if context else "") + "\n{exception}")
+def _text_patcher(record: dict) -> None:
+    context = _context(record)
+    record["extra"]["_ctx"] = f" | {context}" if context else ""
+    record["extra"]["_source"] = record["extra"].get("source", record["name"])
+    record["extra"].setdefault("process", "-")
 
 
 def _json_patcher(record: dict) -> None:

@@ -271,11 +271,27 @@ def test_every_decision_is_audited_without_secrets(api_as, vault, gateway_log):
     bad = basic_raw(b"service:wrong-password-xyz")
     response = submit_with(api_as(None).base_url, bad)
     assert response.status_code == 401
-    lines = wait_until(lambda: [l for l in gateway_log.read_text().splitlines() if "gateway.auth" in l
+    lines = wait_until(lambda: [l for l in gateway_log.read_text().splitlines() if "gateway.requestlog" in l
                                 and ("job_type_not_allowed" in l or "vault_refused" in l)], 10, "audit lines")
-    assert any("auth denied reason=job_type_not_allowed client_id=client-copytrust role=copytrust_site" in l
-               and "POST /submit" in l for l in lines)
-    assert any("auth denied reason=vault_refused client_id=-" in l for l in lines)
+    assert any("POST /submit 403" in l and "auth=denied reason=job_type_not_allowed role=copytrust_site" in l
+               and "client_id=client-copytrust" in l for l in lines)
+    assert any("POST /submit 401" in l and "auth=denied reason=vault_refused role=-" in l for l in lines)
     text = gateway_log.read_text()
     for secret in ("wrong-password-xyz", vault.passwords["copytrust"], vault.gateway_token, bad.split()[1]):
         assert secret not in text
+
+
+def test_concurrent_first_requests_with_one_credential_log_in_once(one_worker_gateway_url, worker, vault):
+    """Single flight: 24 requests at once with a credential nobody has seen yet -> one Vault login."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    header = {"Authorization": bearer(vault.jwt(ttl=600))}
+    before = vault.logins()
+
+    def ask(_: int) -> int:
+        return requests.get(one_worker_gateway_url + "/taskinfo", params={"taskid": str(uuid.uuid4())},
+                            headers=header, timeout=10).status_code
+
+    with ThreadPoolExecutor(24) as pool:
+        assert set(pool.map(ask, range(24))) == {404}
+    assert vault.logins() - before == 1
