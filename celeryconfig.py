@@ -83,6 +83,8 @@ def _gateway(settings: Settings) -> dict[str, Any]:
     well within two seconds."""
     timeout = settings.config["queue"]["publish_timeout"]
     return {
+        # Stock kombu Redis with the client reused between publishes (gateway/transport.py).
+        "broker_transport": "gateway.transport:Transport",
         "result_backend": None,
         "task_ignore_result": True,
         "task_publish_retry": False,

@@ -83,16 +83,19 @@ class Dispatcher:
             raise ServiceUnavailable("Broker unavailable") from None
 
     def _publish(self, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> None:
-        self.celery.send_task(
-            job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
-            expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
-            headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
-                     SUBMITTED_HEADER: record.created.timestamp(),
-                     **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
-            # Flower and worker logs show these instead of the payload itself.
-            argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
-            retry=False,
-        )
+        """One standard Celery task message plus its task-sent event, sent in one Redis round trip
+        (kombu's producer batch: LPUSH and PUBLISH in one pipeline)."""
+        with self.celery.producer_or_acquire() as producer, producer.batch():
+            self.celery.send_task(
+                job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
+                expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
+                headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
+                         SUBMITTED_HEADER: record.created.timestamp(),
+                         **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
+                # Flower and worker logs show these instead of the payload itself.
+                argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
+                retry=False, producer=producer,
+            )
 
     def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
         try:

@@ -69,3 +69,19 @@ def test_a_running_job_shows_its_progress(api, redis_client):
     redis_client.rpush(f"release:{task_id}", "go")
     done = api.wait_status(task_id, "done")
     assert "progress" not in done
+
+
+def test_submit_publishes_a_task_sent_event(api, redis_client):
+    """Flower and other event consumers see the task as soon as it is queued (task_send_sent_event)."""
+    from tests.support.services import wait_until
+
+    subscriber = redis_client.pubsub()
+    subscriber.psubscribe("*celeryev/task.sent")
+    wait_until(lambda: subscriber.get_message(timeout=0.1), 5, "subscribed")
+    task_id = api.submitted("calc_hash_parked", {"content": b64(b"event")})
+
+    def sent_event():
+        message = subscriber.get_message(timeout=0.2)
+        return message and message["type"] == "pmessage" and task_id in str(message["data"])
+    wait_until(sent_event, 10, "task-sent event for the task")
+    subscriber.close()
