@@ -1,6 +1,7 @@
 """Status transitions, observed through /taskinfo: created -> pending -> done, and expiry."""
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 
@@ -82,6 +83,10 @@ def test_submit_publishes_a_task_sent_event(api, redis_client):
 
     def sent_event():
         message = subscriber.get_message(timeout=0.2)
-        return message and message["type"] == "pmessage" and task_id in str(message["data"])
+        if not message or message["type"] != "pmessage":
+            return False
+        envelope = json.loads(message["data"])  # kombu's Redis envelope; the event body is base64 JSON
+        event = json.loads(base64.b64decode(envelope["body"]))
+        return event.get("type") == "task-sent" and event.get("uuid") == task_id
     wait_until(sent_event, 10, "task-sent event for the task")
     subscriber.close()
