@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Before the first `docker compose up`: generate the demo users, the JWT key pair, the gateway's Vault
+# token id and the config files compose mounts. Existing files are kept. Uses the project venv.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+cd "$ROOT"
+exec "$PY" -m deploy.compose_init "$@"
