@@ -1,0 +1,85 @@
+"""The printed report: markdown tables from a result document (the same dict that goes to JSON)."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    out = [f"# Gateway bench — {result['started']}", "", "```sh", result["command"], "```", ""]
+    setup = result["setup"]
+    out += [f"Machine: {setup['machine']}. Code: {setup['code']}.",
+            f"Load: {setup['load']}. Gateway: {setup['gateway']}. Workers: {setup['workers']}.",
+            f"Logging: {setup['logging']}.", ""]
+
+    http = result["http"]
+    out += ["## HTTP rows (wrk)", ""]
+    rows = []
+    for row in http.values():
+        rows.append([row["label"], _f(row["rps"], 0), _f(row["p50_ms"]), _f(row["p99_ms"]), _f(row["p99_over_p50"], 1),
+                     _f(row["server_cpu_ms"]), _f(row["redis_cpu_ms"], 3), str(row["requests"]),
+                     str(row["non_2xx"] + row["socket_errors"])])
+    out += _table(["row", "req/s", "p50 ms", "p99 ms", "p99/p50", "server CPU ms/req", "Redis CPU ms/req",
+                   "requests", "errors"], rows)
+    out += ["", "Server CPU: gunicorn master + workers for gateway rows, the Flower process for Flower rows. "
+            "Interleaved rows: req/s and CPU over all rounds, p50/p99 the median of the rounds'.", ""]
+
+    out += ["## Bare Celery publishing (one Python process)", ""]
+    rows = [[row["label"], _f(row["msgs_per_s"], 0), _f(row["cpu_ms"], 3), _f(row["redis_cpu_ms"], 3), str(row["count"])]
+            for row in result["publish"].values()]
+    out += _table(["row", "msgs/s", "publisher CPU ms/msg", "Redis CPU ms/msg", "messages"], rows) + [""]
+
+    out += ["## End to end (completed jobs, first submit to last done)", ""]
+    rows = [[row["label"], _f(row["jobs_per_s"], 0), str(row["jobs"]), _f(row["seconds"]),
+             _f(row["cpu_ms"].get("gateway")), _f(row["cpu_ms"].get("publisher")), _f(row["cpu_ms"]["worker"]),
+             _f(row["cpu_ms"]["redis"], 3), str(row["failed"])]
+            for row in result["e2e"].values()]
+    out += _table(["row", "jobs/s", "jobs", "seconds", "gateway CPU ms/job", "publisher CPU ms/job",
+                   "worker CPU ms/job", "Redis CPU ms/job", "failed"], rows) + [""]
+
+    out += ["## Targets", ""]
+    rows = [[t["name"], _f(t["value"], 2), t["target"], "**met**" if t["met"] else "**MISSED**", t["note"]]
+            for t in result["targets"]]
+    out += _table(["ratio", "value", "target", "", "note"], rows) + [""]
+    if result.get("comparisons"):
+        out += ["Peers: " + "; ".join(f"{c['name']} = {_f(c['value'])}" for c in result["comparisons"]), ""]
+
+    memory = result.get("memory")
+    if memory:
+        out += [f"## Memory (RSS MiB) over {memory['submissions']:,} submissions, worker consuming", ""]
+        names = list(memory["series"][0]["rss_mib"])
+        rows = [[f"{s['submitted']:,}", f"{s['processed']:,}", f"{s['queue_depth']:,}"] +
+                [_f(s["rss_mib"].get(n), 1) for n in names] for s in memory["series"]]
+        out += _table(["submitted", "processed", "queued"] + names, rows) + [""]
+        rows = [[name, _f(v["first_half_mib"], 1), _f(v["last_half_mib"], 1), v["verdict"]]
+                for name, v in memory["verdicts"].items()]
+        out += _table(["process", "growth 1st half MiB", "growth 2nd half MiB", "verdict"], rows) + [""]
+
+    for name, prof in (result.get("profiles") or {}).items():
+        out += [f"## Profile: {name} ({prof['samples']} samples, {prof['pids']}; raw: {prof['raw']})", ""]
+        if "steps" in prof:  # a Celery worker: main + pool processes
+            out += _table(["worker step", "function", "% samples (inclusive)"],
+                          [[s["step"], f"`{s['function']}`", _f(s["total_pct"], 1)] for s in prof["steps"]]) + [""]
+            out += _table(["hottest by own time", "file", "own %", "total %"],
+                          [[f"`{t['function']}`", t["file"], _f(t["self_pct"], 1), _f(t["total_pct"], 1)]
+                           for t in prof["top_self"][:10]]) + [""]
+            continue
+        out += _table(["where the time goes (innermost match)", "% samples"],
+                      [[c["category"], _f(c["pct"], 1)] for c in prof["categories"]]) + [""]
+        out += _table(["hottest by own time", "file", "own %", "total %"],
+                      [[f"`{t['function']}`", t["file"], _f(t["self_pct"], 1), _f(t["total_pct"], 1)]
+                       for t in prof["top_self"]]) + [""]
+        out += _table(["gateway function", "file", "total %"],
+                      [[f"`{t['function']}`", t["file"], _f(t["total_pct"], 1)]
+                       for t in prof["gateway_inclusive"][:12]]) + [""]
+    out.append(f"Result file: {result['result_file']}")
+    return "\n".join(out)

@@ -1,0 +1,570 @@
+"""`./bench/run.sh [flags]`: bring up an isolated stack, measure every row of issue 5 in one run, print
+a markdown report and write bench/results/<timestamp>.json (+ latest.json, latest.md).
+
+Order of the rows, and why: HTTP rows first with no Celery worker running (messages pile up in Redis
+and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; then
+bare publishing; then the rows that need the worker (end to end, memory); profiles last.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import payload, procs, profile, report
+from bench.load import Request, Wrk, fire
+from bench.stack import HASH_QUEUE, Stack, StackError, wait_for
+from tasks import stats
+from tests.support.services import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+USER = "copytrust"        # the cached credential of every gateway row (may submit calc_hash)
+FRESH_USER = "service"    # used for nothing else, so its 1,000 requests start with a cold cache
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="./bench/run.sh", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--duration", type=int, default=15, help="seconds of each measured wrk row")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="the /ping, /submit, /taskinfo rows run in this many interleaved turns of duration/rounds s")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk load before each row")
+    p.add_argument("--connections", type=int, default=32, help="wrk -c")
+    p.add_argument("--threads", type=int, default=2, help="wrk -t")
+    p.add_argument("--content-bytes", type=int, default=1024, help="calc_hash content size (before base64)")
+    p.add_argument("--publish-count", type=int, default=5000, help="messages per bare-publish row")
+    p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
+    p.add_argument("--e2e-jobs", type=int, default=2000, help="jobs per end-to-end row")
+    p.add_argument("--memory-submissions", type=int, default=100_000, help="submissions of the memory row (0: skip)")
+    p.add_argument("--memory-samples", type=int, default=10, help="RSS samples over the memory row")
+    p.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
+                   help="py-spy the gunicorn workers: when a target is missed, always, or never")
+    p.add_argument("--profile-duration", type=int, default=10, help="seconds of each py-spy recording")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where result files go")
+    return p.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, stack: Stack, args: argparse.Namespace, stamp: str) -> None:
+        self.s, self.args, self.stamp = stack, args, stamp
+        self.http: dict[str, dict[str, Any]] = {}
+        self.publish: dict[str, dict[str, Any]] = {}
+        self.e2e: dict[str, dict[str, Any]] = {}
+        self.extra: dict[str, Any] = {}
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _basic(self, user: str) -> str:
+        name, password = self.s.vault.basic(user)
+        return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+    def _submit_request(self, user: str = USER) -> Request:
+        return Request(self.s.gateway_url + "/submit", "POST", self.body_file, self._basic(user))
+
+    def _check(self, request: Request, expect: int) -> requests.Response:
+        """One request before a row: the row measures what it claims, not a stream of errors."""
+        headers = {"Authorization": request.auth} if request.auth else {}
+        data = request.body_file.read_bytes() if request.body_file else None
+        if data:
+            headers["Content-Type"] = "application/json"
+        response = requests.request(request.method, request.url, data=data, headers=headers, timeout=10)
+        if response.status_code != expect:
+            raise StackError(f"{request.method} {request.url} answered {response.status_code}, expected {expect}: "
+                             f"{response.text[:300]}")
+        return response
+
+    def _progress(self, text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+    def _measure(self, request: Request, seconds: int, server: Any) -> dict[str, Any]:
+        """One wrk run, with the CPU the server processes and redis-server burned during it."""
+        meter = procs.CpuMeter(server=server, redis=lambda: [self.s.redis_pid]).start()
+        result = self.wrk.run(request, seconds)
+        cpu = meter.stop()
+        return {**result.to_dict(), "server_cpu_s": cpu["server"], "redis_cpu_s": cpu["redis"],
+                "server_processes_changed": "server" in meter.changed}
+
+    @staticmethod
+    def _row(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Runs of one row merged: throughput and CPU over all of them, latency percentiles as the median
+        of the runs' (wrk histograms cannot be merged from its summary), every run kept."""
+        requests_, seconds = sum(r["requests"] for r in runs), sum(r["seconds"] for r in runs)
+        return {"label": label, "requests": requests_, "seconds": round(seconds, 3), "rps": requests_ / seconds,
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "p99_over_p50": statistics.median(r["p99_ms"] / r["p50_ms"] for r in runs),
+                "max_ms": max(r["max_ms"] for r in runs),
+                "server_cpu_ms": 1000 * sum(r["server_cpu_s"] for r in runs) / max(requests_, 1),
+                "redis_cpu_ms": 1000 * sum(r["redis_cpu_s"] for r in runs) / max(requests_, 1),
+                "non_2xx": sum(r["non_2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
+                "server_processes_changed": any(r["server_processes_changed"] for r in runs),
+                "runs": [{k: r[k] for k in ("requests", "seconds", "rps", "p50_ms", "p99_ms")} for r in runs],
+                "argv": runs[0]["argv"]}
+
+    def http_row(self, key: str, label: str, request: Request, expect: int, server: Any) -> dict[str, Any]:
+        self._progress(f"{label} ({self.args.duration}s)")
+        self._check(request, expect)
+        if self.args.warmup:
+            self.wrk.run(request, self.args.warmup)
+        self.http[key] = self._row(label, [self._measure(request, self.args.duration, server)])
+        return self.http[key]
+
+    def interleaved(self, rows: list[tuple[str, str, Request, int]], server: Any) -> None:
+        """Rows compared with each other, measured in turns (A B C A B C ...) of duration/rounds seconds,
+        so a neighbour's load on the shared machine hits them alike; ratios are taken per round."""
+        rounds = self.args.rounds
+        seconds = max(2, self.args.duration // rounds)
+        for key, label, request, expect in rows:
+            self._check(request, expect)
+            if self.args.warmup:
+                self.wrk.run(request, self.args.warmup)
+        runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in rows}
+        for i in range(rounds):
+            self._progress(f"round {i + 1}/{rounds}: " + ", ".join(key for key, *_ in rows) + f" ({seconds}s each)")
+            for key, label, request, expect in rows:
+                runs[key].append(self._measure(request, seconds, server))
+        for key, label, *_ in rows:
+            self.http[key] = self._row(label, runs[key])
+        self.rounds = runs
+
+    # --- rows ------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        s, args = self.s, self.args
+        self._progress("starting redis-server, the Vault stub and the gateway")
+        s.start_base()
+        self.body_file = s.dir / "submit.json"
+        self.body_file.write_text(json.dumps(payload.submit_body(args.content_bytes)))
+        self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
+        gateway = s.gunicorn_pids
+        gw = s.gateway_url
+
+        done_id = self.done_id = self.done_task()
+        keep = frozenset({done_id})
+        logins = s.vault.logins()
+        self.interleaved([
+            ("ceiling", "gateway GET /ping (HTTP ceiling)", Request(gw + "/ping"), 200),
+            ("submit", "gateway POST /submit calc_hash 1 KiB, cached Basic credential", self._submit_request(), 202),
+            ("taskinfo", "gateway GET /taskinfo on a done task",
+             Request(f"{gw}/taskinfo?taskid={done_id}", auth=self._basic(USER)), 200),
+        ], gateway)
+        self.extra["gateway_rows_vault_logins"] = s.vault.logins() - logins
+        s.flush(keep)
+
+        self._progress("starting Flower")
+        s.start_flower()
+        flower_body = s.dir / "flower.json"
+        flower_body.write_text(json.dumps(self.flower_options()))
+        self.http_row("flower_apply", "Flower POST /api/task/async-apply/jobs.calc_hash",
+                      Request(f"{s.flower_url}/api/task/async-apply/jobs.calc_hash", "POST", flower_body), 200,
+                      lambda: [s.flower_pid])
+        s.flush(keep)
+        self.http_row("flower_result", "Flower GET /api/task/result/<id> on a done task",
+                      Request(f"{s.flower_url}/api/task/result/{done_id}"), 200, lambda: [s.flower_pid])
+        s.stop_flower()
+
+        self.publish_row("with_backend", "bare send_task, Redis result backend configured (workers' config)", "worker")
+        s.flush(keep)
+        self.publish_row("no_backend", "bare send_task, no result backend (gateway's config)", "gateway")
+        s.flush(keep)
+
+        self.vault_logins()
+        s.flush(keep)
+
+        self._progress("starting the Celery worker for the end-to-end and memory rows")
+        s.start_worker()
+        self.e2e_gateway()
+        self.e2e_bare()
+        memory = self.memory() if args.memory_submissions else None
+        s.stop_worker()
+        s.flush(keep)
+
+        targets, comparisons = self.targets()
+        profiles = self.profiles(targets)
+        return {"http": self.http, "publish": self.publish, "e2e": self.e2e, "vault_logins": self.extra,
+                "ceiling": self.ceiling, "targets": targets, "comparisons": comparisons, "memory": memory,
+                "profiles": profiles}
+
+    def done_task(self) -> str:
+        """Submit one calc_hash, let a worker finish it, stop the worker: the task of /taskinfo rows."""
+        self._progress("one calc_hash through a worker, for the done-task rows")
+        self.s.start_worker()
+        task_id = self._check(self._submit_request(), 202).json()["uuid"]
+        auth = {"Authorization": self._basic(USER)}
+        wait_for(lambda: requests.get(f"{self.s.gateway_url}/taskinfo", params={"taskid": task_id}, headers=auth,
+                                      timeout=2).json().get("status") == "done", 30, f"task {task_id} done")
+        self.s.stop_worker()
+        return task_id
+
+    def flower_options(self) -> dict[str, Any]:
+        """The gateway's send_task arguments, as Flower's async-apply body (kwargs, queue, expires in
+        seconds, limits, the same custom headers)."""
+        job = self.s.settings.config["jobs"]["calc_hash"]
+        return {"kwargs": {"upload": payload.upload(self.args.content_bytes)}, "queue": job["queue"],
+                "expires": job["ttl"], "time_limit": job["time_limit"], "soft_time_limit": job["soft_time_limit"],
+                "headers": {"gateway_client_id": "bench", "gateway_job_type": "calc_hash",
+                            "gateway_submitted_at": time.time()}}
+
+    def _publisher(self, role: str, task: str, count: int, mirror: bool) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "bench.publish", "--role", role, "--task", task, "--count", str(count),
+                "--content-bytes", str(self.args.content_bytes)] + (["--mirror-gateway"] if mirror else [])
+        return subprocess.Popen(argv, cwd=ROOT, env=self.s.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    @staticmethod
+    def _finish(proc: subprocess.Popen, timeout: float = 300) -> dict[str, Any]:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            raise StackError(f"publisher failed ({proc.returncode}): {err.strip()[-800:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def publish_row(self, key: str, label: str, role: str) -> None:
+        self._progress(f"{label} ({self.args.publish_count} messages)")
+        meter = procs.CpuMeter(redis=lambda: [self.s.redis_pid]).start()
+        data = self._finish(self._publisher(role, "jobs.calc_hash", self.args.publish_count, mirror=True))
+        cpu = meter.stop()
+        queued = self.s.queue_depth()
+        self.publish[key] = {"label": label, "count": data["count"], "seconds": round(data["seconds"], 3),
+                             "msgs_per_s": data["count"] / data["seconds"],
+                             "cpu_ms": 1000 * data["cpu_seconds"] / data["count"],
+                             "redis_cpu_ms": 1000 * cpu["redis"] / data["count"], "queued": queued}
+
+    def vault_logins(self) -> None:
+        """N submissions with one credential the gateway has never seen, `connections` at a time: how
+        many reach Vault (the login cache should make it one per gunicorn worker at most)."""
+        n = self.args.login_requests
+        self._progress(f"Vault logins for {n} requests with one fresh credential")
+        body, auth = self.body_file.read_bytes(), self._basic(FRESH_USER)
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        before = self.s.vault.counters()
+        fired = fire(n, self.args.connections,
+                     lambda session: session.post(self.s.gateway_url + "/submit", data=body, headers=headers, timeout=10))
+        after = self.s.vault.counters()
+        self.extra.update(requests=n, concurrency=self.args.connections, statuses=fired["statuses"],
+                          logins=sum(after["logins"].values()) - sum(before["logins"].values()),
+                          entity_reads=after["entity_reads"] - before["entity_reads"],
+                          gunicorn_workers=self.s.gateway_workers)
+
+    def _finished(self, job_type: str) -> int:
+        fields = self.s.redis().hgetall(stats.TOTAL_KEY)
+        return sum(int(v) for f, v in fields.items()
+                   if f == f"done|{job_type}" or f.startswith(f"error|{job_type}|"))
+
+    def _failed(self, job_type: str) -> int:
+        fields = self.s.redis().hgetall(stats.TOTAL_KEY)
+        return sum(int(v) for f, v in fields.items() if f.startswith(f"error|{job_type}|"))
+
+    def _when_finished(self, job_type: str, target: int, timeout: float) -> float:
+        """Poll the workers' outcome counts until `target` jobs of the type finished; when that was."""
+        return wait_for(lambda: time.time() if self._finished(job_type) >= target else None, timeout,
+                        f"{target} {job_type} jobs finished", (self.s._procs["worker"],))
+
+    def _e2e_meter(self, **extra: Any) -> procs.CpuMeter:
+        return procs.CpuMeter(worker=self.s.worker_pids, redis=lambda: [self.s.redis_pid], **extra).start()
+
+    def e2e_gateway(self) -> None:
+        m = self.args.e2e_jobs
+        self._progress(f"end to end: {m} calc_hash jobs through the gateway and the worker")
+        submitted_field = "submitted|calc_hash"
+        s0, f0, failed0 = self.s.counter(submitted_field), self._finished("calc_hash"), self._failed("calc_hash")
+        meter = self._e2e_meter(gateway=self.s.gunicorn_pids)
+        started = time.time()
+        load = self.wrk.run_until(self._submit_request(), lambda: self.s.counter(submitted_field) - s0 >= m, cap=600)
+        accepted = self.s.counter(submitted_field) - s0
+        finished_at = self._when_finished("calc_hash", f0 + accepted, 60 + accepted / 5)
+        cpu = meter.stop()
+        self.e2e["gateway_calc_hash"] = self._e2e_row(
+            "calc_hash 1 KiB via gateway POST /submit (wrk) + worker", accepted, finished_at - started, cpu,
+            self._failed("calc_hash") - failed0, submit_rps=load.rps, submit_non_2xx=load.non_2xx)
+
+    def e2e_bare(self) -> None:
+        m = self.args.e2e_jobs
+        self._progress(f"end to end: {m} bench.noop jobs published by bare send_task, same worker")
+        f0 = self._finished("bench.noop")
+        meter = self._e2e_meter()
+        proc = self._publisher("gateway", "bench.noop", m, mirror=False)
+        finished_at = self._when_finished("bench.noop", f0 + m + 1, 60 + m / 5)  # +1: the publisher's warm-up
+        data = self._finish(proc)
+        cpu = meter.stop()
+        cpu["publisher"] = data["cpu_seconds"]
+        self.e2e["bare_noop"] = self._e2e_row("bench.noop via bare send_task (1 process) + worker", m,
+                                              finished_at - data["first_send"], cpu, self._failed("bench.noop"))
+
+    @staticmethod
+    def _e2e_row(label: str, jobs: int, seconds: float, cpu: dict[str, float], failed: int, **more: Any) -> dict:
+        return {"label": label, "jobs": jobs, "seconds": round(seconds, 3), "jobs_per_s": jobs / seconds,
+                "cpu_ms": {name: 1000 * value / max(jobs, 1) for name, value in cpu.items()}, "failed": failed,
+                **more}
+
+    def memory(self) -> dict[str, Any]:
+        """K submissions in `memory_samples` equal steps, RSS of every gateway and Celery process after
+        each; the worker keeps consuming meanwhile (the queue may grow; processed shows how far it got)."""
+        k, samples = self.args.memory_submissions, self.args.memory_samples
+        self._progress(f"memory: {k:,} submissions, RSS sampled every {k // samples:,}")
+        field = "submitted|calc_hash"
+        base, done0 = self.s.counter(field), self._finished("calc_hash")
+        started = time.monotonic()
+        series = [self._rss(0, 0, started)]
+        for i in range(1, samples + 1):
+            target = base + (k * i) // samples
+            self.wrk.run_until(self._submit_request(), lambda: self.s.counter(field) >= target, cap=900)
+            series.append(self._rss(self.s.counter(field) - base, self._finished("calc_hash") - done0, started))
+            self._progress(f"memory: {series[-1]['submitted']:,} submitted, {series[-1]['processed']:,} processed")
+        return {"submissions": k, "series": series, "verdicts": _verdicts(series)}
+
+    def _rss(self, submitted: int, processed: int, started: float) -> dict[str, Any]:
+        rss: dict[str, float | None] = {}
+        for i, pid in enumerate(self.s.gunicorn_workers()):
+            rss[f"gunicorn worker {i + 1}"] = procs.rss_mib(pid)
+        rss["gunicorn master"] = procs.rss_mib(self.s.gunicorn_pid)
+        rss["celery main"] = procs.rss_mib(self.s.worker_pid)
+        for i, pid in enumerate(procs.children(self.s.worker_pid)):
+            rss[f"celery pool {i + 1}"] = procs.rss_mib(pid)
+        rss["redis-server"] = procs.rss_mib(self.s.redis_pid)
+        return {"submitted": submitted, "processed": processed, "queue_depth": self.s.queue_depth(),
+                "elapsed_s": round(time.monotonic() - started, 1), "rss_mib": rss}
+
+    # --- verdicts and profiles ---------------------------------------------------------------------------
+
+    def targets(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        h, e, v = self.http, self.e2e, self.extra
+        submit, info, ceiling = h["submit"], h["taskinfo"], h["ceiling"]
+        per_round = {key: [a["rps"] / b["rps"] for a, b in zip(self.rounds[key], self.rounds["ceiling"])]
+                     for key in ("submit", "taskinfo")}
+        pings = [r["rps"] for r in self.rounds["ceiling"]]
+        spread = (max(pings) - min(pings)) / statistics.median(pings)
+        self.ceiling = {"rps_per_round": pings, "spread": round(spread, 3), "ratios_per_round": per_round}
+        noisy = f"; /ping varied {100 * spread:.0f}% across rounds" if spread > 0.15 else ""
+        out = []
+        invalid = {key: row for key, row in h.items() if _errors(row) > 0.01 * max(row["requests"], 1)}
+
+        def add(name: str, value: float, target: str, met: bool, note: str, rows: tuple[str, ...] = ()) -> None:
+            bad = [key for key in rows if key in invalid]
+            if bad:  # a row that mostly measured error responses proves nothing either way
+                met, note = False, f"INVALID: errors in {', '.join(bad)}; " + note
+            out.append({"name": name, "value": value, "target": target, "met": met, "note": note})
+
+        def rounds(values: list[float]) -> str:
+            return "rounds " + ", ".join(f"{x:.2f}" for x in values)
+
+        def cpu_ratio(key: str) -> str:
+            """On a CPU-bound box req/s goes as 1 / CPU per request: a noise-resistant cross-check."""
+            cost = lambda row: row["server_cpu_ms"] + row["redis_cpu_ms"]  # noqa: E731
+            return f"; CPU-cost ratio {cost(ceiling) / cost(h[key]):.2f}"
+
+        r = statistics.median(per_round["submit"])
+        add("/submit req/s ÷ /ping req/s (median of rounds)", r, "≥ 0.50", r >= 0.5,
+            f"{submit['rps']:.0f} vs {ceiling['rps']:.0f} req/s; {rounds(per_round['submit'])}" + cpu_ratio("submit") +
+            ("" if r >= 0.5 else f"; needs ×{0.5 / r:.2f}") + noisy, ("ceiling", "submit"))
+        r = statistics.median(per_round["taskinfo"])
+        add("/taskinfo req/s ÷ /ping req/s (median of rounds)", r, "≥ 0.70", r >= 0.7,
+            f"{info['rps']:.0f} vs {ceiling['rps']:.0f} req/s; {rounds(per_round['taskinfo'])}" + cpu_ratio("taskinfo") +
+            ("" if r >= 0.7 else f"; needs ×{0.7 / r:.2f}") + noisy, ("ceiling", "taskinfo"))
+        r = submit["p99_over_p50"]
+        add("/submit p99 ÷ p50 (median of rounds)", r, "≤ 3.0", r <= 3,
+            f"p50 {submit['p50_ms']:.1f} ms, p99 {submit['p99_ms']:.1f} ms", ("submit",))
+        add(f"Vault logins for {v['requests']:,} requests, one credential", v["logins"],
+            f"≤ {v['gunicorn_workers']} (gunicorn workers)",
+            v["logins"] <= v["gunicorn_workers"] and set(v["statuses"]) == {202},
+            f"{v['concurrency']} concurrent clients, cold cache; statuses {v['statuses']}; entity reads "
+            f"{v['entity_reads']}; all wrk gateway rows with the other credential: "
+            f"{v['gateway_rows_vault_logins']} logins")
+        r = e["gateway_calc_hash"]["jobs_per_s"] / e["bare_noop"]["jobs_per_s"]
+        gw_e2e = e["gateway_calc_hash"]
+        if gw_e2e["submit_non_2xx"] > 0.01 * gw_e2e["jobs"]:
+            invalid["e2e"] = gw_e2e
+        gw_cpu, bare_cpu = sum(gw_e2e["cpu_ms"].values()), sum(e["bare_noop"]["cpu_ms"].values())
+        add("e2e calc_hash jobs/s ÷ bare no-op jobs/s", r, "≥ 0.90", r >= 0.9,
+            f"{gw_e2e['jobs_per_s']:.0f} vs {e['bare_noop']['jobs_per_s']:.0f} jobs/s; CPU per job, all processes: "
+            f"{gw_cpu:.2f} vs {bare_cpu:.2f} ms (CPU-cost ratio {bare_cpu / gw_cpu:.2f})", ("e2e",))
+        comparisons = [
+            {"name": "Flower async-apply ÷ /ping", "value": h["flower_apply"]["rps"] / ceiling["rps"]},
+            {"name": "Flower result ÷ /ping", "value": h["flower_result"]["rps"] / ceiling["rps"]},
+            {"name": "/submit ÷ Flower async-apply", "value": submit["rps"] / h["flower_apply"]["rps"]},
+            {"name": "/taskinfo ÷ Flower result", "value": info["rps"] / h["flower_result"]["rps"]},
+            {"name": "/submit ÷ bare send_task (no backend) msgs/s",
+             "value": submit["rps"] / self.publish["no_backend"]["msgs_per_s"]},
+        ]
+        return out, comparisons
+
+    def profiles(self, targets: list[dict[str, Any]]) -> dict[str, Any]:
+        mode = self.args.profile
+        missed = [t["name"] for t in targets if not t["met"]]
+        if mode == "never" or (mode == "auto" and not missed):
+            return {}
+        rows = ["submit"] + (["taskinfo"] if any("taskinfo" in name for name in missed) else [])
+        done_id = self.done_id
+        out = {}
+        for row in rows:
+            request = self._submit_request() if row == "submit" else Request(
+                f"{self.s.gateway_url}/taskinfo?taskid={done_id}", auth=self._basic(USER))
+            out[row] = self.profile_row(row, request)
+            self.s.flush(frozenset({done_id}))
+        if mode == "always" or any(name.startswith("e2e") for name in missed):
+            self.s.start_worker()
+            out["worker: calc_hash via gateway"] = self.profile_worker("calc_hash")
+            self.s.flush(frozenset({done_id}))
+            out["worker: bench.noop, bare send_task"] = self.profile_worker("noop")
+            self.s.stop_worker()
+            self.s.flush(frozenset({done_id}))
+        return out
+
+    def profile_worker(self, kind: str) -> dict[str, Any]:
+        """py-spy on the Celery worker's main and pool processes while jobs stream in, as in the e2e rows."""
+        seconds = self.args.profile_duration
+        self._progress(f"py-spy on the Celery worker during {kind} jobs ({seconds}s)")
+        pids = self.s.worker_pids()
+        raw_dir = self._raw_dir(f"worker-{kind}")
+        if kind == "calc_hash":
+            request = self._submit_request()
+            load = subprocess.Popen(self.wrk.argv(request, seconds + 3), env={**os.environ, **request.env()},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:  # more messages than the worker gets through while recording; the rest is flushed
+            load = self._publisher("gateway", "bench.noop", 1000 * (seconds + 3), mirror=False)
+        try:
+            files = profile.record(pids, seconds, raw_dir)
+        finally:
+            if load.poll() is None:
+                load.terminate()
+            load.communicate(timeout=30)
+        return {**profile.summarize(files, worker=True), "pids": pids, "raw": self._shown(raw_dir)}
+
+    def _raw_dir(self, name: str) -> Path:
+        raw_dir = self.args.results / f"{self.stamp}-py-spy-{name}"
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        return raw_dir
+
+    @staticmethod
+    def _shown(path: Path) -> str:
+        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+    def profile_row(self, row: str, request: Request) -> dict[str, Any]:
+        seconds = self.args.profile_duration
+        self._progress(f"py-spy on the gunicorn workers during {row} ({seconds}s)")
+        pids = self.s.gunicorn_workers()
+        raw_dir = self._raw_dir(row)
+        argv = self.wrk.argv(request, seconds + 3)
+        load = subprocess.Popen(argv, env={**os.environ, **request.env()}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            files = profile.record(pids, seconds, raw_dir)
+        finally:
+            load.wait(timeout=seconds + 30)
+        return {**profile.summarize(files), "pids": pids, "raw": self._shown(raw_dir)}
+
+
+def _errors(row: dict[str, Any]) -> int:
+    return row["non_2xx"] + row["socket_errors"]
+
+
+def _verdicts(series: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Growth over the first and the second half of the run (from the first sample under load, so
+    import-time and warm-up growth is not counted); plateau when the second half grew by at most
+    max(2 MiB, 3%)."""
+    if len(series) < 4:
+        return {}
+    first, mid, last = series[1], series[(len(series) + 1) // 2], series[-1]
+    out = {}
+    for name in last["rss_mib"]:
+        a, b, c = (s["rss_mib"].get(name) for s in (first, mid, last))
+        if None in (a, b, c) or name == "redis-server":
+            continue
+        late = c - b
+        out[name] = {"first_half_mib": b - a, "last_half_mib": late,
+                     "verdict": "plateau" if late <= max(2.0, 0.03 * b) else f"growing (+{late:.1f} MiB in 2nd half)"}
+    return out
+
+
+def _code() -> str:
+    """The code under test, read when the run starts (the tree may change while it runs)."""
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("celery", "kombu", "flask", "gunicorn", "flower"))
+    redis_version = "redis-server " + subprocess.run(["redis-server", "--version"], capture_output=True,
+                                                     text=True).stdout.split()[2].removeprefix("v=")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "tasks", "settings", "celeryconfig.py",
+                            "gunicorn.conf.py", "wsgi.py"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = f" + uncommitted changes in {len(dirty.splitlines())} gateway/tasks/settings files" if dirty else ""
+    return f"git {head}{changed} at start; {versions}; {redis_version}"
+
+
+def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: float) -> dict[str, str]:
+    workers = stack.settings.config["workers"]
+    return {
+        "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+                   f"load average at start {load_average:.2f}",
+        "code": code,
+        "load": f"wrk -t{args.threads} -c{args.connections}, {args.duration}s per row (+{args.warmup}s warm-up); "
+                f"/ping, /submit, /taskinfo interleaved in {args.rounds} rounds of "
+                f"{max(2, args.duration // args.rounds)}s; "
+                f"calc_hash content {args.content_bytes} B",
+        "gateway": f"gunicorn wsgi:app with gunicorn.conf.py ({stack.gateway_workers} workers × "
+                   f"{stack.env.get('GATEWAY_THREADS', '8')} threads, gthread)",
+        "workers": f"`celery -A tasks worker -Q {HASH_QUEUE} -I bench.noop`, concurrency {workers['concurrency']}, "
+                   f"prefetch {workers['prefetch_multiplier']}; not running during the HTTP and publish rows",
+        "logging": "INFO (the product default), loguru to stderr (captured to a file) and to a log file, both in "
+                   "the run's temp folder",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join([os.environ.get("BENCH_COMMAND", "python -m bench"), *argv])
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    # Ctrl-C (even when started from a shell that ignores it), SIGTERM and SIGHUP all unwind through the
+    # same cleanup.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    code, load_average = _code(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            bench = Bench(stack, args, stamp)
+            measured = bench.run()
+            setup = _setup(stack, args, code, load_average)
+        except KeyboardInterrupt:
+            print("\nbench: interrupted; stopping everything it started", file=sys.stderr)
+            return 130
+        except Exception:
+            print(f"bench: failed; last output of each process:\n{stack.diagnostics()}", file=sys.stderr)
+            raise
+        finally:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+            try:
+                stack.close()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+    finished = datetime.now(timezone.utc)
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / f"{stamp}.json"
+    result = {"command": command, "started": started.isoformat(timespec="seconds"),
+              "seconds": round((finished - started).total_seconds(), 1), "setup": setup,
+              "result_file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path), **measured}
+    text = json.dumps(result, indent=2, default=str)
+    path.write_text(text)
+    (args.results / "latest.json").write_text(text)
+    table = report.render(result)
+    (args.results / "latest.md").write_text(table + "\n")
+    print(table)
+    return 0

@@ -1,0 +1,270 @@
+"""The isolated stack of one bench run: its own redis-server (free port, password), the Vault-compatible
+server in its own process, the gateway under the production gunicorn config, and on demand a Celery
+worker for `hash` and Flower, all against the same broker. Everything lives in one temporary folder
+and every process is stopped by `close()`, which the runner calls on success, failure and Ctrl-C.
+
+The pieces come from the test session (tests/support/): the same redis-server flags, the same
+Process wrapper (own session, output in a file, SIGTERM then SIGKILL) and the same Vault seed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from celery import Celery
+from redis import Redis
+
+import celeryconfig
+from bench import procs
+from settings import Settings, load_settings
+from tasks import stats
+from tests.support.services import BIN, ROOT, Process, free_port, start_redis
+from tests.support.vault import SeededVault, new_test_vault_material
+
+HASH_QUEUE = "hash"
+WORKER_NODE = "bench-hash"
+# Knobs of gunicorn.conf.py that a bench may vary; every other GATEWAY* variable of the caller is dropped.
+PASSED_THROUGH = ("GATEWAY_WORKERS", "GATEWAY_THREADS")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, watch: tuple[Process, ...] = (),
+              interval: float = 0.02) -> Any:
+    """Poll until `predicate` is truthy; fail at the deadline, or at once if a watched process died."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        for proc in watch:
+            if not proc.alive():
+                raise StackError(f"{proc.name} exited while waiting for {what}:\n{tail(proc)}")
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling; the last failure is reported
+            last = exc
+        time.sleep(interval)
+    raise StackError(f"{what} not reached within {timeout}s (last error: {last!r})")
+
+
+def tail(proc: Process, lines: int = 25) -> str:
+    try:
+        return "\n".join(proc.output().splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+NO_RATE_LIMIT = "1000000/second"
+NO_CAP = 10**9
+
+
+def _unbinding_limits(config: dict[str, Any]) -> None:
+    """Per-client rate limits and the unfinished-task cap stay switched on (their checks are part of
+    every request's cost) but far above anything the bench sends: the rows measure throughput, not
+    the limiter refusing it. Every role of the defaults and of the config gets the same values."""
+    defaults = json.loads((ROOT / "settings" / "defaults.json").read_text()).get("limits", {})
+    limits = config.setdefault("limits", {})
+    roles = set(config.get("roles", {}))
+    for kind, table in (defaults.get("rate") or {}).items():
+        limits.setdefault("rate", {})[kind] = {
+            "default": NO_RATE_LIMIT, "roles": {r: NO_RATE_LIMIT for r in roles | set(table.get("roles") or {})}}
+    if isinstance(defaults.get("max_unfinished"), dict):
+        table = defaults["max_unfinished"]
+        limits["max_unfinished"] = {"default": NO_CAP,
+                                    "roles": {r: NO_CAP for r in roles | set(table.get("roles") or {})}}
+
+
+class Stack:
+    """Start pieces with start_*(); `close()` stops whatever was started, newest first."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._procs: dict[str, Process] = {}
+        self._celery: Celery | None = None
+        self.settings: Settings | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for name in reversed(list(self._procs)):
+            self.stop(name)
+        if self._celery is not None:
+            self._celery.close()
+
+    def stop(self, name: str) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others regardless
+                print(f"bench: could not stop {name}: {exc!r}", file=sys.stderr)
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {name} ({proc.log_path.name}) ---\n{tail(proc)}" for name, proc in self._procs.items())
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
+        proc = Process(name, argv, env, self.logs)
+        self._procs[name] = proc
+        return proc
+
+    # --- redis, Vault, configuration ----------------------------------------------------------------
+
+    def start_base(self) -> None:
+        """redis-server, the Vault stub, config files, the gateway: what every row needs."""
+        self.start_redis()
+        self.start_vault()
+        self.write_config()
+        self.start_gateway()
+
+    def start_redis(self) -> None:
+        self.redis_password = secrets.token_urlsafe(18)
+        proc, self.redis_port = start_redis(self.dir, self.redis_password)
+        self._procs["redis"] = proc
+        self.redis_pid = proc.proc.pid
+        wait_for(lambda: Redis(port=self.redis_port, password=self.redis_password).ping(), 15,
+                 "redis-server ready", (proc,))
+
+    def start_vault(self) -> None:
+        """The Vault-compatible server as its own process, so it never shares the driver's GIL."""
+        seed, private_key, passwords, token = new_test_vault_material()
+        seed_path = self.dir / "vault-seed.json"
+        seed_path.touch(mode=0o600)
+        seed_path.write_text(json.dumps(seed))
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = self._start("vault", [sys.executable, "-m", "vaultstub", "serve", "--seed", str(seed_path),
+                                     "--port", str(port)], env)
+        self.vault = SeededVault(f"http://127.0.0.1:{port}", token, passwords, private_key)
+        wait_for(lambda: requests.get(f"{self.vault.url}/v1/sys/health", timeout=1).status_code == 200, 30,
+                 "Vault stub ready", (proc,))
+
+    def write_config(self) -> None:
+        """config.example.json pointed at this stack, logging as shipped (INFO) into this run's folder."""
+        config = json.loads((ROOT / "config.example.json").read_text())
+        config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        config["vault"]["url"] = self.vault.url
+        config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
+        _unbinding_limits(config)
+        self.config_path, self.secrets_path = self.dir / "config.json", self.dir / ".secrets.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.secrets_path.touch(mode=0o600)
+        self.secrets_path.write_text(json.dumps({"redis": {"password": self.redis_password},
+                                                 "vault": {"token": self.vault.gateway_token}}))
+        self.settings = load_settings(self.config_path, self.secrets_path, environ={})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY") or k in PASSED_THROUGH}
+        env.update(GATEWAY_CONFIG=str(self.config_path), GATEWAY_SECRETS=str(self.secrets_path),
+                   PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(self.dir / "prometheus"))
+        self.env = env
+
+    def redis(self) -> Redis:
+        return Redis.from_url(self.settings.broker_url, decode_responses=True)
+
+    def celery(self) -> Celery:
+        """A client app with the workers' configuration, for remote control (ping)."""
+        if self._celery is None:
+            self._celery = Celery("bench", config_source=celeryconfig.build(self.settings, role="worker"),
+                                  set_as_current=False)
+        return self._celery
+
+    # --- the gateway ---------------------------------------------------------------------------------
+
+    @property
+    def gateway_workers(self) -> int:
+        return int(self.env.get("GATEWAY_WORKERS", "2"))
+
+    def start_gateway(self) -> None:
+        """`gunicorn wsgi:app` from the project root, so gunicorn.conf.py is the config; GATEWAY_BIND
+        picks the port."""
+        port = free_port()
+        env = {**self.env, "GATEWAY_BIND": f"127.0.0.1:{port}"}
+        proc = self._start("gunicorn", [str(BIN / "gunicorn"), "wsgi:app"], env)
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        self.gunicorn_pid = proc.proc.pid
+        wait_for(lambda: len(procs.children(self.gunicorn_pid)) == self.gateway_workers
+                 and requests.get(self.gateway_url + "/health", timeout=1).status_code == 200,
+                 60, "gateway ready (/health 200, all workers booted)", (proc,))
+
+    def gunicorn_pids(self) -> list[int]:
+        return procs.tree(self.gunicorn_pid)
+
+    def gunicorn_workers(self) -> list[int]:
+        return procs.children(self.gunicorn_pid)
+
+    # --- Celery worker and Flower --------------------------------------------------------------------
+
+    def start_worker(self) -> None:
+        """One worker for `hash` as README runs it, plus the bench's no-op task (`-I bench.noop`);
+        concurrency and prefetch come from config (workers.*)."""
+        env = {**self.env, "GATEWAY__LOGGING__LOG_FILE": str(self.logs / "worker.log")}
+        proc = self._start("worker", [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", HASH_QUEUE,
+                                      "-n", f"{WORKER_NODE}@%h", "-I", "bench.noop"], env)
+        self.worker_pid = proc.proc.pid
+        node = f"{WORKER_NODE}@{socket.gethostname()}"
+        concurrency = self.settings.config["workers"]["concurrency"]
+        wait_for(lambda: len(procs.children(self.worker_pid)) >= concurrency
+                 and self.celery().control.ping(destination=[node], timeout=0.5),
+                 60, f"worker {node} ready", (proc,))
+
+    def stop_worker(self) -> None:
+        self.stop("worker")
+
+    def worker_pids(self) -> list[int]:
+        return procs.tree(self.worker_pid) if "worker" in self._procs else []
+
+    def start_flower(self) -> None:
+        """`celery -A tasks flower` on the same broker (the app's own configuration points at it, so the
+        URL with its password never appears on a command line); the REST API open without auth."""
+        port = free_port()
+        env = {**self.env, "FLOWER_UNAUTHENTICATED_API": "true",
+               "GATEWAY__LOGGING__LOG_FILE": str(self.logs / "flower.log")}
+        proc = self._start("flower", [str(BIN / "celery"), "-A", "tasks", "flower", f"--port={port}",
+                                      "--address=127.0.0.1"], env)
+        self.flower_url = f"http://127.0.0.1:{port}"
+        self.flower_pid = proc.proc.pid
+        wait_for(lambda: requests.get(self.flower_url + "/healthcheck", timeout=1).status_code == 200, 60,
+                 "Flower ready", (proc,))
+
+    def stop_flower(self) -> None:
+        self.stop("flower")
+
+    # --- redis state -----------------------------------------------------------------------------------
+
+    def counter(self, field: str) -> int:
+        """A lifetime count from the shared task counts (tasks/stats.py): `submitted|calc_hash`, ..."""
+        return int(self.redis().hget(stats.TOTAL_KEY, field) or 0)
+
+    def queue_depth(self) -> int:
+        return int(self.redis().llen(HASH_QUEUE))
+
+    def flush(self, keep: frozenset[str] = frozenset()) -> int:
+        """Drop queued messages, task records and results between rows (never kombu's bindings, which
+        publishers cache as declared); task ids in `keep` stay. Returns the number of keys removed."""
+        client = self.redis()
+        queues = {job["queue"] for job in self.settings.config["jobs"].values()}
+        patterns = [f"{name}*" for name in queues] + ["gw:task:*", "celery-task-meta-*", "unacked*"]
+        removed = 0
+        for pattern in patterns:
+            batch: list[str] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                if any(key.endswith(task_id) for task_id in keep):
+                    continue
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed += client.delete(*batch)
+                    batch.clear()
+            if batch:
+                removed += client.delete(*batch)
+        return removed
