@@ -10,8 +10,10 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from loguru import logger
+from redis import Redis
 from redis.exceptions import RedisError
 
+from gateway import transport
 from gateway.errors import ServiceUnavailable, TooManyRequests
 from gateway.jobs import JobType
 from gateway.store import CapReached, Idempotency, TaskRecord, TaskStore
@@ -28,33 +30,49 @@ class Submitted:
 
 
 class Dispatcher:
-    def __init__(self, celery: Celery, store: TaskStore) -> None:
+    """Records accepted tasks and publishes them.
+
+    The message is built by Celery and kombu as usual, but its Redis commands are captured
+    (gateway/transport.py). When the broker and the task store are the same Redis (the default), the
+    commands run inside the store's save script: record and message in one round trip, all or nothing.
+    Otherwise the record is written first and the message published on the broker; a publish that
+    fails takes the record with it. Either way a failure leaves nothing behind and answers 503.
+    """
+
+    def __init__(self, celery: Celery, store: TaskStore, broker: Redis, same_redis: bool) -> None:
         self.celery = celery
         self.store = store
+        self.broker = broker
+        self.same_redis = same_redis
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
                max_unfinished: int | None = None) -> Submitted:
-        """Record, then publish; a publish that fails takes its record with it (503, nothing left).
-        With `idempotency`, a key that already names a task returns that task and queues nothing."""
+        """With `idempotency`, a key that already names a task returns that task and queues nothing."""
         record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
         try:
-            existing = self.store.save(record, idempotency, max_unfinished)
+            commands = self._message(job, record, upload)
+        except PUBLISH_ERRORS as exc:
+            logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable") from None
+        try:
+            existing = self.store.save(record, idempotency, max_unfinished, commands if self.same_redis else ())
         except CapReached:
             raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
                                   "at once; wait for some to finish") from None
         except RedisError as exc:
-            logger.warning("task store unavailable: {}", exc.__class__.__name__)
-            raise ServiceUnavailable("Task store unavailable") from None
+            logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
         if existing is not None:
             return Submitted(TaskRecord.from_hash(existing.uuid, existing.record), new=False,
                              same_body=existing.body_hash == idempotency.body_hash)
-        try:
-            self._publish(job, record, upload)
-        except PUBLISH_ERRORS as exc:
-            logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
-            self._forget(record, idempotency)
-            raise ServiceUnavailable("Broker unavailable") from None
+        if not self.same_redis:
+            try:
+                self._run_on_broker(commands)
+            except PUBLISH_ERRORS as exc:
+                logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+                self._forget(record, idempotency)
+                raise ServiceUnavailable("Broker unavailable") from None
         return Submitted(record, new=True, same_body=True)
 
     def requeue(self, task_id: str, entry: dict[str, Any], job: JobType | None) -> None:
@@ -82,20 +100,30 @@ class Dispatcher:
             logger.warning("could not revoke task {}: {}", record.uuid, exc.__class__.__name__)
             raise ServiceUnavailable("Broker unavailable") from None
 
-    def _publish(self, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> None:
-        """One standard Celery task message plus its task-sent event, sent in one Redis round trip
-        (kombu's producer batch: LPUSH and PUBLISH in one pipeline)."""
-        with self.celery.producer_or_acquire() as producer, producer.batch():
-            self.celery.send_task(
-                job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
-                expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
-                headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
-                         SUBMITTED_HEADER: record.created.timestamp(),
-                         **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
-                # Flower and worker logs show these instead of the payload itself.
-                argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
-                retry=False, producer=producer,
-            )
+    def _message(self, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> list[tuple[str, tuple]]:
+        """The Redis commands of one standard Celery task message and its task-sent event."""
+        with transport.capture() as captured:
+            with self.celery.producer_or_acquire() as producer, producer.batch():
+                self.celery.send_task(
+                    job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
+                    expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
+                    headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
+                             SUBMITTED_HEADER: record.created.timestamp(),
+                             **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
+                    # Flower and worker logs show these instead of the payload itself.
+                    argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
+                    retry=False, producer=producer,
+                )
+        commands = transport.captured_commands(captured)
+        if not any(name == "lpush" for name, _ in commands):
+            raise OperationalError("the task message was not captured")  # never publish half a task
+        return commands
+
+    def _run_on_broker(self, commands: list[tuple[str, tuple]]) -> None:
+        with self.broker.pipeline(transaction=False) as pipe:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            pipe.execute()
 
     def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
         try:

@@ -42,12 +42,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway"), set_as_current=False)
     store = TaskStore(_redis(settings.result_url), ttl=settings.config["results"]["expires"])
     queues = sorted({job["queue"] for job in settings.config["jobs"].values()})
+    broker = _redis(settings.broker_url, settings.config["queue"]["publish_timeout"])
     app.extensions["gateway"] = Services(
         settings=settings,
         catalogue=JobCatalogue(settings.config["jobs"]),
         store=store,
-        dispatcher=Dispatcher(celery, store),
-        broker=_redis(settings.broker_url),
+        dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url),
+        broker=broker,
         identity=VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"]),
         celery=celery,
         broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),

@@ -30,7 +30,9 @@ META_PREFIX = "celery-task-meta-"
 
 # KEYS: record, owner index, stats total, stats hour, open set[, idempotency key]
 # ARGV: ttl, score, uuid, stats field, idempotency value, cap ("" = none), expires score,
-#       then the record's field/value pairs
+#       publish commands (JSON list of [name, [args...]], "[]" for none), then the record's field/value pairs
+# The publish commands are the task message's LPUSH and its task-sent event's PUBLISH, exactly as kombu
+# builds them (gateway/transport.py): they run only when the task is recorded, in the same script.
 SAVE_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 if #KEYS == 6 then
@@ -42,7 +44,7 @@ if ARGV[6] ~= '' then
   if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then return '!cap' end
 end
 if #KEYS == 6 then redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
@@ -52,6 +54,9 @@ redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 redis.call('EXPIRE', KEYS[4], ttl + 3600)
+for _, command in ipairs(cjson.decode(ARGV[8])) do
+  redis.call(command[1], unpack(command[2]))
+end
 return false
 """
 
@@ -112,9 +117,10 @@ class TaskStore:
         self._save = redis.register_script(SAVE_SCRIPT)
 
     def save(self, record: TaskRecord, idempotency: Idempotency | None = None,
-             max_unfinished: int | None = None) -> Existing | None:
-        """Record a new task; or, when `idempotency` names a task already, return that one untouched.
-        Raises CapReached when the owner already has `max_unfinished` unexpired tasks not finished."""
+             max_unfinished: int | None = None, publish: list[tuple[str, tuple]] = ()) -> Existing | None:
+        """Record a new task and run its `publish` commands, atomically; or, when `idempotency` names a
+        task already, return that one and change nothing. Raises CapReached when the owner already has
+        `max_unfinished` unexpired tasks not finished."""
         keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key(),
                 OPEN_PREFIX + record.owner]
         claim = ""
@@ -124,7 +130,8 @@ class TaskStore:
         fields = [item for pair in record.to_hash().items() for item in pair]
         found = self._save(keys=keys, args=[self.ttl, record.created.timestamp(), record.uuid,
                                             f"submitted|{record.type}", claim, max_unfinished or "",
-                                            record.expires.timestamp(), *fields])
+                                            record.expires.timestamp(),
+                                            json.dumps([[name, list(args)] for name, args in publish]), *fields])
         if not found:
             return None
         if found == "!cap":
