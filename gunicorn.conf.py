@@ -3,10 +3,11 @@
 Settings are validated here, in the master, before any worker forks: invalid files stop start-up
 with every problem listed and exit status 2, instead of a crash loop of workers.
 
-Worker class: gthread, 2 processes x 8 threads by default. Each request spends most of its time
-waiting on Redis or Vault, so threads overlap those waits; the process count spreads the Python work
-over the cores (GIL). Override with GATEWAY_WORKERS / GATEWAY_THREADS; README ("Serving") has the
-measurements behind the default.
+Worker class: gthread, 2 processes per core x 4 threads by default. Each request spends part of its
+time waiting on Redis or Vault, so threads overlap those waits; processes spread the Python work over
+the cores (one GIL each). Measured on 2 cores (bench/, README "Performance"): 4 x 4 served 30-65 %
+more requests per second than 2 x 8 at the same CPU per request. Override with GATEWAY_WORKERS /
+GATEWAY_THREADS.
 """
 import os
 import shutil
@@ -17,9 +18,9 @@ from settings import load_settings_or_exit
 _settings = load_settings_or_exit()
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
+workers = int(os.environ.get("GATEWAY_WORKERS", 2 * (os.cpu_count() or 1)))
 worker_class = "gthread"
-threads = int(os.environ.get("GATEWAY_THREADS", "8"))
+threads = int(os.environ.get("GATEWAY_THREADS", "4"))
 # Publishing gives up within 2 s and Vault within its timeout; a request still running after this is a bug.
 timeout = 30
 # SIGTERM: stop accepting, let in-flight requests finish for up to this long, then exit.
