@@ -518,7 +518,7 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                 f"{max(2, args.duration // args.rounds)}s; "
                 f"calc_hash content {args.content_bytes} B",
         "gateway": f"gunicorn wsgi:app with gunicorn.conf.py ({stack.gateway_workers} workers × "
-                   f"{stack.env.get('GATEWAY_THREADS', '8')} threads, gthread)",
+                   f"{stack.env.get('GATEWAY_THREADS', '4')} threads, gthread)",
         "workers": f"`celery -A tasks worker -Q {HASH_QUEUE} -I bench.noop`, concurrency {workers['concurrency']}, "
                    f"prefetch {workers['prefetch_multiplier']}; not running during the HTTP and publish rows",
         "logging": "INFO (the product default), loguru to stderr (captured to a file) and to a log file, both in "

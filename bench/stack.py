@@ -183,7 +183,8 @@ class Stack:
 
     @property
     def gateway_workers(self) -> int:
-        return int(self.env.get("GATEWAY_WORKERS", "2"))
+        """How many worker processes gunicorn.conf.py starts: GATEWAY_WORKERS, else 2 per core."""
+        return int(self.env.get("GATEWAY_WORKERS", 2 * (os.cpu_count() or 1)))
 
     def start_gateway(self) -> None:
         """`gunicorn wsgi:app` from the project root, so gunicorn.conf.py is the config; GATEWAY_BIND
