@@ -5,8 +5,10 @@
   bound audience, claim mappings client_id -> client_id and role -> client_role);
 - an identity entity per user that has a client_id, with metadata {client_id, role} and an alias for
   its userpass login, so the gateway can read who a userpass user is;
-- policies `noop-policy` (grants nothing) and `gateway-identity-read` (read identity/entity/id/*);
-- an orphan, renewable token with `gateway-identity-read` for the gateway (`.secrets.json` vault.token).
+- policies `noop-policy` (grants nothing) and `job-gateway`: read identity/entity/id/* (who a userpass
+  user is) and the JWT mount's config and role (the keys, algorithms, issuer, audiences and leeways the
+  gateway checks a bearer token against before Vault sees it);
+- an orphan, renewable token with `job-gateway` for the gateway (`.secrets.json` vault.token).
 
     VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<root or admin token> \\
     python -m deploy.vault_bootstrap --users users.json --jwt-public-key jwt.pub.pem --token-id-file gateway-token
@@ -29,8 +31,10 @@ import requests
 from hvac import exceptions as hvac_errors
 
 NOOP_POLICY = 'path "sys/nothing" {\n  capabilities = ["deny"]\n}\n'
-IDENTITY_READ_POLICY = 'path "identity/entity/id/*" {\n  capabilities = ["read"]\n}\n'
 JWT_ROLE = "dynamic"
+GATEWAY_POLICY_NAME = "job-gateway"
+GATEWAY_POLICY = "".join(f'path "{path}" {{\n  capabilities = ["read"]\n}}\n' for path in (
+    "identity/entity/id/*", "auth/jwt/config", f"auth/jwt/role/{JWT_ROLE}"))
 CLAIM_MAPPINGS = {"client_id": "client_id", "role": "client_role"}
 
 
@@ -46,7 +50,7 @@ def bootstrap(client: hvac.Client, users: dict[str, dict[str, Any]], jwt_public_
             client.sys.enable_auth_method(method_type=method, path=method)
             log(f"enabled auth method {method}/")
     client.sys.create_or_update_policy(name="noop-policy", policy=NOOP_POLICY)
-    client.sys.create_or_update_policy(name="gateway-identity-read", policy=IDENTITY_READ_POLICY)
+    client.sys.create_or_update_policy(name=GATEWAY_POLICY_NAME, policy=GATEWAY_POLICY)
     client.auth.jwt.configure(jwt_validation_pubkeys=jwt_public_keys, bound_issuer=issuer,
                               jwt_supported_algs=["RS256"], path="jwt")
     client.auth.jwt.create_role(name=JWT_ROLE, role_type="jwt", user_claim="sub", allowed_redirect_uris=[],
@@ -63,9 +67,9 @@ def bootstrap(client: hvac.Client, users: dict[str, dict[str, Any]], jwt_public_
     if token_id and _token_exists(client, token_id):
         log("the gateway's token already exists")
         return token_id
-    token = client.auth.token.create(id=token_id, policies=["gateway-identity-read"], no_parent=True,
+    token = client.auth.token.create(id=token_id, policies=[GATEWAY_POLICY_NAME], no_parent=True,
                                      renewable=True, ttl="768h", display_name="job-gateway")
-    log("created the gateway's token (policy gateway-identity-read)")
+    log(f"created the gateway's token (policy {GATEWAY_POLICY_NAME})")
     return token["auth"]["client_token"]
 
 

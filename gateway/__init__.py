@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from settings import Settings, load_settings_or_exit
 from settings.logs import setup_logging
@@ -18,6 +19,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.config["limits"]["max_body_bytes"]
     app.json.sort_keys = False
+    hops = settings.config["proxy"]["trusted_hops"]
+    if hops:
+        # Only as many X-Forwarded-For entries as there are proxies of ours are believed; by default none.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     extensions.init_app(app, settings)
     errors.init_app(app)
     requestlog.init_app(app)

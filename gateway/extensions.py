@@ -12,8 +12,10 @@ from flask import Flask, current_app
 from redis import Redis
 
 import celeryconfig
+from gateway.authenticator import Authenticator, FailedAuthThrottle
 from gateway.dispatch import Dispatcher
 from gateway.identity import VaultIdentity
+from gateway.jwtcheck import LocalJwtCheck
 from gateway.jobs import JobCatalogue
 from gateway.metrics import BrokerCollector
 from gateway.ratelimit import RateLimits
@@ -33,6 +35,7 @@ class Services:
     dispatcher: Dispatcher
     broker: Redis
     identity: VaultIdentity
+    authenticator: Authenticator
     celery: Celery
     broker_collector: BrokerCollector
     rate_limits: RateLimits
@@ -43,18 +46,29 @@ def init_app(app: Flask, settings: Settings) -> None:
     store = TaskStore(_redis(settings.result_url), ttl=settings.config["results"]["expires"])
     queues = sorted({job["queue"] for job in settings.config["jobs"].values()})
     broker = _redis(settings.broker_url, settings.config["queue"]["publish_timeout"])
+    identity = VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"])
+    rate_limits = RateLimits(settings.result_url, settings.config["limits"])
     app.extensions["gateway"] = Services(
         settings=settings,
         catalogue=JobCatalogue(settings.config["jobs"]),
         store=store,
         dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url),
         broker=broker,
-        identity=VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"]),
+        identity=identity,
+        authenticator=_authenticator(settings, identity, rate_limits),
         celery=celery,
         broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
                                          _redis(settings.result_url, SCRAPE_TIMEOUT), queues, code_for_reason),
-        rate_limits=RateLimits(settings.result_url, settings.config["limits"]),
+        rate_limits=rate_limits,
     )
+
+
+def _authenticator(settings: Settings, identity: VaultIdentity, rate_limits: RateLimits) -> Authenticator:
+    vault = settings.config["vault"]
+    jwt_check = LocalJwtCheck(identity.read, identity.jwt_mount, identity.jwt_role, ttl=vault["jwt_keys_ttl"],
+                              min_refresh=vault["jwt_keys_refresh"], http_timeout=vault["timeout"])
+    throttle = FailedAuthThrottle(rate_limits.limiter, settings.config["limits"]["failed_auth"])
+    return Authenticator(identity, jwt_check, throttle, refused_ttl=vault["refused_ttl"])
 
 
 def services() -> Services:

@@ -5,7 +5,8 @@
 - Identity comes from the login's `auth.metadata` (JWT claim mappings) or else from the identity
   entity's metadata, read with the gateway's own token. Never from the unverified JWT.
 - A successful login is cached under a SHA-256 of the credential, never the credential, for at most
-  `vault.cache_ttl` and never past the token's lease or the JWT's `exp`. Failures are not cached.
+  `vault.cache_ttl` and never past the token's lease or the JWT's `exp`. What happens before a login
+  (local token checks, refused credentials, throttling) is gateway/authenticator.py's.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import hvac
 import requests
@@ -70,15 +71,19 @@ class Credential:
         return hashlib.sha256(material).hexdigest()
 
 
-class LoginCache:
-    """Thread-safe, size-bounded map from credential hash to (identity, monotonic expiry)."""
+Value = TypeVar("Value")
+
+
+class TtlCache(Generic[Value]):
+    """Thread-safe, size-bounded map from credential hash to (value, monotonic expiry); the oldest
+    entry goes first when full, so a flood of distinct keys costs memory up to `limit` and no more."""
 
     def __init__(self, limit: int = CACHE_LIMIT) -> None:
-        self._entries: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Value, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._limit = limit
 
-    def get(self, key: str) -> Identity | None:
+    def get(self, key: str) -> Value | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -88,11 +93,11 @@ class LoginCache:
                 return None
             return entry[0]
 
-    def put(self, key: str, identity: Identity, ttl: float) -> None:
+    def put(self, key: str, value: Value, ttl: float) -> None:
         if ttl <= 0:
             return
         with self._lock:
-            self._entries[key] = (identity, time.monotonic() + ttl)
+            self._entries[key] = (value, time.monotonic() + ttl)
             self._entries.move_to_end(key)
             while len(self._entries) > self._limit:
                 self._entries.popitem(last=False)
@@ -111,21 +116,22 @@ class VaultIdentity:
         self.keys = config["identity"]
         self.system_role = config["system_role"]
         self._gateway_token = gateway_token
-        self.cache = LoginCache()
+        self.cache: TtlCache[Identity] = TtlCache()
         self._flights: dict[str, tuple[threading.Lock, int]] = {}
         self._flights_lock = threading.Lock()
-        self.logins = 0  # how many logins reached Vault from this process
 
-    def resolve(self, credential: Credential) -> tuple[Identity, bool]:
-        """The caller's identity and whether it came from the cache.
+    def cached(self, key: str) -> Identity | None:
+        identity = self.cache.get(key)
+        metrics.LOGIN_CACHE.labels("hit" if identity is not None else "miss").inc()
+        return identity
+
+    def login(self, credential: Credential) -> tuple[Identity, bool]:
+        """Log in to Vault and say who the credential names; (identity, whether another thread's
+        login answered it).
 
         Single flight: when several threads miss on the same credential at once (a client opening many
         connections), one logs in and the others wait for its answer instead of each calling Vault."""
         key = credential.cache_key()
-        cached = self.cache.get(key)
-        metrics.LOGIN_CACHE.labels("hit" if cached is not None else "miss").inc()
-        if cached is not None:
-            return cached, True
         with self._flight(key):
             cached = self.cache.get(key)
             if cached is not None:
@@ -134,6 +140,11 @@ class VaultIdentity:
             identity = self._identity(auth)
             self.cache.put(key, identity, self._cache_ttl(credential, auth))
             return identity, False
+
+    def read(self, path: str) -> Mapping[str, Any]:
+        """`data` of a Vault path read with the gateway's own token (the JWT mount's rules)."""
+        response = self._call("config_read", self._gateway_token, "config_unreadable", lambda client: client.read(path))
+        return (response or {}).get("data") or {}
 
     @contextmanager
     def _flight(self, key: str):
@@ -159,10 +170,11 @@ class VaultIdentity:
         return response.status_code in (200, 429, 473)
 
     def _client(self, token: str | None = None) -> hvac.Client:
-        return hvac.Client(url=self.url, token=token, timeout=self.timeout)
+        # token="" rather than None: with None, hvac picks up VAULT_TOKEN or ~/.vault-token from the
+        # gateway's environment and sends it along with every user's login.
+        return hvac.Client(url=self.url, token=token or "", timeout=self.timeout)
 
     def _login(self, credential: Credential) -> Mapping[str, Any]:
-        self.logins += 1
         if credential.kind == "jwt":
             response = self._call("login_jwt", None, "vault_refused", lambda client: client.auth.jwt.jwt_login(
                 self.jwt_role, credential.secret, use_token=False, path=self.jwt_mount))

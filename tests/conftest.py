@@ -16,9 +16,8 @@ from redis import Redis
 import celeryconfig
 from settings import Settings, load_settings
 from tests.support.api import Api
-from tests.support.services import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
-from tests.support.vault import SeededVault, new_test_vault_material
-from vaultstub.server import serve_in_thread
+from devsupport.processes import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
+from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 HOLD_SCHEMA = ROOT / "tests" / "support" / "hold.json"
@@ -47,12 +46,11 @@ def redis_port(run_dir: Path, redis_password: str):
 
 
 @pytest.fixture(scope="session")
-def vault() -> SeededVault:
-    """The Vault-compatible server over real HTTP, seeded with one user per role (tests/support/vault.py)."""
-    seed, private_key, passwords, gateway_token = new_test_vault_material()
-    handle = serve_in_thread(seed)
-    yield SeededVault(handle.url, gateway_token, passwords, private_key)
-    handle.shutdown()
+def vault(run_dir: Path) -> SeededVault:
+    """A real OpenBao (`bao server -dev`), configured by deploy/vault_bootstrap.py with one user per role."""
+    seeded = start_seeded_vault(run_dir)
+    yield seeded
+    seeded.server.stop()
 
 
 def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
@@ -81,6 +79,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["limits"]["rate"] = {"submit": {"default": "100000/second", "clients": {"rl-client": "5/minute"}},
                                 "read": {"default": "100000/second"}}
     config["limits"]["max_unfinished"] = {"default": None, "clients": {"capped-client": 3}}
+    # Many tests fail authentication on purpose; tests/gateway/test_auth_guard.py meets these limits.
+    config["limits"]["failed_auth"] = {"per_source": None, "per_username": None}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]
@@ -103,9 +103,12 @@ def settings(config_files: tuple[Path, Path]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def service_env(config_files: tuple[Path, Path]) -> dict[str, str]:
+def service_env(config_files: tuple[Path, Path], vault: SeededVault) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
     env.update(GATEWAY_CONFIG=str(config_files[0]), GATEWAY_SECRETS=str(config_files[1]), PYTHONPATH=str(ROOT))
+    # A stray Vault token in the services' environment (an operator's shell) must never ride along on
+    # a user's login: tests/gateway/test_auth.py checks Vault's audit log for that.
+    env["VAULT_TOKEN"] = vault.server.root_token
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each gunicorn makes its own (gunicorn.conf.py)
     return env
 
@@ -123,7 +126,7 @@ def celery_client(settings: Settings) -> Celery:
 
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery):
-    proc = start_worker("main", "hash,images,hold,webhooks", service_env, run_dir)
+    proc = start_worker("main", "hash,images,hold,webhooks", service_env, run_dir, extra=["-I", "tests.support.holdjob"])
     node = f"main@{socket.gethostname()}"
     wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
                60, f"worker {node} ready")

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support.services import ROOT
+from devsupport.processes import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests.support.api import b64
-from tests.support.services import BIN, Process, free_port, wait_until
+from devsupport.processes import BIN, Process, free_port, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import re
 
-from tests.support.services import wait_until
+from devsupport.processes import wait_until
 
 
 def test_logs_carry_ids_but_no_payload_or_credentials(api, gateway_log, worker, redis_password, vault):

@@ -15,7 +15,7 @@ def test_cancel_of_a_queued_task_means_it_never_runs(api, redis_client, hold_que
     redis_client.rpush(f"release:{task_id}", "go")  # if it ever ran, it would finish at once
     hold_queue_paused()
     # The worker takes the message and drops it: Celery's meta becomes REVOKED, never SUCCESS.
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
     meta = wait_until(lambda: (raw := redis_client.get(f"celery-task-meta-{task_id}")) and json.loads(raw),
                       30, "worker recorded the revoke")
     assert meta["status"] == "REVOKED"
@@ -27,7 +27,7 @@ def test_cancel_of_a_running_task_terminates_it(api, redis_client):
     task_id = api.submitted("hold", {"tag": "running"})
     api.wait_status(task_id, "pending")
     assert api.request("DELETE", f"/tasks/{task_id}").status_code == 202
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
     meta = wait_until(lambda: (raw := redis_client.get(f"celery-task-meta-{task_id}")) and
                       json.loads(raw)["status"] == "REVOKED" and json.loads(raw), 30, "terminated")
     redis_client.rpush(f"release:{task_id}", "late")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 
 from tests.support.api import b64
-from tests.support.services import start_worker, wait_until
+from devsupport.processes import start_worker, wait_until
 
 
 def test_submit_answers_202_with_location_and_contract_fields(api):
@@ -64,7 +64,7 @@ def test_late_worker_never_runs_an_expired_job(api, service_env, run_dir, redis_
 def test_a_running_job_shows_its_progress(api, redis_client):
     task_id = api.submitted("hold", {"tag": "progress"})
     info = api.wait_status(task_id, "pending")
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
     info = wait_until(lambda: (body := api.taskinfo(task_id).json()).get("progress") and body, 30, "progress shown")
     assert info["status"] == "pending" and info["progress"] == {"percent": 50, "stage": "holding"}
     redis_client.rpush(f"release:{task_id}", "go")
@@ -74,7 +74,7 @@ def test_a_running_job_shows_its_progress(api, redis_client):
 
 def test_submit_publishes_a_task_sent_event(api, redis_client):
     """Flower and other event consumers see the task as soon as it is queued (task_send_sent_event)."""
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
 
     subscriber = redis_client.pubsub()
     subscriber.psubscribe("*celeryev/task.sent")

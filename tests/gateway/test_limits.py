@@ -49,5 +49,5 @@ def test_finished_tasks_leave_the_cap(gateway_url, worker, vault, redis_client):
     task_id = response.json()["uuid"]
     assert redis_client.zscore(f"gw:open:{client_id}", task_id) is not None  # held: still unfinished
     redis_client.rpush(f"release:{task_id}", "go")
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
     wait_until(lambda: redis_client.zscore(f"gw:open:{client_id}", task_id) is None, 30, "finished task left the set")

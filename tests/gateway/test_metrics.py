@@ -9,7 +9,7 @@ import requests
 from gateway import create_app
 from settings import load_settings
 from tests.support.api import b64
-from tests.support.services import wait_until
+from devsupport.processes import wait_until
 
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 

@@ -9,7 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from gateway import create_app
-from tests.support.services import BIN, ROOT
+from devsupport.processes import BIN, ROOT
 
 
 @pytest.fixture(scope="module")

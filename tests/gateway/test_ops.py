@@ -57,7 +57,7 @@ def test_task_counts_follow_submissions_and_outcomes(api):
     before = counts()
     task_id = api.submitted("calc_hash", {"content": b64(uuid.uuid4().bytes)})
     api.wait_status(task_id, "done")
-    from tests.support.services import wait_until
+    from devsupport.processes import wait_until
     after = wait_until(lambda: (c := counts())["done"] > before["done"] and c, 10, "done counted")
     assert after["submitted"] >= before["submitted"] + 1
 

@@ -1,7 +1,7 @@
 """Retries for transient failures, dead letters after the last attempt, requeue from the ops API."""
 from __future__ import annotations
 
-from tests.support.services import wait_until
+from devsupport.processes import wait_until
 
 
 def test_a_transient_failure_is_retried_and_then_succeeds(api, redis_client):

@@ -9,7 +9,7 @@ import pytest
 
 from tasks.webhooks import verify
 from tests.support.api import b64
-from tests.support.services import wait_until
+from devsupport.processes import wait_until
 
 
 class Receiver:

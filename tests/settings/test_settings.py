@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from settings import SettingsError, load_settings
-from tests.support.services import BIN, ROOT
+from devsupport.processes import BIN, ROOT
 
 EXAMPLES = (ROOT / "config.example.json", ROOT / ".secrets.example.json")
 

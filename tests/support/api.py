@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from tests.support.services import wait_until
+from devsupport.processes import wait_until
 
 
 def b64(data: bytes) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 
 from tasks import cli_queues, queue_overrides
-from tests.support.services import start_worker, wait_until
+from devsupport.processes import start_worker, wait_until
 
 
 def test_cli_queues_reads_every_spelling():

@@ -1,15 +1,7 @@
-"""The credential cases of tests/gateway/test_auth.py against a real HashiCorp Vault.
-
-Runs when VAULT_ADDR and VAULT_TOKEN (a token allowed to configure auth methods, such as a dev-mode
-root token) are set, for example after `docker compose up -d vault`:
-`VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=dev-root-token ./scripts/test.sh -m realvault`.
-Vault is configured by deploy/vault_bootstrap.py, the code compose runs, with this session's users
-and JWT key. Without those variables every test here is skipped and pytest prints the reason.
-"""
+"""The credential cases once more, through an app built in-process (create_app) rather than gunicorn,
+against the session's OpenBao, configured by deploy/vault_bootstrap.py (the code compose runs)."""
 from __future__ import annotations
 
-import os
-import secrets
 import time
 import uuid
 
@@ -19,29 +11,14 @@ from gateway import create_app
 from gateway.store import RECORD_PREFIX
 from settings import load_settings
 from tests.support.api import b64, basic_header
-from tests.support.vault import USERS, SeededVault, public_pem
+from tests.support.vault import SeededVault, public_pem
 
-pytestmark = [
-    pytest.mark.realvault,
-    pytest.mark.skipif(not (os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN")),
-                       reason="real-Vault suite needs VAULT_ADDR and VAULT_TOKEN (e.g. `docker compose up -d vault`)"),
-]
 CONTENT = {"content": b64(b"real vault")}
 
 
 @pytest.fixture(scope="module")
 def real_vault(vault: SeededVault) -> SeededVault:
-    """Real Vault with the stub's users (fresh passwords) and the stub's JWT key."""
-    import hvac
-
-    from deploy.vault_bootstrap import bootstrap
-
-    passwords = {name: secrets.token_urlsafe(12) for name in USERS}
-    users = {name: {"password": passwords[name], "client_id": client_id, "role": role}
-             for name, (client_id, role) in USERS.items()}
-    admin = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"], timeout=5)
-    token = bootstrap(admin, users, [public_pem(vault.private_key)], issuer="vault", audience="job-gateway")
-    return SeededVault(os.environ["VAULT_ADDR"], token, passwords, vault.private_key)
+    return vault
 
 
 @pytest.fixture(scope="module")

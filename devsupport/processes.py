@@ -1,5 +1,6 @@
-"""Real processes for the test session: redis-server, Celery workers, gunicorn. Each is polled
-until ready with a deadline; none is trusted to be ready after a sleep."""
+"""Real processes on this machine: redis-server, Celery workers, gunicorn. Each is polled until ready
+with a deadline; none is trusted to be ready after a sleep. Workers and gunicorn start with exactly
+the command README and run-local.sh give (`celery -A tasks worker`, `gunicorn wsgi:app`)."""
 from __future__ import annotations
 
 import os
@@ -9,10 +10,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -74,11 +75,10 @@ def start_redis(log_dir: Path, password: str, port: int | None = None) -> tuple[
     return Process(f"redis-{port}", argv, dict(os.environ), log_dir), port
 
 
-def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, extra: list[str] = (),
+def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, extra: Sequence[str] = (),
                  concurrency: int | None = 2) -> Process:
     argv = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues, "-n", f"{name}@%h",
-            *(["-c", str(concurrency)] if concurrency else []),
-            "--without-mingle", "--without-gossip", "-I", "tests.support.holdjob", *extra]
+            *(["-c", str(concurrency)] if concurrency else []), "--without-mingle", "--without-gossip", *extra]
     return Process(f"worker-{name}", argv, env, log_dir)
 
 

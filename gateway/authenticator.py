@@ -1,0 +1,113 @@
+"""From an Authorization header to an Identity at the least cost to Vault (SPEC §4, §8).
+
+In order, each step cheaper than the next and each able to end the request:
+1. the header's shape (gateway/credentials.py) — malformed: 401;
+2. the login cache: a credential Vault accepted recently is answered from memory;
+3. the failed-authentication throttle, per source address and per userpass username, shared by every
+   gateway process through Redis — over the limit: 429 with Retry-After, nothing else is tried;
+4. the refused-credential memory: a credential refused in the last `vault.refused_ttl` seconds is
+   refused again from memory (keyed by its SHA-256, bounded);
+5. for a bearer token, the local check against the JWT mount's own rules (gateway/jwtcheck.py);
+6. only then Vault's login, which stays the authority on who the caller is.
+Every failure at 1, 4, 5 or 6 counts against the throttle; a failure at 5 or 6 is remembered at 4.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from limits import parse
+from limits.strategies import RateLimiter
+from loguru import logger
+
+from gateway.credentials import parse_authorization
+from gateway.identity import AuthFailed, Identity, NoIdentity, TtlCache, VaultIdentity
+from gateway.jwtcheck import LocalJwtCheck
+
+SOURCE, USERNAME = "failed_auth_source", "failed_auth_username"
+
+
+class Throttled(Exception):
+    """Too many failed authentications from this source or for this username."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class FailedAuthThrottle:
+    """Counts failed authentications per source and per username in Redis (the `limits` library, as
+    the client rate limits). Redis unreachable: it lets requests through (fail open) and says so once
+    per request in the log; the local checks and the refused memory still stand in front of Vault."""
+
+    def __init__(self, limiter: RateLimiter, config: Mapping[str, Any]) -> None:
+        self._limiter = limiter
+        self._limits = {SOURCE: _parsed(config.get("per_source")), USERNAME: _parsed(config.get("per_username"))}
+
+    def guard(self, source: str, username: str) -> None:
+        """Raise Throttled if either counter is already at its limit."""
+        for kind, key in self._keys(source, username):
+            try:
+                if self._limiter.test(self._limits[kind], kind, key):
+                    continue
+                reset = self._limiter.get_window_stats(self._limits[kind], kind, key).reset_time
+            except Exception as exc:  # noqa: BLE001 - limits wraps storage errors; fail open
+                logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
+                return
+            raise Throttled(max(1, math.ceil(reset - time.time())))
+
+    def failed(self, source: str, username: str) -> None:
+        for kind, key in self._keys(source, username):
+            try:
+                self._limiter.hit(self._limits[kind], kind, key)
+            except Exception as exc:  # noqa: BLE001 - fail open, as guard()
+                logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
+                return
+
+    def _keys(self, source: str, username: str) -> list[tuple[str, str]]:
+        keys = [(SOURCE, source)] if self._limits[SOURCE] else []
+        return keys + ([(USERNAME, username)] if username and self._limits[USERNAME] else [])
+
+
+class Authenticator:
+    def __init__(self, identity: VaultIdentity, jwt_check: LocalJwtCheck, throttle: FailedAuthThrottle,
+                 refused_ttl: float) -> None:
+        self.identity = identity
+        self.jwt_check = jwt_check
+        self.throttle = throttle
+        self.refused: TtlCache[bool] = TtlCache()
+        self.refused_ttl = refused_ttl
+
+    def authenticate(self, header: str | None, source: str) -> tuple[Identity, str]:
+        """(identity, how: "cached" or "vault_login"); raises AuthFailed (401), NoIdentity (403),
+        Throttled (429) or VaultUnavailable (503)."""
+        try:
+            credential = parse_authorization(header)
+        except AuthFailed:
+            self.throttle.guard(source, "")
+            self.throttle.failed(source, "")
+            raise
+        key = credential.cache_key()
+        identity = self.identity.cached(key)
+        if identity is not None:
+            return identity, "cached"
+        self.throttle.guard(source, credential.username)
+        try:
+            if self.refused.get(key):
+                raise AuthFailed("cached_reject")
+            if credential.kind == "jwt":
+                self.jwt_check.verify(credential.secret)
+            identity, shared = self.identity.login(credential)
+        except NoIdentity:
+            raise  # Vault accepted it: not a failed authentication, and not to be remembered as one
+        except AuthFailed as failure:
+            self.refused.put(key, True, self.refused_ttl)
+            self.throttle.failed(source, credential.username)
+            raise failure from None
+        return identity, "cached" if shared else "vault_login"
+
+
+def _parsed(text: str | None) -> Any:
+    return parse(text) if text else None

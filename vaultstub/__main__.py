@@ -1,5 +1,0 @@
-import sys
-
-from vaultstub.cli import main
-
-sys.exit(main())
