@@ -9,26 +9,24 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from jobs import webhooks
+from jobs.catalogue import JobCatalogue
 from settings import Settings
-
-
-# Completion webhooks (tasks/webhooks.py) travel on their own queue, consumed by any worker started with it.
-WEBHOOK_QUEUE, WEBHOOK_TASK = "webhooks", "gateway.deliver_webhook"
 
 
 def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
     """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits)."""
     config = settings.config
     jobs = config["jobs"]
-    queue_names = sorted({job["queue"] for job in jobs.values()})
+    catalogue = JobCatalogue(jobs)
     longest = max(job["time_limit"] for job in jobs.values())
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
-        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
-                        for name in [*queue_names, WEBHOOK_QUEUE]],
-        "task_routes": {WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE, "routing_key": WEBHOOK_QUEUE},
+        # Completion webhooks (tasks/webhooks.py) travel on their own queue (jobs/webhooks.py).
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in catalogue.queues],
+        "task_routes": {webhooks.TASK_NAME: {"queue": webhooks.QUEUE, "routing_key": webhooks.QUEUE},
                         **{job["task"]: {"queue": job["queue"], "routing_key": job["queue"]} for job in jobs.values()}},
-        "task_default_queue": queue_names[0],
+        "task_default_queue": catalogue.job_queues[0],
         "task_create_missing_queues": False,
         # Time limits are enforced by the worker even for messages sent without them (Flower, scripts).
         "task_annotations": {
@@ -83,8 +81,8 @@ def _gateway(settings: Settings) -> dict[str, Any]:
     well within two seconds."""
     timeout = settings.config["queue"]["publish_timeout"]
     return {
-        # Stock kombu Redis with the client reused between publishes (gateway/transport.py).
-        "broker_transport": "gateway.transport:Transport",
+        # Stock kombu Redis with the client reused between publishes (gateway/capture.py).
+        "broker_transport": "gateway.capture:Transport",
         "result_backend": None,
         "task_ignore_result": True,
         "task_publish_retry": False,

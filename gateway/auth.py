@@ -10,16 +10,18 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import g, request
+from flask import request
 from loguru import logger
 
-from gateway import metrics
+from gateway import metrics, requestinfo
 from gateway.authenticator import Throttled
+from gateway.contract import contract_of
 from gateway.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
-from gateway.extensions import services
 from gateway.identity import AuthFailed, Identity, NoIdentity, VaultUnavailable
+from gateway.services import services
 
 CHALLENGE = 'Bearer realm="job-gateway", Basic realm="job-gateway", charset="UTF-8"'
+CLIENT_SECURITY = [{"basicAuth": []}, {"bearerAuth": []}]
 
 
 def login_required(system: bool = False) -> Callable:
@@ -32,9 +34,12 @@ def login_required(system: bool = False) -> Callable:
             if identity.system != system:
                 _audit(identity, "denied", "system_route" if system else "system_identity")
                 raise Forbidden()
-            g.identity = identity
+            requestinfo.current().identity = identity
             with logger.contextualize(client_id=identity.client_id):
                 return view(*args, **kwargs)
+        found = contract_of(wrapper)
+        found.security = CLIENT_SECURITY
+        found.errors.update({401, 403, 429, 503})
         return wrapper
     return decorator
 
@@ -50,13 +55,15 @@ def job_type_allowed(field: str) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             identity = current_identity()
-            body = request.get_json(silent=True)
+            body = request.get_json(silent=True) if request.is_json else None
             job_type = body.get(field) if isinstance(body, dict) else None
-            known = isinstance(job_type, str) and services().catalogue.get(job_type) is not None
-            if known and job_type not in services().settings.config["roles"].get(identity.role, ()):
-                _audit(identity, "denied", "job_type_not_allowed")
-                raise Forbidden(f"Role may not submit {job_type}")
+            if isinstance(job_type, str) and services().catalogue.get(job_type) is not None:
+                requestinfo.current().job_type = job_type
+                if job_type not in services().settings.config["roles"].get(identity.role, ()):
+                    _audit(identity, "denied", "job_type_not_allowed")
+                    raise Forbidden(f"Role may not submit {job_type}")
             return view(*args, **kwargs)
+        contract_of(wrapper).errors.add(403)
         return wrapper
     return decorator
 
@@ -71,11 +78,12 @@ def operator_required(view: Callable) -> Callable:
             _audit(identity, "denied", "not_operator")
             raise Forbidden()
         return view(*args, **kwargs)
+    contract_of(wrapper).errors.add(403)
     return wrapper
 
 
 def current_identity() -> Identity:
-    return g.identity
+    return requestinfo.current().identity
 
 
 def may_read(owner: str) -> bool:
@@ -100,7 +108,7 @@ def _authenticate() -> Identity:
         raise TooManyRequests("Too many failed authentications; retry later",
                               headers={"Retry-After": str(throttled.retry_after)}) from None
     except VaultUnavailable:
-        g.submit_outcome = "auth_unavailable"
+        requestinfo.current().submit_outcome = "auth_unavailable"
         _audit(None, "error", "vault_unavailable")
         raise ServiceUnavailable("Authentication service unavailable") from None
     _audit(identity, "allowed", how)
@@ -112,7 +120,8 @@ def _audit(identity: Identity | None, outcome: str, reason: str) -> None:
     the route, the outcome and a reason class; never a credential, token or payload. A later decision
     in the same request (an operator check after login) replaces the earlier one."""
     metrics.AUTH.labels(outcome, metric_reason(reason)).inc()
-    g.auth_decision = (outcome, reason, identity.client_id if identity else None, identity.role if identity else None)
+    requestinfo.current().auth = requestinfo.AuthDecision(outcome, reason, identity.client_id if identity else None,
+                                                          identity.role if identity else None)
 
 
 def metric_reason(reason: str) -> str:

@@ -16,8 +16,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 

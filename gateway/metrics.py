@@ -10,14 +10,23 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import REGISTRY, multiprocess
+from flask import Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
 
-from tasks import stats
+from gateway import requestinfo
+from gateway.queues import queue_stats
+from jobs import stats
+from jobs.status import code_for_reason
 
 REQUESTS = Counter("gateway_http_requests_total", "HTTP requests by route, method and status",
                    ["route", "method", "status"])
@@ -29,6 +38,7 @@ VAULT_LATENCY = Histogram("gateway_vault_request_duration_seconds", "Vault calls
                           ["operation", "outcome"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2))
 LOGIN_CACHE = Counter("gateway_login_cache_lookups_total", "Login cache lookups by result (hit, miss)", ["result"])
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SUBMIT_OUTCOMES = {202: "accepted", 400: "invalid", 401: "unauthorized", 403: "forbidden", 413: "too_large",
                    415: "invalid", 409: "conflict", 429: "rate_limited", 503: "broker_down"}
 
@@ -38,26 +48,18 @@ def init_app(app: Flask) -> None:
 
 
 def _observe(response: Response) -> Response:
+    """Every label from a closed set: routes as declared (else <unmatched>), methods Flask knows (else
+    OTHER), job types from the catalogue; the body is never read here (SPEC §8)."""
+    info = requestinfo.current()
     route = request.url_rule.rule if request.url_rule else "<unmatched>"
-    started = g.get("started")
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    if started is not None:
-        LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+    method = request.method if request.method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    if info is not None:
+        LATENCY.labels(route, method).observe(time.perf_counter() - info.started)
     if request.endpoint == "tasks.submit":
-        SUBMISSIONS.labels(_submitted_type(), g.get("submit_outcome") or
-                           SUBMIT_OUTCOMES.get(response.status_code, "error")).inc()
+        outcome = (info.submit_outcome if info else None) or SUBMIT_OUTCOMES.get(response.status_code, "error")
+        SUBMISSIONS.labels((info.job_type if info else None) or "<unknown>", outcome).inc()
     return response
-
-
-def _submitted_type() -> str:
-    from gateway.extensions import services
-
-    try:
-        body = request.get_json(silent=True) if request.is_json else None
-    except HTTPException:  # a body over the limit: reading it again would raise 413 again
-        return "<unknown>"
-    job_type = body.get("type") if isinstance(body, dict) else None
-    return job_type if isinstance(job_type, str) and services().catalogue.get(job_type) else "<unknown>"
 
 
 def render(broker_collector: object) -> Response:
@@ -76,12 +78,10 @@ def render(broker_collector: object) -> Response:
 class BrokerCollector:
     """Queue depth and oldest-message age per queue, task outcomes per type, and whether Redis answered."""
 
-    def __init__(self, broker, results, queues: list[str], error_code) -> None:
-        self.broker, self.results, self.queues, self.error_code = broker, results, queues, error_code
+    def __init__(self, broker, results, queues: list[str]) -> None:
+        self.broker, self.results, self.queues = broker, results, queues
 
     def collect(self):
-        from gateway.queues import queue_stats
-
         up = GaugeMetricFamily("gateway_broker_up", "1 if the broker answered this scrape")
         depth = GaugeMetricFamily("gateway_queue_depth", "Messages waiting in the queue", labels=["queue"])
         age = GaugeMetricFamily("gateway_queue_oldest_message_age_seconds",
@@ -112,7 +112,7 @@ class BrokerCollector:
             if kind == "submitted":
                 submitted.add_metric([job_type], int(value))
             elif kind in ("done", "error"):
-                key = (job_type, kind, str(int(self.error_code(reason))) if kind == "error" else "0")
+                key = (job_type, kind, str(int(code_for_reason(reason))) if kind == "error" else "0")
                 merged[key] = merged.get(key, 0) + int(value)
         for labels, value in sorted(merged.items()):
             outcomes.add_metric(list(labels), value)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from tasks.headers import SUBMITTED_HEADER
+from jobs.headers import SUBMITTED_HEADER
 
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps besides 0, which is the queue's own name

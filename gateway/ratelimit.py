@@ -20,12 +20,16 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from loguru import logger
 
+from gateway.auth import current_identity
+from gateway.contract import contract_of
 from gateway.errors import TooManyRequests
+from gateway.services import services
+from jobs.keys import RATE_PREFIX
 
 
 class RateLimits:
     def __init__(self, redis_url: str, config: Mapping[str, Any]) -> None:
-        storage = RedisStorage(redis_url, key_prefix="gw:rate", wrap_exceptions=True,
+        storage = RedisStorage(redis_url, key_prefix=RATE_PREFIX, wrap_exceptions=True,
                                socket_timeout=0.5, socket_connect_timeout=0.5)
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.config = config
@@ -60,11 +64,9 @@ def rate_limited(kind: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from gateway.auth import current_identity
-            from gateway.extensions import services
-
             identity = current_identity()
             services().rate_limits.check(kind, identity.role, identity.client_id)
             return view(*args, **kwargs)
+        contract_of(wrapper).errors.add(429)
         return wrapper
     return decorator

@@ -1,9 +1,19 @@
-"""marshmallow request and response schemas: the exact field names of SPEC §2. No I/O here."""
+"""marshmallow request and response schemas: the exact field names of SPEC §2. No I/O here.
+
+The OpenAPI document is generated from these and the route declarations (gateway/openapi.py); the
+submit body's document is built from the job catalogue's payload schemas (`submit_document`)."""
 from __future__ import annotations
 
-from datetime import timezone
+import json
+from datetime import UTC
+from typing import Any
 
 from marshmallow import Schema, fields, validate
+
+from jobs.taskinfo import TaskInfo
+from settings import Settings, resolve_schema_path
+
+__all__ = ["TaskInfo"]  # re-exported: the API's TaskInfo is the one the webhook task sends too
 
 
 class SubmitRequest(Schema):
@@ -11,6 +21,21 @@ class SubmitRequest(Schema):
     type = fields.String(required=True, validate=validate.Length(min=1, max=64))
     upload = fields.Dict(required=True)
     callback_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2048))
+
+
+def submit_document(settings: Settings) -> dict[str, Any]:
+    """The submit body as OpenAPI shows it: one branch per configured job type, whose `upload` is that
+    type's own JSON Schema (2020-12, which OpenAPI 3.1 embeds as is)."""
+    branches = []
+    for name, job in sorted(settings.config["jobs"].items()):
+        upload = json.loads(resolve_schema_path(job["schema"]).read_text())
+        upload.pop("$schema", None)
+        upload.pop("$id", None)
+        branches.append({"type": "object", "additionalProperties": False, "required": ["type", "upload"],
+                         "properties": {"type": {"const": name}, "upload": upload,
+                                        "ExternalId": {"type": ["string", "null"], "maxLength": 256},
+                                        "callback_url": {"type": ["string", "null"], "maxLength": 2048}}})
+    return {"oneOf": branches}
 
 
 class SubmitResponse(Schema):
@@ -28,26 +53,10 @@ class TaskListQuery(Schema):
     status = fields.String(validate=validate.OneOf(["created", "pending", "done", "error"]))
     type = fields.String(validate=validate.Length(min=1, max=64))
     ExternalId = fields.String(validate=validate.Length(min=1, max=256))
-    created_after = fields.AwareDateTime(default_timezone=timezone.utc)
+    created_after = fields.AwareDateTime(default_timezone=UTC)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=200))
     client_id = fields.String(validate=validate.Length(min=1, max=256))
-
-
-class CancelRequest(Schema):
-    terminate = fields.Boolean(load_default=False)
-
-
-class TaskInfo(Schema):
-    uuid = fields.String()
-    type = fields.String()
-    status = fields.String()
-    created = fields.String()
-    processed = fields.String(allow_none=True)
-    message = fields.String()
-    code = fields.Integer()
-    result = fields.Raw(allow_none=True)
-    progress = fields.Dict()
 
 
 class TaskList(Schema):
@@ -55,8 +64,76 @@ class TaskList(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+class Status(Schema):
+    """/health and /ping."""
+
+    message = fields.String()
+    code = fields.Integer()
+
+
 class Error(Schema):
     code = fields.Integer(required=True)
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     uuid = fields.String(metadata={"description": "409: the task the idempotency key or the request names"})
+
+
+# --- ops ------------------------------------------------------------------------------------------
+
+class QueueState(Schema):
+    name = fields.String()
+    depth = fields.Integer()
+    oldest_age_seconds = fields.Float(allow_none=True)
+
+
+class Queues(Schema):
+    queues = fields.List(fields.Nested(QueueState))
+
+
+class WorkerState(Schema):
+    name = fields.String()
+    queues = fields.List(fields.String())
+    active = fields.Integer()
+
+
+class Workers(Schema):
+    workers = fields.List(fields.Nested(WorkerState))
+    waited_seconds = fields.Float()
+
+
+class CountsQuery(Schema):
+    hours = fields.Integer(validate=validate.Range(min=1))
+
+
+class Counts(Schema):
+    window_hours = fields.Integer()
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_type = fields.Dict(keys=fields.String(), values=fields.Dict())
+
+
+class RevokeRequest(Schema):
+    terminate = fields.Boolean(load_default=False)
+
+
+class Revoked(Schema):
+    uuid = fields.String()
+    revoked = fields.Boolean()
+    terminate = fields.Boolean()
+
+
+class DeadLetter(Schema):
+    uuid = fields.String()
+    type = fields.String(allow_none=True)
+    owner = fields.String(allow_none=True)
+    attempts = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    failed_at = fields.Float(allow_none=True)
+
+
+class DeadLetters(Schema):
+    deadletters = fields.List(fields.Nested(DeadLetter))
+
+
+class Requeued(Schema):
+    uuid = fields.String()
+    requeued = fields.Boolean()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from jobs import webhooks
 from settings import Settings
 
 
@@ -22,7 +23,7 @@ def callback_problem(url: str, settings: Settings, client_id: str) -> str | None
         return "Must not carry credentials."
     if not host_allowed(parts.hostname, port, settings.config["webhooks"]["allowed_hosts"]):
         return "Host is not allowed for callbacks."
-    if not ((settings.secrets.get("webhooks") or {}).get("secrets") or {}).get(client_id):
+    if not webhooks.secret_for(settings.secrets, client_id):
         return "No webhook secret is configured for this client."
     return None
 

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from typing import Any
 
 from PIL import Image
 
-from tasks import app, content_limit
-from tasks.content import decode
+from jobs.content import decode
+from jobs.errors import BadContent
+from tasks.app import app
+from tasks.imaging import open_image
+from tasks.runtime import content_limit
 
 DEFAULT_ALGORITHMS = ("sha256",)
 HASH_SIDE = 8
@@ -55,12 +56,8 @@ def _bits_to_hex(bits) -> str:
 def _try_image(content: bytes) -> Image.Image | None:
     """Any content may be hashed; only what Pillow fully decodes within its pixel limit is an image."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(content))
-            image.load()
-        return image
-    except Exception:  # noqa: BLE001 - "not an image" has many shapes in Pillow; all mean: no perceptual hash
+        return open_image(content)
+    except BadContent:
         return None
 
 

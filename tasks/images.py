@@ -2,36 +2,16 @@
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks import Progress, app, content_limit, no_progress
-from tasks.content import decode, encode
-from tasks.errors import BadContent
+from jobs.content import decode, encode
+from tasks.app import app
+from tasks.imaging import open_image
+from tasks.runtime import Progress, content_limit, no_progress
 
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-POSITIONS = ("center", "top-left", "top-right", "bottom-left", "bottom-right")
-
-
-def set_pixel_limit(pixels: int) -> None:
-    """Pillow refuses images above this many pixels: a small upload can decode to gigabytes."""
-    Image.MAX_IMAGE_PIXELS = pixels
-
-
-def open_image(content: bytes) -> Image.Image:
-    """Decode fully or raise BadContent; decompression bombs count as bad content, not a crash."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(content))
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadContent(f"image exceeds the limit of {Image.MAX_IMAGE_PIXELS} pixels") from None
-    except Exception:  # noqa: BLE001 - Pillow signals undecodable input with many exception types
-        raise BadContent("content is not a decodable image") from None
-    return image
 
 
 def resize_image(content: bytes, width: int | None = None, height: int | None = None,

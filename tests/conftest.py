@@ -14,9 +14,9 @@ from celery import Celery
 from redis import Redis
 
 import celeryconfig
+from devsupport.processes import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from settings import Settings, load_settings
 from tests.support.api import Api
-from devsupport.processes import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)

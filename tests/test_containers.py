@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -33,6 +32,7 @@ def module_defines(module: str, name: str) -> bool:
     tree = ast.parse(path.read_text())
     return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
                or isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name
+               or isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == name for a in node.names)
                for node in tree.body)
 
 

@@ -6,8 +6,8 @@ import socket
 import pytest
 import requests
 
-from tests.support.api import b64
 from devsupport.processes import BIN, Process, free_port, wait_until
+from tests.support.api import b64
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,17 @@ from __future__ import annotations
 from flask import Blueprint
 from redis.exceptions import RedisError
 
-from gateway.extensions import services
+from gateway.contract import declare, returns
+from gateway.schemas import Status
+from gateway.services import services
 
 bp = Blueprint("health", __name__)
 
 
 @bp.route("/health", methods=["GET", "POST"])
+@declare("Readiness: broker, result backend and Vault")
+@returns(200, Status, "Everything answers")
+@returns(503, Status, "Something is down; the message names it")
 def health() -> tuple[dict, int]:
     down = [name for name, check in _checks().items() if not check()]
     if down:
@@ -19,6 +24,8 @@ def health() -> tuple[dict, int]:
 
 
 @bp.get("/ping")
+@declare("Liveness: answers without touching anything behind the gateway")
+@returns(200, Status, "Alive")
 def ping() -> dict:
     return {"message": "pong", "code": 1}
 

@@ -7,13 +7,16 @@ import hmac
 from flask import Blueprint, Response, request
 
 from gateway import metrics
+from gateway.contract import contract_of, declare, returns
 from gateway.errors import Unauthorized
-from gateway.extensions import services
+from gateway.services import services
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@declare("Prometheus metrics", errors=(401,))
+@returns(200, description="Prometheus text format", content_type="text/plain")
 def scrape() -> Response:
     token = (services().settings.secrets.get("metrics") or {}).get("token")
     if token:
@@ -21,3 +24,6 @@ def scrape() -> Response:
         if scheme.lower() != "bearer" or not hmac.compare_digest(offered.strip().encode(), token.encode()):
             raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return metrics.render(services().broker_collector)
+
+
+contract_of(scrape).security = [{}, {"bearerAuth": []}]

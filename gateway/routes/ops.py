@@ -1,4 +1,4 @@
-"""The ops API (SPEC §7): queues, workers, task counts and revoke, for the operator roles only.
+"""The ops API (SPEC §7): queues, workers, task counts, revoke and dead letters, for the operator roles.
 
 Operator roles are configuration (`ops.roles`, default admin and ops). Every broker or worker call has
 a short deadline: with no worker online the worker list is empty after `ops.inspect_timeout` seconds,
@@ -7,43 +7,47 @@ and with the broker down the answer is a 503, never a hung request.
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
 from gateway import auth
-from gateway.errors import ServiceUnavailable, TaskNotFound, ValidationFailed
-from gateway.extensions import services
+from gateway.contract import declare, optional_body, query, returns
+from gateway.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
 from gateway.queues import queue_stats
-from gateway.status import code_for_reason
-from tasks import deadletters, stats
+from gateway.schemas import Counts, CountsQuery, DeadLetters, Queues, Requeued, Revoked, RevokeRequest, Workers
+from gateway.services import services
+from jobs import deadletters, stats
+from jobs.ids import canonical_uuid
+from jobs.status import code_for_reason
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 BROKER_ERRORS = (RedisError, OperationalError, KombuError, OSError)
 
 
 @bp.get("/queues")
+@declare("Queue depth and oldest message age")
+@returns(200, Queues, "Queues")
 @auth.login_required()
 @auth.operator_required
-def queues() -> dict:
-    found = services()
+def queues() -> dict[str, Any]:
     try:
-        waiting = queue_stats(found.broker_collector.broker, found.broker_collector.queues)
+        waiting = queue_stats(services().broker, services().catalogue.queues)
     except RedisError:
         raise ServiceUnavailable("Broker unavailable") from None
     return {"queues": [{"name": q.name, "depth": q.depth, "oldest_age_seconds": q.oldest_age} for q in waiting]}
 
 
 @bp.get("/workers")
+@declare("Workers online, their queues and running tasks")
+@returns(200, Workers, "Workers")
 @auth.login_required()
 @auth.operator_required
-def workers() -> dict:
-    timeout = services().settings.config["ops"]["inspect_timeout"]
-    inspect = services().celery.control.inspect(timeout=timeout)
+def workers() -> dict[str, Any]:
+    inspect = services().celery.control.inspect(timeout=services().settings.config["ops"]["inspect_timeout"])
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(2) as pool:  # both broadcasts wait out the same deadline, not one each
@@ -58,19 +62,21 @@ def workers() -> dict:
 
 
 @bp.get("/tasks/counts")
+@declare("Task counts by type and outcome over a window of hours (default and most: the retention)")
+@returns(200, Counts, "Counts")
 @auth.login_required()
 @auth.operator_required
-def task_counts() -> dict:
+@query(CountsQuery)
+def task_counts(args: dict[str, Any]) -> dict[str, Any]:
     retention_hours = max(1, services().settings.config["results"]["expires"] // 3600)
-    hours = request.args.get("hours", default=retention_hours, type=int)
-    if hours is None or not 1 <= hours <= retention_hours:
+    hours = args.get("hours", retention_hours)
+    if hours > retention_hours:
         raise ValidationFailed(errors={"hours": [f"Must be an integer from 1 to {retention_hours}."]})
     now = time.time()
-    keys = [stats.hour_key(now - 3600 * i) for i in range(hours)]
     try:
         with services().store.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
+            for i in range(hours):
+                pipe.hgetall(stats.hour_key(now - 3600 * i))
             buckets = pipe.execute()
     except RedisError:
         raise ServiceUnavailable("Task store unavailable") from None
@@ -99,27 +105,26 @@ def _summarise(buckets: list[dict[str, str]]) -> dict[str, Any]:
 
 
 @bp.post("/tasks/<task_id>/revoke")
+@declare("Revoke any task", errors=(404,))
+@returns(202, Revoked, "Revoked")
 @auth.login_required()
 @auth.operator_required
-def revoke(task_id: str) -> tuple[dict, int]:
-    try:
-        task_id = str(uuid.UUID(task_id))
-    except ValueError:
-        raise TaskNotFound() from None
-    record, _ = services().store.load(task_id)
+@optional_body(RevokeRequest)
+def revoke(data: dict[str, Any], task_id: str) -> tuple[dict[str, Any], int]:
+    canonical = canonical_uuid(task_id)
+    record, _ = services().store.load(canonical) if canonical else (None, None)
     if record is None:
         raise TaskNotFound()
-    body = request.get_json(silent=True)
-    terminate = isinstance(body, dict) and body.get("terminate") is True
-    services().dispatcher.cancel(record, terminate=terminate)
-    return {"uuid": task_id, "revoked": True, "terminate": terminate}, 202
+    services().dispatcher.cancel(record, terminate=data["terminate"])
+    return {"uuid": canonical, "revoked": True, "terminate": data["terminate"]}, 202
 
 
 @bp.get("/deadletters")
+@declare("Jobs set aside after their retries: who, what, when, why; never the payload")
+@returns(200, DeadLetters, "Dead letters")
 @auth.login_required()
 @auth.operator_required
-def dead_letters() -> dict:
-    """Jobs set aside after their retries: who, what, when, why; never the payload."""
+def dead_letters() -> dict[str, Any]:
     try:
         entries = deadletters.all_entries(services().store.redis)
     except RedisError:
@@ -130,12 +135,19 @@ def dead_letters() -> dict:
 
 
 @bp.post("/deadletters/<task_id>/requeue")
+@declare("Send a dead-lettered job again, under its own id", errors=(404, 409))
+@returns(202, Requeued, "Requeued")
 @auth.login_required()
 @auth.operator_required
-def requeue(task_id: str) -> tuple[dict, int]:
-    entry = deadletters.load(services().store.redis, task_id)
-    if entry is None:
+def requeue(task_id: str) -> tuple[dict[str, Any], int]:
+    canonical = canonical_uuid(task_id)
+    entry = deadletters.load(services().store.redis, canonical) if canonical else None
+    record, _ = services().store.load(canonical) if entry else (None, None)
+    if entry is None or record is None:
         raise TaskNotFound()
-    services().dispatcher.requeue(task_id, entry, services().catalogue.get(entry.get("type") or ""))
-    deadletters.remove(services().store.redis, task_id)
-    return {"uuid": task_id, "requeued": True}, 202
+    job = services().catalogue.get(entry.get("type") or record.type)
+    if job is None:
+        raise Conflict("The job type of this task is no longer configured", extra={"uuid": canonical})
+    services().dispatcher.requeue(record, job, (entry.get("kwargs") or {}).get("upload") or {})
+    deadletters.remove(services().store.redis, canonical)
+    return {"uuid": canonical, "requeued": True}, 202

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from gateway.store import RECORD_PREFIX
+from jobs.keys import RECORD_PREFIX
 from tests.support.api import Api, b64
 from tests.support.images import png
 from tests.support.vault import public_pem

@@ -1,7 +1,6 @@
 """Auth cases that need an app of their own: system-only routes (Vault faults: test_vault_faults.py)."""
 from __future__ import annotations
 
-
 import pytest
 
 from gateway import auth, create_app

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from gateway import create_app
-from gateway.store import RECORD_PREFIX
+from jobs.keys import RECORD_PREFIX
 from settings import load_settings
 from tests.support.api import b64, basic_header
 from tests.support.vault import SeededVault, public_pem

@@ -7,11 +7,11 @@ import pytest
 import requests
 from redis import Redis
 
+from devsupport.processes import free_port, start_gunicorn, start_redis, wait_until
 from gateway import create_app
-from gateway.store import RECORD_PREFIX
+from jobs.keys import RECORD_PREFIX
 from settings import load_settings
 from tests.support.api import b64, basic_header
-from devsupport.processes import free_port, start_gunicorn, start_redis, wait_until
 
 PUBLISH_DEADLINE = 2.0
 SUBMISSION = {"type": "calc_hash", "upload": {"content": b64(b"x")}}

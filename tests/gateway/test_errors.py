@@ -7,7 +7,7 @@ import pytest
 
 from gateway import create_app
 from settings import load_settings
-from tests.support.api import basic_header, b64
+from tests.support.api import b64, basic_header
 
 
 def assert_envelope(response, status: int) -> dict:

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from gateway.store import RECORD_PREFIX
+from jobs.keys import RECORD_PREFIX
 from tests.support.api import b64
 
 

@@ -5,9 +5,8 @@ import base64
 import json
 from datetime import datetime
 
-
-from tests.support.api import b64
 from devsupport.processes import start_worker, wait_until
+from tests.support.api import b64
 
 
 def test_submit_answers_202_with_location_and_contract_fields(api):

@@ -6,10 +6,10 @@ import uuid
 
 import requests
 
+from devsupport.processes import wait_until
 from gateway import create_app
 from settings import load_settings
 from tests.support.api import b64
-from devsupport.processes import wait_until
 
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
@@ -72,7 +72,7 @@ def test_submissions_and_task_outcomes_by_type(api, api_as):
 
     def outcomes_counted():
         after = scrape(api.base_url)
-        delta = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)  # noqa: E731
+        delta = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)
         return (delta("gateway_task_outcomes_total", type="calc_hash", status="done", code="0") >= 1
                 and delta("gateway_task_outcomes_total", type="resize_image", status="error", code="2") >= 1
                 and delta("gateway_submissions_total", type="calc_hash", outcome="accepted") >= 1

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from openapi_spec_validator import validate
 
-from gateway import create_app
 from devsupport.processes import BIN, ROOT
+from gateway import create_app
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tasks.webhooks import verify
-from tests.support.api import b64
 from devsupport.processes import wait_until
+from jobs.webhooks import verify
+from tests.support.api import b64
 
 
 class Receiver:
@@ -21,7 +21,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.deliveries.append((dict(self.headers), body))
                 self.send_response(500 if len(receiver.deliveries) <= receiver.fail_first else 204)

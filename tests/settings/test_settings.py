@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from settings import SettingsError, load_settings
 from devsupport.processes import BIN, ROOT
+from settings import SettingsError, load_settings
 
 EXAMPLES = (ROOT / "config.example.json", ROOT / ".secrets.example.json")
 

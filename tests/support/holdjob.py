@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.errors import TransientError
 from tasks import app
-from tasks.errors import TransientError
 
 
 @app.task(name="tests.hold", bind=True)

@@ -6,10 +6,11 @@ import hashlib
 import pytest
 from PIL import Image
 
-from tasks.content import decode
-from tasks.errors import BadContent
+from jobs.content import decode
+from jobs.errors import BadContent
 from tasks.hashing import average_hash, calc_hash, difference_hash
-from tests.support.images import decode as open_png, gradient_png
+from tests.support.images import decode as open_png
+from tests.support.images import gradient_png
 
 
 def test_digests_match_hashlib_for_every_algorithm():

@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
+from jobs.errors import BadContent
 from tasks import images
-from tasks.errors import BadContent
 from tasks.images import fit_size, resize_image, text_origin, water_marks
 from tests.support.images import decode, png
 
@@ -57,7 +57,7 @@ def test_decompression_bomb_is_bad_content(monkeypatch):
 @pytest.mark.parametrize("job", ["resize", "water_marks"])
 def test_image_jobs_report_progress_in_order(job):
     seen = []
-    record = lambda percent, stage: seen.append((percent, stage))  # noqa: E731
+    record = lambda percent, stage: seen.append((percent, stage))
     if job == "resize":
         resize_image(png(), width=50, progress=record)
         assert seen == [(10, "decoding"), (40, "resizing"), (70, "encoding")]

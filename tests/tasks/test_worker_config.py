@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import socket
 
-from tasks import cli_queues, queue_overrides
 from devsupport.processes import start_worker, wait_until
+from tasks.app import cli_queues, queue_overrides
 
 
 def test_cli_queues_reads_every_spelling():

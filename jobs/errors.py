@@ -1,5 +1,5 @@
-"""Domain exceptions raised by job logic. Plain Python (no Celery, no Pillow) so the gateway and
-tests can name them; their class names are what the gateway maps to stable error codes."""
+"""Domain exceptions raised by job logic. Plain Python (no Celery, no Pillow) so both sides can name
+them; their class names are what jobs/status.py maps to stable error codes."""
 
 
 class JobError(Exception):

@@ -6,11 +6,11 @@ from "no such task", and the raw meta is what tells an expiry from a cancel.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from gateway.store import TaskRecord
+from jobs.record import TaskRecord
 
 
 class ErrorCode(IntEnum):
@@ -26,7 +26,6 @@ class ErrorCode(IntEnum):
 
 
 CREATED, PENDING, DONE, ERROR = "created", "pending", "done", "error"
-RUNNING_STATES = {"RECEIVED", "STARTED", "RETRY", "PROGRESS"}
 FAILED_STATES = {"FAILURE", "REVOKED", "REJECTED"}
 
 EXCEPTION_CODES = {
@@ -111,4 +110,4 @@ def _iso(value: Any) -> str | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(str(value))
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()

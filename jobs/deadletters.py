@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-KEY = "gw:deadletters"
+from jobs.keys import DEADLETTERS as KEY
 
 
 def add(redis: Any, task_id: str, entry: dict[str, Any]) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 
-TOTAL_KEY = "gw:stats:total"
-HOUR_PREFIX = "gw:stats:hour:"
+from jobs.keys import STATS_HOUR_PREFIX as HOUR_PREFIX
+from jobs.keys import STATS_TOTAL as TOTAL_KEY
 
 
 def hour_key(timestamp: float | None = None) -> str:

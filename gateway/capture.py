@@ -8,7 +8,7 @@ Redis commands are sent, never what they are:
 2. `capture()`: inside it, kombu's producer batch (Producer.batch) hands the finished Redis commands
    of a publish (the task message's LPUSH, the task-sent event's PUBLISH) to the caller instead of
    sending them. The gateway then runs them in the same Lua script that records the task, so the
-   record and the message reach Redis in one round trip, all or nothing (gateway/store.py).
+   record and the message reach Redis in one round trip, all or nothing (gateway/publishing.py).
 
 The commands are exactly the ones stock kombu would send: a stock `celery worker` and Flower see
 ordinary Celery protocol-2 messages. Used only by the gateway (celeryconfig, role "gateway").

@@ -1,18 +1,23 @@
-"""The job catalogue: job type -> Celery task, queue, payload schema, TTL, limits (SPEC §3).
+"""The job catalogue: job type -> Celery task, queue, payload schema, TTL, limits (SPEC §3), and the
+one list of queues (every job type's, plus the webhook queue).
 
-Built once per app from configuration; payload validators are compiled here, once, not per request.
+Built once per process from configuration; payload validators are compiled here, once, not per request.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from gateway.errors import PayloadTooLarge
+from jobs import webhooks
+from jobs.content import decoded_length
 from settings import resolve_schema_path
+
+NO_RETRY: Mapping[str, Any] = MappingProxyType({"max_attempts": 1, "backoff": 1.0, "backoff_max": 60.0, "jitter": True})
 
 
 @dataclass(frozen=True)
@@ -26,20 +31,20 @@ class JobType:
     max_content_bytes: int
     validator: Draft202012Validator
     cancel_terminates: bool = False  # may DELETE /tasks/<uuid> kill a running job (SIGTERM to its process)
+    retry: Mapping[str, Any] = field(default_factory=lambda: NO_RETRY)  # max_attempts, backoff, backoff_max, jitter (jobs/retry.py)
 
     def upload_errors(self, upload: Mapping[str, Any]) -> dict[str, list[str]]:
         """Every schema violation of `upload` at once, keyed by dotted field path."""
         errors: dict[str, list[str]] = {}
         for error in self.validator.iter_errors(upload):
-            for field, message in _describe(error):
-                errors.setdefault(field, []).append(message)
+            for name, message in _describe(error):
+                errors.setdefault(name, []).append(message)
         return errors
 
-    def check_size(self, upload: Mapping[str, Any]) -> None:
-        """Refuse oversized content before anything is queued (413), from the base64 length alone."""
+    def content_too_large(self, upload: Mapping[str, Any]) -> bool:
+        """Whether the upload's content decodes to more than the type allows, from its length alone."""
         content = upload.get("content")
-        if isinstance(content, str) and decoded_length(content) > self.max_content_bytes:
-            raise PayloadTooLarge(f"content exceeds the limit of {self.max_content_bytes} bytes for {self.name}")
+        return isinstance(content, str) and decoded_length(content) > self.max_content_bytes
 
 
 class JobCatalogue:
@@ -56,9 +61,18 @@ class JobCatalogue:
     def names(self) -> list[str]:
         return sorted(self._jobs)
 
+    @property
+    def job_queues(self) -> list[str]:
+        return sorted({job.queue for job in self._jobs.values()})
 
-def decoded_length(text: str) -> int:
-    return len(text) * 3 // 4 - text[-2:].count("=")
+    @property
+    def queues(self) -> list[str]:
+        """Every queue a worker may consume: the job types' and the webhook queue."""
+        return sorted({*self.job_queues, webhooks.QUEUE})
+
+    def for_task(self, task_name: str) -> list[JobType]:
+        """The job types a Celery task serves (a task may serve several)."""
+        return [job for job in self._jobs.values() if job.task == task_name]
 
 
 def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
@@ -67,7 +81,7 @@ def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
         name=name, task=conf["task"], queue=conf["queue"], ttl=conf["ttl"],
         time_limit=conf["time_limit"], soft_time_limit=conf["soft_time_limit"],
         max_content_bytes=conf["max_content_bytes"], validator=Draft202012Validator(schema),
-        cancel_terminates=conf.get("cancel_terminates", False),
+        cancel_terminates=conf.get("cancel_terminates", False), retry=MappingProxyType({**NO_RETRY, **(conf.get("retry") or {})}),
     )
 
 

@@ -6,9 +6,5 @@ CLIENT_HEADER = "gateway_client_id"
 JOB_TYPE_HEADER = "gateway_job_type"
 # When the gateway published the message (epoch seconds), for the age of the oldest waiting message.
 SUBMITTED_HEADER = "gateway_submitted_at"
-# The gateway's task record key prefix (gateway/store.py), read by workers for the cancelled flag.
-RECORD_PREFIX = "gw:task:"
 # Where to POST the TaskInfo when the job ends (completion webhooks, tasks/webhooks.py).
 CALLBACK_HEADER = "gateway_callback_url"
-# A client's unfinished tasks (gateway/store.py); workers remove a task from it when it ends.
-OPEN_PREFIX = "gw:open:"

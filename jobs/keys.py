@@ -1,0 +1,23 @@
+"""Every Redis key name the gateway and the workers share, in one place. All live as long as results
+do (`results.expires`) unless said otherwise."""
+from __future__ import annotations
+
+# gw:task:<uuid>: the gateway's record of an accepted task (type, created, expires, ExternalId, owner,
+# callback, cancelled); workers read its `cancelled` flag.
+RECORD_PREFIX = "gw:task:"
+# gw:owner:<client_id>: sorted set of the client's task ids by creation time (the listing index).
+OWNER_PREFIX = "gw:owner:"
+# gw:open:<client_id>: the client's unfinished tasks (score: when they expire); workers remove a task
+# when it ends, expired ones fall out by score.
+OPEN_PREFIX = "gw:open:"
+# gw:idem:<client_id-hash>: the task an ExternalId / Idempotency-Key already names.
+IDEMPOTENCY_PREFIX = "gw:idem:"
+# Celery's Redis result backend key for a task (KeyValueStoreBackend.task_keyprefix).
+META_PREFIX = "celery-task-meta-"
+# Outcome counts: lifetime totals, and per UTC hour (jobs/stats.py).
+STATS_TOTAL = "gw:stats:total"
+STATS_HOUR_PREFIX = "gw:stats:hour:"
+# Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
+DEADLETTERS = "gw:deadletters"
+# Prefix of the per-client failed-authentication and rate-limit counters (the `limits` library).
+RATE_PREFIX = "gw:rate"

@@ -1,0 +1,31 @@
+"""Completion webhooks as both sides know them: the queue and task that deliver them, the client's
+signing secret, and the signature (HMAC-SHA256 over "<timestamp>.<raw body>", like Stripe's)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+QUEUE = "webhooks"
+TASK_NAME = "gateway.deliver_webhook"
+
+
+def secret_for(secrets: Mapping[str, Any], client_id: str) -> str | None:
+    """The client's `webhooks.secrets.<client_id>` from .secrets.json, if it has one."""
+    return ((secrets.get("webhooks") or {}).get("secrets") or {}).get(client_id)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300) -> bool:
+    """What a receiver does: recompute, compare in constant time, refuse stale timestamps (replays)."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, int(timestamp), body), signature)

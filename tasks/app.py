@@ -1,0 +1,63 @@
+"""The Celery app of the workers (`celery -A tasks worker -Q hash,images`).
+
+Configuration is read lazily from config.json/.secrets.json when the worker starts, never at
+import time, so tests can import the job code without any settings on disk.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+import celeryconfig
+from settings.logs import setup_logging
+from tasks.base import JobTask
+from tasks.runtime import worker_settings
+
+app = Celery("tasks", task_cls=JobTask,
+             include=["tasks.outcomes", "tasks.hashing", "tasks.images", "tasks.webhooks"])
+app.add_defaults(lambda: _worker_config(sys.argv))
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Connecting here stops Celery from configuring logging itself; ours routes it into loguru."""
+    setup_logging(worker_settings(), process="worker")
+
+
+@signals.worker_init.connect
+def _limit_images(**_: Any) -> None:
+    """Set once in the main worker process, before the pool forks, so every child inherits it."""
+    from tasks import imaging
+
+    imaging.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])
+
+
+def _worker_config(argv: list[str]) -> dict[str, Any]:
+    """celeryconfig for this worker, with the per-queue settings of the queue it was started for.
+    Celery resolves --concurrency against this config while parsing the command line, so the queue
+    comes from the same command line (-Q/--queues); an explicit --concurrency still wins."""
+    settings = worker_settings()
+    return celeryconfig.build(settings, role="worker") | queue_overrides(settings.config["workers"], cli_queues(argv))
+
+
+def cli_queues(argv: list[str]) -> list[str]:
+    """The queues named by -Q/--queues on a `celery worker` command line ([] if none)."""
+    for i, arg in enumerate(argv):
+        if arg in ("-Q", "--queues") and i + 1 < len(argv):
+            return [q for q in argv[i + 1].split(",") if q]
+        for prefix in ("-Q", "--queues="):
+            if arg.startswith(prefix) and len(arg) > len(prefix):
+                return [q for q in arg[len(prefix):].split(",") if q]
+    return []
+
+
+def queue_overrides(workers: dict[str, Any], queues: list[str]) -> dict[str, Any]:
+    """Celery settings for a worker consuming `queues`: `workers.queues.<q>` applies when the worker
+    consumes that one queue only (a worker per queue is the deployment this is made for)."""
+    names = {"concurrency": "worker_concurrency", "prefetch_multiplier": "worker_prefetch_multiplier"}
+    if len(queues) != 1:
+        return {}
+    own = (workers.get("queues") or {}).get(queues[0], {})
+    return {names[key]: value for key, value in own.items() if key in names}

@@ -1,0 +1,87 @@
+"""Every job's outcome, seen from the worker's signals: counted once in the shared counts
+(jobs/stats.py), taken off its client's unfinished set, and handed to its completion webhook."""
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, signals
+from loguru import logger
+
+from jobs import stats, webhooks
+from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER
+from jobs.keys import OPEN_PREFIX
+from tasks.app import app
+from tasks.runtime import worker_settings
+
+
+def _count(field: str, request: Any = None) -> None:
+    """Add one outcome and take the task off its client's unfinished set; never fails the task over
+    bookkeeping."""
+    try:
+        with app.backend.client.pipeline(transaction=False) as pipe:
+            stats.add(pipe, field, worker_settings().config["results"]["expires"])
+            owner = request.get(CLIENT_HEADER) if request is not None else None
+            if owner and request.id:
+                pipe.zrem(OPEN_PREFIX + owner, request.id)
+            pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - metrics are best effort
+        logger.warning("could not count task outcome: {}", exc.__class__.__name__)
+
+
+def _job_type(task: Task | None) -> str:
+    """The gateway's job type from the message header; the task name for messages sent by others."""
+    request = getattr(task, "request", None)
+    return (request.get(JOB_TYPE_HEADER) if request is not None else None) or getattr(task, "name", None) or "unknown"
+
+
+def _internal(task: Task | None) -> bool:
+    """The gateway's own tasks (webhook delivery) are not jobs: no outcome counts, no webhooks."""
+    return getattr(task, "name", "") == webhooks.TASK_NAME
+
+
+def _notify(request: Any) -> None:
+    """Queue the completion webhook, if the job asked for one; never fails the job over it."""
+    get = request.get if hasattr(request, "get") else (lambda key: None)
+    url, client_id = get(CALLBACK_HEADER), get(CLIENT_HEADER)
+    if not (url and client_id and request.id):
+        return
+    try:
+        app.send_task(webhooks.TASK_NAME, kwargs={"task_id": request.id, "url": url, "client_id": client_id},
+                      queue=webhooks.QUEUE, argsrepr="()", kwargsrepr=f"{{'task_id': '{request.id}'}}")
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not queue webhook: {}", exc.__class__.__name__)
+
+
+@signals.task_success.connect
+def _count_success(sender: Task | None = None, **_: Any) -> None:
+    if _internal(sender):
+        return
+    _count(f"done|{_job_type(sender)}", sender.request)
+    _notify(sender.request)
+
+
+@signals.task_failure.connect
+def _count_failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
+    if _internal(sender):
+        return
+    _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}", sender.request)
+    _notify(sender.request)
+
+
+@signals.task_revoked.connect
+def _count_revoked(sender: Task | None = None, request: Any = None, expired: bool = False, **_: Any) -> None:
+    headers = getattr(request, "request_dict", None) or {}
+    job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
+    revoked = _RevokedRequest(getattr(request, "id", None), headers)
+    _count(f"error|{job_type}|{'expired' if expired else 'revoked'}", revoked)
+    _notify(revoked)
+
+
+class _RevokedRequest:
+    """The little of a revoked task's request that the webhook needs, from the message headers."""
+
+    def __init__(self, task_id: str, headers: dict[str, Any]) -> None:
+        self.id, self._headers = task_id, headers
+
+    def get(self, key: str) -> Any:
+        return self._headers.get(key)

@@ -1,0 +1,42 @@
+"""What a worker process runs with: its settings (read once, lazily: importing job code reads nothing
+from disk) and the job catalogue built from them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from jobs.catalogue import JobCatalogue, JobType
+from settings import Settings, load_settings_or_exit
+
+_settings: Settings | None = None
+_catalogue: JobCatalogue | None = None
+Progress = Callable[[int, str], None]
+
+
+def worker_settings() -> Settings:
+    """The settings this worker process runs with, loaded once (exit 2 on invalid files)."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings_or_exit()
+    return _settings
+
+
+def catalogue() -> JobCatalogue:
+    global _catalogue
+    if _catalogue is None:
+        _catalogue = JobCatalogue(worker_settings().config["jobs"])
+    return _catalogue
+
+
+def job_type(name: str | None, task_name: str) -> JobType | None:
+    """The job type named in the message, or (a message from elsewhere) the first type using the task."""
+    found = catalogue().get(name or "")
+    return found or next(iter(catalogue().for_task(task_name)), None)
+
+
+def content_limit(task_name: str) -> int:
+    """Largest decoded upload any job type routed to this task may carry (the gateway checks first)."""
+    return max(job.max_content_bytes for job in catalogue().for_task(task_name))
+
+
+def no_progress(percent: int, stage: str) -> None:
+    """The progress callback of a job function called outside a worker (tests, scripts)."""

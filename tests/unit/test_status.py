@@ -1,0 +1,63 @@
+"""jobs/status.py: Celery state -> the four statuses and the stable error codes, without Redis."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.record import TaskRecord
+from jobs.status import MESSAGES, ErrorCode, code_for_reason, describe, failure
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def record(**changes) -> TaskRecord:
+    base = TaskRecord("u-1", "calc_hash", NOW - timedelta(seconds=10), NOW + timedelta(seconds=50), None, "c")
+    return TaskRecord(**{**base.__dict__, **changes})
+
+
+@pytest.mark.parametrize(("meta", "status", "code"), [
+    (None, "created", 0),
+    ({"status": "STARTED"}, "pending", 0),
+    ({"status": "RETRY"}, "pending", 0),
+    ({"status": "PROGRESS", "result": {"percent": 40, "stage": "resizing"}}, "pending", 0),
+    ({"status": "SUCCESS", "result": {"size": 1}, "date_done": "2026-11-23T12:00:00"}, "done", 0),
+    ({"status": "FAILURE", "result": {"exc_type": "BadContent", "exc_message": ["not an image"]}}, "error", 2),
+    ({"status": "FAILURE", "result": {"exc_type": "ZeroDivisionError", "exc_message": ["secret"]}}, "error", 1),
+    ({"status": "FAILURE", "result": {"exc_type": "SoftTimeLimitExceeded"}}, "error", 5),
+    ({"status": "FAILURE", "result": {"exc_type": "WorkerLostError"}}, "error", 6),
+    ({"status": "FAILURE", "result": {"exc_type": "RetriesExhausted"}}, "error", 7),
+    ({"status": "REVOKED", "result": {"exc_type": "TaskRevokedError", "exc_message": ["expired"]}}, "error", 3),
+    ({"status": "REVOKED", "result": {"exc_type": "TaskRevokedError", "exc_message": ["revoked"]}}, "error", 4),
+])
+def test_celery_states_map_to_the_four_statuses(meta, status, code):
+    info = describe(record(), meta, NOW, grace=5)
+    assert (info["status"], info["code"]) == (status, code)
+
+
+def test_unexpected_exception_text_never_reaches_the_client():
+    _, message = failure("FAILURE", {"exc_type": "KeyError", "exc_message": ["/etc/secret path"]})
+    assert "secret" not in message
+
+
+def test_unstarted_task_past_its_ttl_and_grace_is_expired():
+    late = NOW + timedelta(seconds=60)
+    assert describe(record(), None, late, grace=5)["code"] == int(ErrorCode.EXPIRED)
+    assert describe(record(), None, late, grace=30)["status"] == "created"
+
+
+def test_cancelled_record_is_final_before_any_worker_sees_it():
+    info = describe(record(cancelled=True), None, NOW, grace=5)
+    assert (info["status"], info["code"], info["message"]) == ("error", 4, MESSAGES[ErrorCode.CANCELLED])
+
+
+def test_progress_is_shown_only_when_well_formed():
+    assert describe(record(), {"status": "PROGRESS", "result": {"percent": 10, "stage": "x"}}, NOW, 5)["progress"] == {
+        "percent": 10, "stage": "x"}
+    assert "progress" not in describe(record(), {"status": "PROGRESS", "result": "junk"}, NOW, 5)
+
+
+@pytest.mark.parametrize(("reason", "code"), [("expired", 3), ("revoked", 4), ("TaskRevokedError", 4),
+                                              ("BadContent", 2), ("TimeLimitExceeded", 5), ("Whatever", 1)])
+def test_counted_reasons_map_to_the_same_codes(reason, code):
+    assert code_for_reason(reason) == code
