@@ -18,9 +18,10 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
-# Production code only: tests/, vaultstub/ and bench/ stay out (.dockerignore).
+# Production code only: tests/, devsupport/ (dev OpenBao harness, demo helpers) and bench/ stay out (.dockerignore).
 COPY gateway/ gateway/
 COPY tasks/ tasks/
+COPY jobs/ jobs/
 COPY settings/ settings/
 COPY deploy/ deploy/
 COPY celeryconfig.py wsgi.py gunicorn.conf.py config.example.json ./

@@ -1,5 +1,6 @@
 """Load generators: wrk for every HTTP row (C, keep-alive, HdrHistogram latencies), and a small threaded
-Python client only where exact request counts matter more than throughput (the Vault-login count).
+Python client only where exact request counts matter more than throughput (the Vault-login count and the
+unauthenticated-traffic rows, which also pick their own source address).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from bench.stack import StackError, wait_for
 
@@ -101,21 +103,39 @@ class Wrk:
             argv=" ".join(argv))
 
 
-def fire(n: int, concurrency: int, call: Callable[[requests.Session], requests.Response]) -> dict[str, Any]:
-    """Exactly `n` requests from `concurrency` threads (one keep-alive session each): status counts."""
+class SourceAddressAdapter(HTTPAdapter):
+    """Connections from a chosen local address (any of 127.0.0.0/8 reaches a server on 127.0.0.1), so
+    a row can stand for one client machine that the gateway tells apart from the others by its peer
+    address."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(self.source, 0), **kwargs)
+
+
+def fire(n: int, concurrency: int, call: Callable[[requests.Session, int], requests.Response],
+         source: str | None = None) -> dict[str, Any]:
+    """Exactly `n` requests from `concurrency` threads (one keep-alive session each, from `source` if
+    given); `call` gets the session and the request's index 0..n-1. Returns the status counts."""
     local = threading.local()
     statuses: dict[int, int] = {}
     lock = threading.Lock()
 
-    def one(_: int) -> None:
+    def one(i: int) -> None:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
-        status = call(session).status_code
+            if source:
+                session.mount("http://", SourceAddressAdapter(source))
+        status = call(session, i).status_code
         with lock:
             statuses[status] = statuses.get(status, 0) + 1
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(n)))
-    return {"requests": n, "seconds": round(time.perf_counter() - started, 3), "statuses": statuses}
+    return {"requests": n, "seconds": round(time.perf_counter() - started, 3),
+            "statuses": dict(sorted(statuses.items()))}

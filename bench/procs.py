@@ -7,7 +7,6 @@ whatever thread or process did the work.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,10 +44,6 @@ def children(pid: int) -> list[int]:
 def tree(pid: int) -> list[int]:
     """The process and its direct children."""
     return [pid, *children(pid)]
-
-
-def tree_cpu(pids: Iterable[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def rss_mib(pid: int) -> float | None:

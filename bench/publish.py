@@ -14,14 +14,14 @@ import json
 import resource
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from celery import Celery
 
 import celeryconfig
 from bench.payload import upload as make_upload
+from jobs.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from settings import load_settings_or_exit
-from tasks.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 
 
 def main() -> int:
@@ -42,7 +42,7 @@ def main() -> int:
         if not args.mirror_gateway:
             app.send_task(args.task, kwargs={"upload": upload}, queue=job["queue"])
             return
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         app.send_task(
             args.task, kwargs={"upload": upload}, task_id=str(uuid.uuid4()), queue=job["queue"],
             expires=created + timedelta(seconds=job["ttl"]), time_limit=job["time_limit"],

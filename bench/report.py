@@ -19,32 +19,46 @@ def render(result: dict[str, Any]) -> str:
     setup = result["setup"]
     out += [f"Machine: {setup['machine']}. Code: {setup['code']}.",
             f"Load: {setup['load']}. Gateway: {setup['gateway']}. Workers: {setup['workers']}.",
-            f"Logging: {setup['logging']}.", ""]
+            f"Vault: {setup.get('vault', '?')}. Logging: {setup['logging']}.", ""]
 
     http = result["http"]
-    out += ["## HTTP rows (wrk)", ""]
-    rows = []
-    for row in http.values():
-        rows.append([row["label"], _f(row["rps"], 0), _f(row["p50_ms"]), _f(row["p99_ms"]), _f(row["p99_over_p50"], 1),
-                     _f(row["server_cpu_ms"]), _f(row["redis_cpu_ms"], 3), str(row["requests"]),
-                     str(row["non_2xx"] + row["socket_errors"])])
-    out += _table(["row", "req/s", "p50 ms", "p99 ms", "p99/p50", "server CPU ms/req", "Redis CPU ms/req",
-                   "requests", "errors"], rows)
-    out += ["", "Server CPU: gunicorn master + workers for gateway rows, the Flower process for Flower rows. "
-            "Interleaved rows: req/s and CPU over all rounds, p50/p99 the median of the rounds'.", ""]
+    if http:
+        out += ["## HTTP rows (wrk)", ""]
+        rows = []
+        for row in http.values():
+            rows.append([row["label"], _f(row["rps"], 0), _f(row["p50_ms"]), _f(row["p99_ms"]),
+                         _f(row["p99_over_p50"], 1), _f(row["server_cpu_ms"]), _f(row["redis_cpu_ms"], 3),
+                         str(row["requests"]), str(row["non_2xx"] + row["socket_errors"])])
+        out += _table(["row", "req/s", "p50 ms", "p99 ms", "p99/p50", "server CPU ms/req", "Redis CPU ms/req",
+                       "requests", "errors"], rows)
+        out += ["", ("Server CPU: gunicorn master + workers for gateway rows, the Flower process for Flower rows. "
+                     "Interleaved rows: req/s and CPU over all rounds, p50/p99 the median of the rounds'."), ""]
 
-    out += ["## Bare Celery publishing (one Python process)", ""]
-    rows = [[row["label"], _f(row["msgs_per_s"], 0), _f(row["cpu_ms"], 3), _f(row["redis_cpu_ms"], 3), str(row["count"])]
-            for row in result["publish"].values()]
-    out += _table(["row", "msgs/s", "publisher CPU ms/msg", "Redis CPU ms/msg", "messages"], rows) + [""]
+    if result["publish"]:
+        out += ["## Bare Celery publishing (one Python process)", ""]
+        rows = [[row["label"], _f(row["msgs_per_s"], 0), _f(row["cpu_ms"], 3), _f(row["redis_cpu_ms"], 3),
+                 str(row["count"])] for row in result["publish"].values()]
+        out += _table(["row", "msgs/s", "publisher CPU ms/msg", "Redis CPU ms/msg", "messages"], rows) + [""]
 
-    out += ["## End to end (completed jobs, first submit to last done)", ""]
-    rows = [[row["label"], _f(row["jobs_per_s"], 0), str(row["jobs"]), _f(row["seconds"]),
-             _f(row["cpu_ms"].get("gateway")), _f(row["cpu_ms"].get("publisher")), _f(row["cpu_ms"]["worker"]),
-             _f(row["cpu_ms"]["redis"], 3), str(row["failed"])]
-            for row in result["e2e"].values()]
-    out += _table(["row", "jobs/s", "jobs", "seconds", "gateway CPU ms/job", "publisher CPU ms/job",
-                   "worker CPU ms/job", "Redis CPU ms/job", "failed"], rows) + [""]
+    if result.get("auth"):
+        out += ["## Unauthenticated traffic: requests that reached Vault (OpenBao audit device)", ""]
+        rows = [[row["label"], f"{row['requests']:,}", str(row["concurrency"]), row["source"],
+                 str(row["vault_calls"]), str(row["vault_logins"]), _f(row["vault_calls_per_1000"], 1),
+                 ", ".join(f"{status}: {count}" for status, count in row["statuses"].items()), _f(row["seconds"])]
+                for row in result["auth"].values()]
+        out += _table(["row (POST /submit)", "requests", "concurrent", "from", "Vault calls", "of which logins",
+                       "Vault calls per 1,000", "statuses", "seconds"], rows)
+        out += ["", ("Vault calls: every request OpenBao's audit device recorded during the row except the "
+                     "bench's own (root token): logins, reads of the JWT mount's keys, entity reads."), ""]
+
+    if result["e2e"]:
+        out += ["## End to end (completed jobs, first submit to last done)", ""]
+        rows = [[row["label"], _f(row["jobs_per_s"], 0), str(row["jobs"]), _f(row["seconds"]),
+                 _f(row["cpu_ms"].get("gateway")), _f(row["cpu_ms"].get("publisher")), _f(row["cpu_ms"]["worker"]),
+                 _f(row["cpu_ms"]["redis"], 3), str(row["failed"])]
+                for row in result["e2e"].values()]
+        out += _table(["row", "jobs/s", "jobs", "seconds", "gateway CPU ms/job", "publisher CPU ms/job",
+                       "worker CPU ms/job", "Redis CPU ms/job", "failed"], rows) + [""]
 
     out += ["## Targets", ""]
     rows = [[t["name"], _f(t["value"], 2), t["target"], "**met**" if t["met"] else "**MISSED**", t["note"]]

@@ -3,7 +3,9 @@ a markdown report and write bench/results/<timestamp>.json (+ latest.json, lates
 
 Order of the rows, and why: HTTP rows first with no Celery worker running (messages pile up in Redis
 and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; then
-bare publishing; then the rows that need the worker (end to end, memory); profiles last.
+bare publishing; then the Vault rows (logins with one credential, then unauthenticated traffic); then
+the rows that need the worker (end to end, memory); profiles last. `--only auth` runs just the four
+unauthenticated-traffic rows against a fresh stack (about a minute).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import base64
 import json
 import os
 import platform
+import secrets
 import shlex
 import signal
 import statistics
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,25 @@ import requests
 from bench import payload, procs, profile, report
 from bench.load import Request, Wrk, fire
 from bench.stack import HASH_QUEUE, Stack, StackError, wait_for
-from tasks import stats
-from tests.support.services import ROOT
+from devsupport import jwt as devjwt
+from devsupport.processes import ROOT
+from devsupport.vault import bao_binary
+from jobs import stats
 
 RESULTS = ROOT / "bench" / "results"
 USER = "copytrust"        # the cached credential of every gateway row (may submit calc_hash)
 FRESH_USER = "service"    # used for nothing else, so its 1,000 requests start with a cold cache
+GUESSED_USER = "guessed"  # the wrong-password row's victim; no other row logs in as it
+AUTH_TARGET = 10          # Vault calls per 1,000 unauthenticated requests, each auth row
+# The unauthenticated-traffic rows: key -> label. Each comes from its own loopback address (127.0.0.2,
+# .3, ...), one attacker machine per row, so one row's per-source throttling does not carry into the
+# next, nor into the other rows (wrk and the login count come from 127.0.0.1).
+AUTH_ROWS = {
+    "garbage_repeated": "one garbage bearer token, repeated",
+    "garbage_distinct": "distinct garbage bearer tokens of JWT shape",
+    "unknown_key": "distinct RS256 tokens, right iss/aud/exp, signed by an unknown key",
+    "wrong_passwords": f"distinct wrong passwords for one userpass user ({GUESSED_USER})",
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -49,6 +65,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--content-bytes", type=int, default=1024, help="calc_hash content size (before base64)")
     p.add_argument("--publish-count", type=int, default=5000, help="messages per bare-publish row")
     p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
+    p.add_argument("--auth-requests", type=int, default=1000, help="requests of each unauthenticated-traffic row")
+    p.add_argument("--auth-concurrency", type=int, default=16, help="concurrent clients of those rows")
+    p.add_argument("--only", choices=("all", "auth"), default="all",
+                   help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests)")
     p.add_argument("--e2e-jobs", type=int, default=2000, help="jobs per end-to-end row")
     p.add_argument("--memory-submissions", type=int, default=100_000, help="submissions of the memory row (0: skip)")
     p.add_argument("--memory-samples", type=int, default=10, help="RSS samples over the memory row")
@@ -66,6 +86,8 @@ class Bench:
         self.publish: dict[str, dict[str, Any]] = {}
         self.e2e: dict[str, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
+        self.auth: dict[str, dict[str, Any]] = {}
+        self.ceiling: dict[str, Any] = {}
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -129,14 +151,14 @@ class Bench:
         so a neighbour's load on the shared machine hits them alike; ratios are taken per round."""
         rounds = self.args.rounds
         seconds = max(2, self.args.duration // rounds)
-        for key, label, request, expect in rows:
+        for _key, _label, request, expect in rows:
             self._check(request, expect)
             if self.args.warmup:
                 self.wrk.run(request, self.args.warmup)
         runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in rows}
         for i in range(rounds):
             self._progress(f"round {i + 1}/{rounds}: " + ", ".join(key for key, *_ in rows) + f" ({seconds}s each)")
-            for key, label, request, expect in rows:
+            for key, _label, request, _expect in rows:
                 runs[key].append(self._measure(request, seconds, server))
         for key, label, *_ in rows:
             self.http[key] = self._row(label, runs[key])
@@ -146,10 +168,14 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         s, args = self.s, self.args
-        self._progress("starting redis-server, the Vault stub and the gateway")
+        self._progress("starting redis-server, OpenBao (bao server -dev) and the gateway")
         s.start_base()
         self.body_file = s.dir / "submit.json"
         self.body_file.write_text(json.dumps(payload.submit_body(args.content_bytes)))
+        if args.only == "auth":
+            self.auth_rows()
+            return {"http": {}, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": self.auth, "ceiling": {},
+                    "targets": self.auth_targets(), "comparisons": [], "memory": None, "profiles": {}}
         self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
         gateway = s.gunicorn_pids
         gw = s.gateway_url
@@ -185,6 +211,8 @@ class Bench:
 
         self.vault_logins()
         s.flush(keep)
+        self.auth_rows()
+        s.flush(keep)
 
         self._progress("starting the Celery worker for the end-to-end and memory rows")
         s.start_worker()
@@ -197,8 +225,8 @@ class Bench:
         targets, comparisons = self.targets()
         profiles = self.profiles(targets)
         return {"http": self.http, "publish": self.publish, "e2e": self.e2e, "vault_logins": self.extra,
-                "ceiling": self.ceiling, "targets": targets, "comparisons": comparisons, "memory": memory,
-                "profiles": profiles}
+                "auth": self.auth, "ceiling": self.ceiling, "targets": targets, "comparisons": comparisons,
+                "memory": memory, "profiles": profiles}
 
     def done_task(self) -> str:
         """Submit one calc_hash, let a worker finish it, stop the worker: the task of /taskinfo rows."""
@@ -251,19 +279,75 @@ class Bench:
 
     def vault_logins(self) -> None:
         """N submissions with one credential the gateway has never seen, `connections` at a time: how
-        many reach Vault (the login cache should make it one per gunicorn worker at most)."""
+        many reach Vault (the login cache should make it one per gunicorn worker at most), counted by
+        OpenBao's audit device."""
         n = self.args.login_requests
         self._progress(f"Vault logins for {n} requests with one fresh credential")
         body, auth = self.body_file.read_bytes(), self._basic(FRESH_USER)
         headers = {"Authorization": auth, "Content-Type": "application/json"}
-        before = self.s.vault.counters()
+        vault = self.s.vault
+        logins, reads = vault.logins(), vault.entity_reads()
         fired = fire(n, self.args.connections,
-                     lambda session: session.post(self.s.gateway_url + "/submit", data=body, headers=headers, timeout=10))
-        after = self.s.vault.counters()
+                     lambda session, _: session.post(self.s.gateway_url + "/submit", data=body, headers=headers,
+                                                     timeout=10))
         self.extra.update(requests=n, concurrency=self.args.connections, statuses=fired["statuses"],
-                          logins=sum(after["logins"].values()) - sum(before["logins"].values()),
-                          entity_reads=after["entity_reads"] - before["entity_reads"],
+                          logins=vault.logins() - logins, entity_reads=vault.entity_reads() - reads,
                           gunicorn_workers=self.s.gateway_workers)
+
+    def auth_credentials(self, key: str, n: int) -> list[str]:
+        """The Authorization headers of one unauthenticated-traffic row, made before it starts."""
+        if key == "garbage_repeated":
+            return ["Bearer aaa.bbb.ccc"] * n
+        if key == "garbage_distinct":
+            return [f"Bearer {secrets.token_urlsafe(27)}.{secrets.token_urlsafe(90)}.{secrets.token_urlsafe(64)}"
+                    for _ in range(n)]
+        if key == "unknown_key":
+            stranger = devjwt.new_key_pair()[0]  # well-formed, plausible claims; Vault never saw this key
+            return ["Bearer " + devjwt.mint(stranger, devjwt.demo_claims(f"intruder-{i}", "client-admin", "admin"))
+                    for i in range(n)]
+        if key == "wrong_passwords":
+            guesses = (f"guess-{i}-{secrets.token_urlsafe(6)}" for i in range(n))  # never the real one
+            return ["Basic " + base64.b64encode(f"{GUESSED_USER}:{pw}".encode()).decode() for pw in guesses]
+        raise ValueError(key)
+
+    def auth_rows(self) -> None:
+        """Each row: `--auth-requests` POST /submit with credentials Vault would refuse, from one source
+        address, `--auth-concurrency` at a time; how many requests reached Vault (its audit device, any
+        path: logins, key reads, entity reads) and what the clients got back. The gateway runs with the
+        shipped failed-auth throttle (config unchanged)."""
+        n, concurrency = self.args.auth_requests, self.args.auth_concurrency
+        url, body, vault = self.s.gateway_url + "/submit", self.body_file.read_bytes(), self.s.vault
+        for index, (key, label) in enumerate(AUTH_ROWS.items()):
+            source = f"127.0.0.{2 + index}"
+            self._progress(f"unauthenticated traffic: {label} ({n} requests, {concurrency} at a time, from {source})")
+            headers = [{"Authorization": auth, "Content-Type": "application/json"}
+                       for auth in self.auth_credentials(key, n)]
+
+            def post(session: requests.Session, i: int, headers: list[dict[str, str]] = headers) -> requests.Response:
+                return session.post(url, data=body, headers=headers[i], timeout=10)
+
+            calls, logins = vault.calls(), vault.logins()
+            fired = fire(n, concurrency, post, source=source)
+            calls, logins = vault.calls() - calls, vault.logins() - logins
+            self.auth[key] = {"label": label, "requests": n, "concurrency": concurrency, "source": source,
+                              "seconds": fired["seconds"], "statuses": fired["statuses"], "vault_calls": calls,
+                              "vault_logins": logins, "vault_calls_per_1000": 1000 * calls / n}
+
+    def auth_targets(self) -> list[dict[str, Any]]:
+        """Per row: Vault calls per 1,000 requests ≤ AUTH_TARGET, and every answer a refusal (401, or
+        429 from the throttle); anything else (a 2xx, a 5xx) fails the row whatever the count."""
+        out = []
+        for row in self.auth.values():
+            value = row["vault_calls_per_1000"]
+            odd = {status: count for status, count in row["statuses"].items() if status not in (401, 429)}
+            note = (f"{row['vault_calls']} Vault calls ({row['vault_logins']} logins) for {row['requests']:,} "
+                    f"requests, {row['concurrency']} concurrent from {row['source']}; statuses {row['statuses']}")
+            if odd:
+                note = f"unexpected statuses {odd}; " + note
+            out.append({"name": f"Vault calls per 1,000 requests: {row['label']}", "value": value,
+                        "target": f"≤ {AUTH_TARGET}", "met": value <= AUTH_TARGET and not odd, "note": note,
+                        "kind": "auth"})
+        return out
 
     def _finished(self, job_type: str) -> int:
         fields = self.s.redis().hgetall(stats.TOTAL_KEY)
@@ -327,7 +411,7 @@ class Bench:
         series = [self._rss(0, 0, started)]
         for i in range(1, samples + 1):
             target = base + (k * i) // samples
-            self.wrk.run_until(self._submit_request(), lambda: self.s.counter(field) >= target, cap=900)
+            self.wrk.run_until(self._submit_request(), lambda target=target: self.s.counter(field) >= target, cap=900)
             series.append(self._rss(self.s.counter(field) - base, self._finished("calc_hash") - done0, started))
             self._progress(f"memory: {series[-1]['submitted']:,} submitted, {series[-1]['processed']:,} processed")
         return {"submissions": k, "series": series, "verdicts": _verdicts(series)}
@@ -349,7 +433,7 @@ class Bench:
     def targets(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         h, e, v = self.http, self.e2e, self.extra
         submit, info, ceiling = h["submit"], h["taskinfo"], h["ceiling"]
-        per_round = {key: [a["rps"] / b["rps"] for a, b in zip(self.rounds[key], self.rounds["ceiling"])]
+        per_round = {key: [a["rps"] / b["rps"] for a, b in zip(self.rounds[key], self.rounds["ceiling"], strict=True)]
                      for key in ("submit", "taskinfo")}
         pings = [r["rps"] for r in self.rounds["ceiling"]]
         spread = (max(pings) - min(pings)) / statistics.median(pings)
@@ -369,7 +453,7 @@ class Bench:
 
         def cpu_ratio(key: str) -> str:
             """On a CPU-bound box req/s goes as 1 / CPU per request: a noise-resistant cross-check."""
-            cost = lambda row: row["server_cpu_ms"] + row["redis_cpu_ms"]  # noqa: E731
+            cost = lambda row: row["server_cpu_ms"] + row["redis_cpu_ms"]
             return f"; CPU-cost ratio {cost(ceiling) / cost(h[key]):.2f}"
 
         r = statistics.median(per_round["submit"])
@@ -405,11 +489,12 @@ class Bench:
             {"name": "/submit ÷ bare send_task (no backend) msgs/s",
              "value": submit["rps"] / self.publish["no_backend"]["msgs_per_s"]},
         ]
-        return out, comparisons
+        return out + self.auth_targets(), comparisons
 
     def profiles(self, targets: list[dict[str, Any]]) -> dict[str, Any]:
         mode = self.args.profile
-        missed = [t["name"] for t in targets if not t["met"]]
+        # py-spy of the request path says nothing about Vault calls: the auth rows never ask for a profile
+        missed = [t["name"] for t in targets if not t["met"] and t.get("kind") != "auth"]
         if mode == "never" or (mode == "auto" and not missed):
             return {}
         rows = ["submit"] + (["taskinfo"] if any("taskinfo" in name for name in missed) else [])
@@ -501,14 +586,29 @@ def _code() -> str:
     redis_version = "redis-server " + subprocess.run(["redis-server", "--version"], capture_output=True,
                                                      text=True).stdout.split()[2].removeprefix("v=")
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "tasks", "settings", "celeryconfig.py",
-                            "gunicorn.conf.py", "wsgi.py"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    changed = f" + uncommitted changes in {len(dirty.splitlines())} gateway/tasks/settings files" if dirty else ""
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "jobs", "tasks", "settings",
+                            "celeryconfig.py", "gunicorn.conf.py", "wsgi.py"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    changed = f" + uncommitted changes in {len(dirty.splitlines())} gateway/jobs/tasks/settings files" if dirty else ""
     return f"git {head}{changed} at start; {versions}; {redis_version}"
 
 
 def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: float) -> dict[str, str]:
     workers = stack.settings.config["workers"]
+    vault = f"OpenBao {_bao_version()} (`bao server -dev`, configured by deploy/vault_bootstrap.py)"
+    if args.only == "auth":
+        return {
+            "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+                       f"load average at start {load_average:.2f}",
+            "code": code,
+            "load": f"only the unauthenticated-traffic rows: {args.auth_requests} POST /submit each, "
+                    f"{args.auth_concurrency} concurrent Python clients",
+            "gateway": f"gunicorn wsgi:app with gunicorn.conf.py ({stack.gateway_workers} workers × "
+                       f"{stack.env.get('GATEWAY_THREADS', '4')} threads, gthread)",
+            "workers": "none",
+            "vault": vault,
+            "logging": "INFO (the product default)",
+        }
     return {
         "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
                    f"load average at start {load_average:.2f}",
@@ -521,16 +621,22 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                    f"{stack.env.get('GATEWAY_THREADS', '4')} threads, gthread)",
         "workers": f"`celery -A tasks worker -Q {HASH_QUEUE} -I bench.noop`, concurrency {workers['concurrency']}, "
                    f"prefetch {workers['prefetch_multiplier']}; not running during the HTTP and publish rows",
+        "vault": vault,
         "logging": "INFO (the product default), loguru to stderr (captured to a file) and to a log file, both in "
                    "the run's temp folder",
     }
 
 
+def _bao_version() -> str:
+    out = subprocess.run([bao_binary(), "version"], capture_output=True, text=True, check=False).stdout.split()
+    return out[1] if len(out) > 1 else "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    command = shlex.join([os.environ.get("BENCH_COMMAND", "python -m bench"), *argv])
-    started = datetime.now(timezone.utc)
+    command = " ".join([os.environ.get("BENCH_COMMAND", "python -m bench"), shlex.join(argv)]).strip()
+    started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     # Ctrl-C (even when started from a shell that ignores it), SIGTERM and SIGHUP all unwind through the
     # same cleanup.
@@ -555,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.close()
             finally:
                 signal.signal(signal.SIGINT, previous)
-    finished = datetime.now(timezone.utc)
+    finished = datetime.now(UTC)
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"{stamp}.json"
     result = {"command": command, "started": started.isoformat(timespec="seconds"),

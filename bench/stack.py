@@ -1,10 +1,12 @@
-"""The isolated stack of one bench run: its own redis-server (free port, password), the Vault-compatible
-server in its own process, the gateway under the production gunicorn config, and on demand a Celery
-worker for `hash` and Flower, all against the same broker. Everything lives in one temporary folder
-and every process is stopped by `close()`, which the runner calls on success, failure and Ctrl-C.
+"""The isolated stack of one bench run: its own redis-server (free port, password), a real OpenBao
+(`bao server -dev`, devsupport/vault.py) configured by deploy/vault_bootstrap.py, the gateway under the
+production gunicorn config, and on demand a Celery worker for `hash` and Flower, all against the same
+broker. Everything lives in one temporary folder and every process is stopped by `close()`, which the
+runner calls on success, failure and Ctrl-C.
 
-The pieces come from the test session (tests/support/): the same redis-server flags, the same
-Process wrapper (own session, output in a file, SIGTERM then SIGKILL) and the same Vault seed.
+The pieces are the ones the tests use (devsupport/): the same redis-server flags, the same Process
+wrapper (own session, output in a file, SIGTERM then SIGKILL) and the same Vault set-up; the bench's
+own small user table is below (it does not import from tests/).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,11 @@ from redis import Redis
 
 import celeryconfig
 from bench import procs
+from devsupport import jwt as devjwt
+from devsupport.processes import BIN, ROOT, Process, free_port, start_redis
+from devsupport.vault import DevVault
+from jobs import stats
 from settings import Settings, load_settings
-from tasks import stats
-from tests.support.services import BIN, ROOT, Process, free_port, start_redis
-from tests.support.vault import SeededVault, new_test_vault_material
 
 HASH_QUEUE = "hash"
 WORKER_NODE = "bench-hash"
@@ -35,8 +39,46 @@ WORKER_NODE = "bench-hash"
 PASSED_THROUGH = ("GATEWAY_WORKERS", "GATEWAY_THREADS")
 
 
+# username -> (client_id, role). `guessed` is used only by the wrong-password row, so the per-username
+# throttle it trips never touches the users the other rows log in with.
+USERS = {
+    "admin": ("client-admin", "admin"),
+    "service": ("client-service", "service"),
+    "copytrust": ("client-copytrust", "copytrust_site"),
+    "guessed": ("client-guessed", "service"),
+}
+
+
 class StackError(RuntimeError):
     pass
+
+
+@dataclass
+class BenchVault:
+    """The configured OpenBao and what the rows need from it: credentials, and the requests that
+    reached it, counted from its audit device (the gateway's own counters are not trusted here)."""
+
+    server: DevVault
+    gateway_token: str
+    passwords: dict[str, str]
+    private_key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def basic(self, user: str) -> tuple[str, str]:
+        return user, self.passwords[user]
+
+    def logins(self) -> int:
+        return self.server.logins()
+
+    def calls(self) -> int:
+        return self.server.calls()
+
+    def entity_reads(self) -> int:
+        return sum(1 for entry in self.server.audit_requests()
+                   if entry["request"].get("path", "").startswith("identity/entity/id/"))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, watch: tuple[Process, ...] = (),
@@ -78,11 +120,11 @@ def _unbinding_limits(config: dict[str, Any]) -> None:
     roles = set(config.get("roles", {}))
     for kind, table in (defaults.get("rate") or {}).items():
         limits.setdefault("rate", {})[kind] = {
-            "default": NO_RATE_LIMIT, "roles": {r: NO_RATE_LIMIT for r in roles | set(table.get("roles") or {})}}
+            "default": NO_RATE_LIMIT, "roles": dict.fromkeys(roles | set(table.get("roles") or {}), NO_RATE_LIMIT)}
     if isinstance(defaults.get("max_unfinished"), dict):
         table = defaults["max_unfinished"]
         limits["max_unfinished"] = {"default": NO_CAP,
-                                    "roles": {r: NO_CAP for r in roles | set(table.get("roles") or {})}}
+                                    "roles": dict.fromkeys(roles | set(table.get("roles") or {}), NO_CAP)}
 
 
 class Stack:
@@ -123,7 +165,7 @@ class Stack:
     # --- redis, Vault, configuration ----------------------------------------------------------------
 
     def start_base(self) -> None:
-        """redis-server, the Vault stub, config files, the gateway: what every row needs."""
+        """redis-server, OpenBao, config files, the gateway: what every row needs."""
         self.start_redis()
         self.start_vault()
         self.write_config()
@@ -138,18 +180,20 @@ class Stack:
                  "redis-server ready", (proc,))
 
     def start_vault(self) -> None:
-        """The Vault-compatible server as its own process, so it never shares the driver's GIL."""
-        seed, private_key, passwords, token = new_test_vault_material()
-        seed_path = self.dir / "vault-seed.json"
-        seed_path.touch(mode=0o600)
-        seed_path.write_text(json.dumps(seed))
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = self._start("vault", [sys.executable, "-m", "vaultstub", "serve", "--seed", str(seed_path),
-                                     "--port", str(port)], env)
-        self.vault = SeededVault(f"http://127.0.0.1:{port}", token, passwords, private_key)
-        wait_for(lambda: requests.get(f"{self.vault.url}/v1/sys/health", timeout=1).status_code == 200, 30,
-                 "Vault stub ready", (proc,))
+        """`bao server -dev` on a free port in its own process (never sharing the driver's GIL),
+        configured by deploy/vault_bootstrap.py with the users above and a fresh JWT key pair."""
+        server = DevVault(self.dir)
+        try:
+            server.start()
+        finally:
+            if server.proc is not None:
+                self._procs["vault"] = server.proc  # stopped by close() like every other process
+        private_key, public_key = devjwt.new_key_pair()
+        passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+        users = {user: {"password": passwords[user], "client_id": client_id, "role": role}
+                 for user, (client_id, role) in USERS.items()}
+        token = server.configure(users, [public_key], token_id=secrets.token_urlsafe(24))
+        self.vault = BenchVault(server, token, passwords, private_key)
 
     def write_config(self) -> None:
         """config.example.json pointed at this stack, logging as shipped (INFO) into this run's folder."""
@@ -244,7 +288,7 @@ class Stack:
     # --- redis state -----------------------------------------------------------------------------------
 
     def counter(self, field: str) -> int:
-        """A lifetime count from the shared task counts (tasks/stats.py): `submitted|calc_hash`, ..."""
+        """A lifetime count from the shared task counts (jobs/stats.py): `submitted|calc_hash`, ..."""
         return int(self.redis().hget(stats.TOTAL_KEY, field) or 0)
 
     def queue_depth(self) -> int:

@@ -3,8 +3,8 @@
 - deploy/demo/users.json: one userpass user per default role (random passwords, client ids, roles),
   read by the vault-bootstrap service;
 - deploy/demo/jwt-signing-key.pem (private, stays on the host: mint demo JWTs with
-  `python -m vaultstub mint-jwt --key deploy/demo/jwt-signing-key.pem ...`) and jwt-public-key.pem
-  (Vault's `jwt_validation_pubkeys`);
+  `python -m devsupport.jwt --key deploy/demo/jwt-signing-key.pem --sub bot --client-id client-ci --role service`)
+  and jwt-public-key.pem (Vault's `jwt_validation_pubkeys`);
 - deploy/demo/gateway-token: the id the bootstrap gives the gateway's Vault token;
 - config.json (from config.example.json) and .secrets.json (with that token), mounted into the
   gateway and the workers.

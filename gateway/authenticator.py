@@ -3,19 +3,22 @@
 In order, each step cheaper than the next and each able to end the request:
 1. the header's shape (gateway/credentials.py) — malformed: 401;
 2. the login cache: a credential Vault accepted recently is answered from memory;
-3. the failed-authentication throttle, per source address and per userpass username, shared by every
-   gateway process through Redis — over the limit: 429 with Retry-After, nothing else is tried;
+3. the throttle, shared by every gateway process through Redis: failed authentications per source
+   address, and Vault login attempts per userpass username (counted before the login, atomically, so
+   concurrent guesses cannot slip past it; successes are cached, so a legitimate user needs about one
+   per gateway process per `vault.cache_ttl`) — over either limit: 429 with Retry-After, nothing else
+   is tried;
 4. the refused-credential memory: a credential refused in the last `vault.refused_ttl` seconds is
    refused again from memory (keyed by its SHA-256, bounded);
 5. for a bearer token, the local check against the JWT mount's own rules (gateway/jwtcheck.py);
 6. only then Vault's login, which stays the authority on who the caller is.
-Every failure at 1, 4, 5 or 6 counts against the throttle; a failure at 5 or 6 is remembered at 4.
+Every failure at 1, 4, 5 or 6 counts against its source; a failure at 5 or 6 is remembered at 4.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from limits import parse
@@ -38,37 +41,44 @@ class Throttled(Exception):
 
 
 class FailedAuthThrottle:
-    """Counts failed authentications per source and per username in Redis (the `limits` library, as
-    the client rate limits). Redis unreachable: it lets requests through (fail open) and says so once
-    per request in the log; the local checks and the refused memory still stand in front of Vault."""
+    """Counts failed authentications per source and login attempts per username in Redis (the `limits`
+    library, as the client rate limits). Redis unreachable: it lets requests through (fail open) and
+    says so in the log; the local checks and the refused memory still stand in front of Vault."""
 
     def __init__(self, limiter: RateLimiter, config: Mapping[str, Any]) -> None:
         self._limiter = limiter
         self._limits = {SOURCE: _parsed(config.get("per_source")), USERNAME: _parsed(config.get("per_username"))}
 
-    def guard(self, source: str, username: str) -> None:
-        """Raise Throttled if either counter is already at its limit."""
-        for kind, key in self._keys(source, username):
-            try:
-                if self._limiter.test(self._limits[kind], kind, key):
-                    continue
-                reset = self._limiter.get_window_stats(self._limits[kind], kind, key).reset_time
-            except Exception as exc:  # noqa: BLE001 - limits wraps storage errors; fail open
-                logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
-                return
-            raise Throttled(max(1, math.ceil(reset - time.time())))
+    def guard(self, source: str) -> None:
+        """Raise Throttled if the source has used up its failures."""
+        self._check(SOURCE, source, self._limiter.test)
 
-    def failed(self, source: str, username: str) -> None:
-        for kind, key in self._keys(source, username):
-            try:
-                self._limiter.hit(self._limits[kind], kind, key)
-            except Exception as exc:  # noqa: BLE001 - fail open, as guard()
-                logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
-                return
+    def attempt(self, username: str) -> None:
+        """Count a Vault login for this username, or raise Throttled if it has had its share. Counting
+        and checking are one step (limits' hit), so concurrent attempts cannot all pass."""
+        if username:
+            self._check(USERNAME, username, self._limiter.hit)
 
-    def _keys(self, source: str, username: str) -> list[tuple[str, str]]:
-        keys = [(SOURCE, source)] if self._limits[SOURCE] else []
-        return keys + ([(USERNAME, username)] if username and self._limits[USERNAME] else [])
+    def failed(self, source: str) -> None:
+        if self._limits[SOURCE] is None:
+            return
+        try:
+            self._limiter.hit(self._limits[SOURCE], SOURCE, source)
+        except Exception as exc:  # noqa: BLE001 - fail open, as _check()
+            logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
+
+    def _check(self, kind: str, key: str, allowed: Callable[..., bool]) -> None:
+        limit = self._limits[kind]
+        if limit is None:
+            return
+        try:
+            if allowed(limit, kind, key):
+                return
+            reset = self._limiter.get_window_stats(limit, kind, key).reset_time
+        except Exception as exc:  # noqa: BLE001 - limits wraps storage errors; fail open
+            logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
+            return
+        raise Throttled(max(1, math.ceil(reset - time.time())))
 
 
 class Authenticator:
@@ -86,25 +96,25 @@ class Authenticator:
         try:
             credential = parse_authorization(header)
         except AuthFailed:
-            self.throttle.guard(source, "")
-            self.throttle.failed(source, "")
+            self.throttle.guard(source)
+            self.throttle.failed(source)
             raise
         key = credential.cache_key()
         identity = self.identity.cached(key)
         if identity is not None:
             return identity, "cached"
-        self.throttle.guard(source, credential.username)
+        self.throttle.guard(source)
         try:
             if self.refused.get(key):
                 raise AuthFailed("cached_reject")
             if credential.kind == "jwt":
                 self.jwt_check.verify(credential.secret)
-            identity, shared = self.identity.login(credential)
+            identity, shared = self.identity.login(credential, before=lambda: self.throttle.attempt(credential.username))
         except NoIdentity:
             raise  # Vault accepted it: not a failed authentication, and not to be remembered as one
         except AuthFailed as failure:
             self.refused.put(key, True, self.refused_ttl)
-            self.throttle.failed(source, credential.username)
+            self.throttle.failed(source)
             raise failure from None
         return identity, "cached" if shared else "vault_login"
 

@@ -125,9 +125,9 @@ class VaultIdentity:
         metrics.LOGIN_CACHE.labels("hit" if identity is not None else "miss").inc()
         return identity
 
-    def login(self, credential: Credential) -> tuple[Identity, bool]:
+    def login(self, credential: Credential, before: Callable[[], None] = lambda: None) -> tuple[Identity, bool]:
         """Log in to Vault and say who the credential names; (identity, whether another thread's
-        login answered it).
+        login answered it). `before` runs just before the one login this makes (the throttle's count).
 
         Single flight: when several threads miss on the same credential at once (a client opening many
         connections), one logs in and the others wait for its answer instead of each calling Vault."""
@@ -136,6 +136,7 @@ class VaultIdentity:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached, True
+            before()
             auth = self._login(credential)
             identity = self._identity(auth)
             self.cache.put(key, identity, self._cache_ttl(credential, auth))

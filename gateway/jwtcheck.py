@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jwt as pyjwt
@@ -72,7 +72,7 @@ class LocalJwtCheck:
             raise AuthFailed("jwt_algorithm")
         claims = _verified_claims(token, header, rules)
         if claims is None and self._may_refresh():
-            rules = self._load()
+            rules = self._load(keys_only=True)
             claims = _verified_claims(token, header, rules)
         if claims is None:
             raise AuthFailed("jwt_signature")
@@ -86,7 +86,7 @@ class LocalJwtCheck:
     def _may_refresh(self) -> bool:
         return time.monotonic() - self._read_at >= self._min_refresh
 
-    def _load(self) -> JwtRules:
+    def _load(self, keys_only: bool = False) -> JwtRules:
         """Read the rules once for everyone: a thread finding a read under way keeps the rules it has
         (at start, with none, it waits for that read at most twice the Vault timeout). A failed re-read
         keeps the old rules and still counts as a read, so an outage costs one attempt per interval."""
@@ -99,7 +99,7 @@ class LocalJwtCheck:
             if self._rules is not None and time.monotonic() - self._read_at < self._min_refresh:
                 return self._rules  # another thread has just read them
             try:
-                self._rules = self._read_rules()
+                self._rules = self._read_rules(self._rules if keys_only else None)
             except VaultUnavailable:
                 if self._rules is None:
                     raise
@@ -109,9 +109,15 @@ class LocalJwtCheck:
         finally:
             self._lock.release()
 
-    def _read_rules(self) -> JwtRules:
+    def _read_rules(self, previous: JwtRules | None = None) -> JwtRules:
+        """The mount's rules; with `previous`, only its config (keys, algorithms, issuer) is read again
+        and the role's bounds are kept: an unknown key costs one Vault read, not two."""
         try:
             config = self._read_vault(f"auth/{self._mount}/config")
+            if previous is not None:
+                static, by_kid = _keys(config, self._http_timeout)
+                return replace(previous, algorithms=_algorithms(config), issuer=config.get("bound_issuer") or "",
+                               static_keys=static, keys_by_kid=by_kid)
             role = self._read_vault(f"auth/{self._mount}/role/{self._role}")
         except AuthFailed:
             logger.error("vault: the gateway's token may not read the JWT mount's config and role "
@@ -120,14 +126,18 @@ class LocalJwtCheck:
         static, by_kid = _keys(config, self._http_timeout)
         skew = _seconds(role.get("clock_skew_leeway"))
         skew = DEFAULT_CLOCK_SKEW if skew == 0 else max(skew, 0)
-        algorithms = tuple(config.get("jwt_supported_algs") or ("RS256",))
         return JwtRules(
-            algorithms=tuple(alg for alg in algorithms if alg.startswith(ASYMMETRIC)),
+            algorithms=_algorithms(config),
             issuer=config.get("bound_issuer") or "",
             audiences=tuple(role.get("bound_audiences") or ()),
             exp_leeway=skew + max(_seconds(role.get("expiration_leeway")), 0) + CLOCK_MARGIN,
             nbf_leeway=skew + max(_seconds(role.get("not_before_leeway")), 0) + CLOCK_MARGIN,
             static_keys=static, keys_by_kid=by_kid)
+
+
+def _algorithms(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The mount's supported algorithms (Vault's default RS256), asymmetric ones only."""
+    return tuple(alg for alg in config.get("jwt_supported_algs") or ("RS256",) if alg.startswith(ASYMMETRIC))
 
 
 def _header(token: str) -> Mapping[str, Any]:

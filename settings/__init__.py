@@ -48,9 +48,6 @@ class Settings:
         url = self.config["queue"]["result_url"] or self.config["queue"]["url"]
         return _with_credentials(url, self.secrets.get("redis", {}))
 
-    def job_schema_path(self, job_type: str) -> Path:
-        return resolve_schema_path(self.config["jobs"][job_type]["schema"])
-
 
 def load_settings(
     config_path: str | os.PathLike | None = None,

@@ -110,12 +110,32 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck():
     for path in re.findall(r"^COPY (\S+)", text, re.M):
         assert all((ROOT / p.rstrip("/")).exists() for p in path.split()), path
     copied = " ".join(re.findall(r"^COPY (.+)$", text, re.M))
-    assert "requirements-dev" not in copied and "vaultstub" not in copied and "tests" not in copied
+    assert "requirements-dev" not in copied and "devsupport" not in copied and "tests" not in copied
+
+
+def test_image_copies_every_package_the_services_import():
+    """What wsgi.py, celeryconfig.py, gateway/ and tasks/ import from this repository is in the image."""
+    local = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()} | {"celeryconfig"}
+    needed, todo = set(), ["gateway", "tasks", "wsgi", "celeryconfig"]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        files = list((ROOT / name).rglob("*.py")) if (ROOT / name).is_dir() else [ROOT / f"{name}.py"]
+        for file in files:
+            for node in ast.walk(ast.parse(file.read_text())):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+                todo += [m.split(".")[0] for m in modules if m.split(".")[0] in local]
+    copied = " ".join(re.findall(r"^COPY (.+)$", (ROOT / "Dockerfile").read_text(), re.M))
+    for name in needed:
+        assert (f"{name}/" if (ROOT / name).is_dir() else f"{name}.py") in copied, name
 
 
 def test_dockerignore_keeps_secrets_and_test_code_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for entry in (".secrets.json", "config.json", "tests/", "vaultstub/", ".venv", ".git"):
+    for entry in (".secrets.json", "config.json", "tests/", "devsupport/", "bench/", ".venv", ".git"):
         assert entry in ignored
 
 

@@ -30,12 +30,18 @@ def test_queues_show_depth_and_age(api):
     assert queues["parked"]["depth"] >= 1 and queues["parked"]["oldest_age_seconds"] > 0
 
 
-def test_workers_lists_the_running_worker_and_its_queues(api):
-    body = api.request("GET", "/ops/workers").json()
+def test_workers_lists_the_running_worker_its_queues_and_running_jobs(api, redis_client):
+    task_id = api.submitted("hold", {"tag": "ops-active"})
+    api.wait_status(task_id, "pending")  # the worker is running it now, blocked until released
+    try:
+        body = api.request("GET", "/ops/workers").json()
+    finally:
+        redis_client.rpush(f"release:{task_id}", "go")
     node = f"main@{socket.gethostname()}"
     workers = {w["name"]: w for w in body["workers"]}
     assert workers[node]["queues"] == ["hash", "hold", "images", "webhooks"]
-    assert workers[node]["active"] >= 0
+    assert workers[node]["active"] >= 1
+    api.wait_status(task_id, "done")
 
 
 def test_workers_answers_within_its_timeout_with_no_worker(config_files, redis_port, redis_password, vault):
