@@ -1,4 +1,4 @@
-"""SPEC §4 through the real HTTP stack: gunicorn -> gateway -> hvac -> the Vault-compatible server."""
+"""SPEC §4 through the real HTTP stack: gunicorn -> gateway -> hvac -> OpenBao (`bao server -dev`)."""
 from __future__ import annotations
 
 import base64

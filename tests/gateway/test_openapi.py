@@ -1,5 +1,5 @@
 """GET /openapi.json: a valid OpenAPI 3.1 document naming every route; Schemathesis finds no 500 and no
-response contradicting it, run against the real gateway (gunicorn, Vault-compatible server, workers)."""
+response contradicting it, run against the real gateway (gunicorn, OpenBao, workers)."""
 from __future__ import annotations
 
 import re
