@@ -35,6 +35,9 @@ forwarded_allow_ips = os.environ.get("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The gateway writes one line per request itself (method, path, status, duration, request and client
 # id) through loguru; gunicorn's own access log would repeat it, so it stays off.
 accesslog = None
+# gunicorn's runtime control socket sits at one path per user (~/.gunicorn/gunicorn.ctl), so two
+# gateways on one host (or a test session's several) would fight over it; nothing here uses it.
+control_socket_disable = True
 
 # prometheus_client multiprocess mode: every worker writes its metrics to files here, and a scrape of
 # any worker sums them all. Set before workers import the app; emptied at each start.
