@@ -6,8 +6,8 @@ In order, each step cheaper than the next and each able to end the request:
 3. the throttle, shared by every gateway process through Redis: failed authentications per source
    address, and Vault login attempts per userpass username (counted before the login, atomically, so
    concurrent guesses cannot slip past it; successes are cached, so a legitimate user needs about one
-   per gateway process per `vault.cache_ttl`) — over either limit: 429 with Retry-After, nothing else
-   is tried;
+   per gateway process per `vault.cache_ttl`), and at most one login per username in flight per
+   process — over either limit: 429 with Retry-After, nothing else is tried;
 4. the refused-credential memory: a credential refused in the last `vault.refused_ttl` seconds is
    refused again from memory (keyed by its SHA-256, bounded);
 5. for a bearer token, the local check against the JWT mount's own rules (gateway/jwtcheck.py);
@@ -17,8 +17,10 @@ Every failure at 1, 4, 5 or 6 counts against its source; a failure at 5 or 6 is 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from limits import parse
@@ -89,6 +91,8 @@ class Authenticator:
         self.throttle = throttle
         self.refused: TtlCache[bool] = TtlCache()
         self.refused_ttl = refused_ttl
+        self._in_flight: set[str] = set()
+        self._slots_lock = threading.Lock()
 
     def authenticate(self, header: str | None, source: str) -> tuple[Identity, str]:
         """(identity, how: "cached" or "vault_login"); raises AuthFailed (401), NoIdentity (403),
@@ -109,7 +113,7 @@ class Authenticator:
                 raise AuthFailed("cached_reject")
             if credential.kind == "jwt":
                 self.jwt_check.verify(credential.secret)
-            identity, shared = self.identity.login(credential, before=lambda: self.throttle.attempt(credential.username))
+            identity, shared = self.identity.login(credential, guard=lambda: self._login_slot(credential.username))
         except NoIdentity:
             raise  # Vault accepted it: not a failed authentication, and not to be remembered as one
         except AuthFailed as failure:
@@ -117,6 +121,25 @@ class Authenticator:
             self.throttle.failed(source)
             raise failure from None
         return identity, "cached" if shared else "vault_login"
+
+
+    @contextmanager
+    def _login_slot(self, username: str) -> Iterator[None]:
+        """Around a Vault login: one login per userpass username in flight in this process (a second,
+        with another password, is a guess: 429 at once, rather than piling up on Vault, which answers a
+        burst of failed logins slowly), counted against the username's limit."""
+        if username:
+            with self._slots_lock:
+                if username in self._in_flight:
+                    raise Throttled(1)
+                self._in_flight.add(username)
+        try:
+            self.throttle.attempt(username)
+            yield
+        finally:
+            if username:
+                with self._slots_lock:
+                    self._in_flight.discard(username)
 
 
 def _parsed(text: str | None) -> Any:

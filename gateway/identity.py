@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -125,9 +125,10 @@ class VaultIdentity:
         metrics.LOGIN_CACHE.labels("hit" if identity is not None else "miss").inc()
         return identity
 
-    def login(self, credential: Credential, before: Callable[[], None] = lambda: None) -> tuple[Identity, bool]:
+    def login(self, credential: Credential, guard: Callable[[], AbstractContextManager] = nullcontext
+              ) -> tuple[Identity, bool]:
         """Log in to Vault and say who the credential names; (identity, whether another thread's
-        login answered it). `before` runs just before the one login this makes (the throttle's count).
+        login answered it). `guard()` is entered around the one login this makes (the throttle).
 
         Single flight: when several threads miss on the same credential at once (a client opening many
         connections), one logs in and the others wait for its answer instead of each calling Vault."""
@@ -136,8 +137,8 @@ class VaultIdentity:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached, True
-            before()
-            auth = self._login(credential)
+            with guard():
+                auth = self._login(credential)
             identity = self._identity(auth)
             self.cache.put(key, identity, self._cache_ttl(credential, auth))
             return identity, False

@@ -110,8 +110,9 @@ def test_concurrent_guesses_for_one_user_cannot_slip_past_the_limit(throttled, v
 
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(guess, range(32)))
-    assert statuses.count(401) == 3 and statuses.count(429) == 29
-    assert vault.logins() - before == 3  # per_username: 3/minute, counted before each login
+    # per_username: 3/minute, counted before each login; and one login per username in flight at a time
+    assert 1 <= statuses.count(401) <= 3 and statuses.count(401) + statuses.count(429) == 32
+    assert vault.logins() - before == statuses.count(401)
 
 
 def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(config_files):
