@@ -8,7 +8,7 @@ import json
 from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from jobs.taskinfo import TaskInfo, TaskRow
 from settings import Settings, resolve_schema_path
@@ -66,7 +66,10 @@ class TaskList(Schema):
 
 class JobResult(Schema):
     """GET /tasks/<uuid>/result: an image job's image (image/png, image/jpeg or image/webp), any other
-    job's result as JSON. No fields: the route answers with the bytes themselves."""
+    job's result as JSON (any object). No fields: the route answers with the bytes themselves."""
+
+    class Meta:
+        unknown = INCLUDE
 
 
 class Status(Schema):

@@ -118,7 +118,9 @@ def _shut_down(connection: http.client.HTTPConnection) -> None:
     sock = connection.sock
     if sock is not None:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown, also under TLS: SSLSocket's own would unwrap the TLS
+            # object the delivering thread is reading through.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
             pass
 

@@ -169,13 +169,18 @@ class HostileReceiver:
 
 
 def _read_request(conn: socket.socket) -> None:
+    """Read the worker's request (headers, then Content-Length bytes of body)."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
+        data += conn.recv(65536) or b"\r\n\r\n"  # a hang-up ends the request too
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length")), 0)
     while len(body) < length:
-        body += conn.recv(65536)
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
 
 
 def huge(sent: list[int], total: int = 200 * 1024 * 1024) -> Answer:
