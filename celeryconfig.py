@@ -28,10 +28,12 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
                         **{job["task"]: {"queue": job["queue"], "routing_key": job["queue"]} for job in jobs.values()}},
         "task_default_queue": catalogue.job_queues[0],
         "task_create_missing_queues": False,
-        # Time limits are enforced by the worker even for messages sent without them (Flower, scripts).
+        # Time limits are enforced by the worker even for messages sent without them (Flower, scripts);
+        # a webhook delivery has its own deadline, and these bound the task around it (jobs/webhooks.py).
         "task_annotations": {
-            job["task"]: {"time_limit": job["time_limit"], "soft_time_limit": job["soft_time_limit"]}
-            for job in jobs.values()
+            **{job["task"]: {"time_limit": job["time_limit"], "soft_time_limit": job["soft_time_limit"]}
+               for job in jobs.values()},
+            webhooks.TASK_NAME: {"time_limit": webhooks.TIME_LIMIT, "soft_time_limit": webhooks.SOFT_TIME_LIMIT},
         },
         "task_serializer": "json",
         "result_serializer": "json",
@@ -69,6 +71,8 @@ def _worker(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_prefetch_multiplier": workers["prefetch_multiplier"],
         "worker_concurrency": workers["concurrency"],
+        # A pool process that peaked above this (Celery counts KiB) is replaced after its task.
+        "worker_max_memory_per_child": (workers["max_memory_per_child_mib"] or 0) * 1024 or None,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_transport_options": {"socket_timeout": 10.0, "socket_connect_timeout": 5.0},

@@ -1,6 +1,7 @@
 """Real processes on this machine: redis-server, Celery workers, gunicorn. Each is polled until ready
 with a deadline; none is trusted to be ready after a sleep. Workers and gunicorn start with exactly
-the command README and run-local.sh give (`celery -A tasks worker`, `gunicorn wsgi:app`)."""
+the command README and run-local.sh give (`celery -A tasks worker`, `gunicorn wsgi:app`), from the
+project folder, and with no PYTHONPATH of their own: production has none (tests/conftest.py)."""
 from __future__ import annotations
 
 import os

@@ -8,12 +8,12 @@ import json
 from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
-from jobs.taskinfo import TaskInfo
+from jobs.taskinfo import TaskInfo, TaskRow
 from settings import Settings, resolve_schema_path
 
-__all__ = ["TaskInfo"]  # re-exported: the API's TaskInfo is the one the webhook task sends too
+__all__ = ["TaskInfo", "TaskRow"]  # re-exported: the API's TaskInfo is the one the webhook task sends too
 
 
 class SubmitRequest(Schema):
@@ -60,8 +60,16 @@ class TaskListQuery(Schema):
 
 
 class TaskList(Schema):
-    tasks = fields.List(fields.Nested(TaskInfo))
+    tasks = fields.List(fields.Nested(TaskRow))
     next_cursor = fields.String(allow_none=True)
+
+
+class JobResult(Schema):
+    """GET /tasks/<uuid>/result: an image job's image (image/png, image/jpeg or image/webp), any other
+    job's result as JSON (any object). No fields: the route answers with the bytes themselves."""
+
+    class Meta:
+        unknown = INCLUDE
 
 
 class Status(Schema):

@@ -21,6 +21,22 @@ NO_RETRY: Mapping[str, Any] = MappingProxyType({"max_attempts": 1, "backoff": 1.
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """A job type's resource bounds (`jobs.<type>.max_output_pixels`, `max_output_side`,
+    `input_formats`, `max_result_bytes`), enforced by the worker before the work they bound, so an
+    out-of-bounds request ends as bad content (code 2) instead of taking a worker's memory. These
+    defaults apply to a type configured without them; the built-in types state their own."""
+
+    max_output_pixels: int = 40_000_000   # width x height of an image the job makes
+    max_output_side: int = 10_000         # either side of it, in pixels
+    input_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # Pillow decoders allowed
+    max_result_bytes: int = 16 * 1024 * 1024  # what the result stores in Redis (an image: its base64)
+
+
+BOUND_KEYS = tuple(Bounds.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class JobType:
     name: str
     task: str
@@ -32,6 +48,7 @@ class JobType:
     validator: Draft202012Validator
     cancel_terminates: bool = False  # may DELETE /tasks/<uuid> kill a running job (SIGTERM to its process)
     retry: Mapping[str, Any] = field(default_factory=lambda: NO_RETRY)  # max_attempts, backoff, backoff_max, jitter (jobs/retry.py)
+    bounds: Bounds = field(default_factory=Bounds)
 
     def upload_errors(self, upload: Mapping[str, Any]) -> dict[str, list[str]]:
         """Every schema violation of `upload` at once, keyed by dotted field path."""
@@ -82,7 +99,16 @@ def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
         time_limit=conf["time_limit"], soft_time_limit=conf["soft_time_limit"],
         max_content_bytes=conf["max_content_bytes"], validator=Draft202012Validator(schema),
         cancel_terminates=conf.get("cancel_terminates", False), retry=MappingProxyType({**NO_RETRY, **(conf.get("retry") or {})}),
+        bounds=_bounds(conf),
     )
+
+
+def _bounds(conf: Mapping[str, Any]) -> Bounds:
+    """The bounds a job type states, the defaults for those it leaves out."""
+    given = {key: conf[key] for key in BOUND_KEYS if key in conf}
+    if "input_formats" in given:
+        given["input_formats"] = tuple(name.upper() for name in given["input_formats"])
+    return Bounds(**given)
 
 
 def _describe(error) -> list[tuple[str, str]]:

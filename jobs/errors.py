@@ -10,6 +10,11 @@ class BadContent(JobError):
     """The uploaded content cannot be decoded or processed (not base64, not an image, too big)."""
 
 
+class OutOfBounds(BadContent):
+    """The request or its result would exceed one of the job type's resource bounds (jobs.<type>.*);
+    the message names the bound, so the client knows what to ask for instead."""
+
+
 class TransientError(Exception):
     """A failure worth retrying (a resource briefly unavailable): retried per the job type's policy."""
 

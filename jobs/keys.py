@@ -21,3 +21,6 @@ STATS_HOUR_PREFIX = "gw:stats:hour:"
 DEADLETTERS = "gw:deadletters"
 # Prefix of the per-client failed-authentication and rate-limit counters (the `limits` library).
 RATE_PREFIX = "gw:rate"
+# gw:content:<uuid>: an image job's result content (base64 text), kept apart from Celery's meta so that
+# reading a task's state never reads its image (jobs/results.py).
+CONTENT_PREFIX = "gw:content:"

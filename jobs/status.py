@@ -31,13 +31,19 @@ FAILED_STATES = {"FAILURE", "REVOKED", "REJECTED"}
 EXCEPTION_CODES = {
     "BadContent": ErrorCode.BAD_CONTENT,
     "JobError": ErrorCode.BAD_CONTENT,
+    "OutOfBounds": ErrorCode.BAD_CONTENT,
+    # A job that needs more memory than the worker's address-space limit allows (tasks/app.py): the
+    # input asks for too much, and running it again would fail the same way.
+    "MemoryError": ErrorCode.BAD_CONTENT,
     "SoftTimeLimitExceeded": ErrorCode.TIMED_OUT,
     "TimeLimitExceeded": ErrorCode.TIMED_OUT,
     "WorkerLostError": ErrorCode.WORKER_LOST,
     "RetriesExhausted": ErrorCode.RETRIES_EXHAUSTED,
 }
 # Our own job exceptions carry messages written for clients; anything else gets a fixed text.
-CLIENT_SAFE_EXCEPTIONS = {"BadContent", "JobError"}
+CLIENT_SAFE_EXCEPTIONS = {"BadContent", "JobError", "OutOfBounds"}
+# Fixed texts for exceptions whose own message says nothing useful (a MemoryError's is usually empty).
+EXCEPTION_MESSAGES = {"MemoryError": "The job needed more memory than a worker may use"}
 MESSAGES = {
     ErrorCode.FAILED: "The job failed",
     ErrorCode.EXPIRED: "The job expired before a worker started it",
@@ -95,7 +101,7 @@ def failure(state: str, result: Any) -> tuple[ErrorCode, str]:
     code = EXCEPTION_CODES.get(exc_type, ErrorCode.FAILED)
     if exc_type in CLIENT_SAFE_EXCEPTIONS and _exc_message(result):
         return code, _exc_message(result)
-    return code, MESSAGES.get(code, MESSAGES[ErrorCode.FAILED])
+    return code, EXCEPTION_MESSAGES.get(exc_type) or MESSAGES.get(code, MESSAGES[ErrorCode.FAILED])
 
 
 def _exc_message(result: Any) -> str:

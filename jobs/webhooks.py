@@ -10,6 +10,13 @@ from typing import Any
 
 QUEUE = "webhooks"
 TASK_NAME = "gateway.deliver_webhook"
+# One delivery — connect, send, and read the answer — ends within DEADLINE seconds, and reads at most
+# MAX_RESPONSE_BYTES of the answer's body: a slow or huge receiver holds a webhook worker this long and
+# this much at most. The task's own time limits (celeryconfig.py) are a backstop around it.
+DEADLINE = 10.0
+MAX_RESPONSE_BYTES = 64 * 1024
+SOFT_TIME_LIMIT = DEADLINE + 10
+TIME_LIMIT = DEADLINE + 20
 
 
 def secret_for(secrets: Mapping[str, Any], client_id: str) -> str | None:

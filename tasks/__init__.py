@@ -6,6 +6,8 @@ tasks/retries.py  transient failures: backoff, then the dead-letter list
 tasks/outcomes.py outcome counts and completion webhooks, from the worker's signals
 tasks/runtime.py  the worker's settings and job catalogue
 tasks/imaging.py  opening uploaded images within bounds
+tasks/bounds.py   the job types' resource bounds, enforced before the work they bound
+tasks/results.py  an image result's content stored apart from Celery's meta
 tasks/hashing.py, tasks/images.py, tasks/webhooks.py   the jobs: plain functions behind thin tasks
 """
 from tasks.app import app

@@ -5,6 +5,7 @@ import time, so tests can import the job code without any settings on disk.
 """
 from __future__ import annotations
 
+import resource
 import sys
 from typing import Any
 
@@ -32,6 +33,26 @@ def _limit_images(**_: Any) -> None:
     from tasks import imaging
 
     imaging.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])
+
+
+@signals.worker_process_init.connect
+def _limit_address_space(**_: Any) -> None:
+    """In each pool process as it starts: an allocation past `workers.max_address_space_mib` raises
+    MemoryError inside the job (an error, code 2) instead of taking the host's memory, and with it
+    the whole worker, the way an unbounded one would. Together with `max_memory_per_child_mib`
+    (celeryconfig.py), which replaces a process left large, a job that blows up ends once, as an
+    error, and the worker keeps serving."""
+    mib = worker_settings().config["workers"]["max_address_space_mib"]
+    if mib:
+        limit_address_space(mib * 1024 * 1024)
+
+
+def limit_address_space(limit: int) -> None:
+    """RLIMIT_AS of this process, soft and hard: the job it runs cannot raise it again."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _worker_config(argv: list[str]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -9,20 +10,23 @@ from PIL import Image
 from jobs.content import decode
 from jobs.errors import BadContent
 from tasks.app import app
+from tasks.bounds import bounded_result, memory_bounded
 from tasks.imaging import open_image
-from tasks.runtime import content_limit
+from tasks.runtime import bounds_for, content_limit
 
 DEFAULT_ALGORITHMS = ("sha256",)
 HASH_SIDE = 8
 
 
-def calc_hash(content: bytes, algorithms: list[str] | tuple[str, ...] = DEFAULT_ALGORITHMS) -> dict[str, Any]:
-    """Digests for each requested algorithm; `perceptual` only when the bytes decode as an image."""
+def calc_hash(content: bytes, algorithms: list[str] | tuple[str, ...] = DEFAULT_ALGORITHMS,
+              formats: Sequence[str] | None = None) -> dict[str, Any]:
+    """Digests for each requested algorithm; `perceptual` only when the bytes decode as an image in
+    one of `formats` (the job type's `input_formats`)."""
     result: dict[str, Any] = {
         "size": len(content),
         "digests": {name: hashlib.new(name, content).hexdigest() for name in algorithms},
     }
-    image = _try_image(content)
+    image = _try_image(content, formats)
     if image is not None:
         result["perceptual"] = {"ahash": average_hash(image), "dhash": difference_hash(image)}
     return result
@@ -53,15 +57,17 @@ def _bits_to_hex(bits) -> str:
     return f"{value:0{HASH_SIDE * HASH_SIDE // 4}x}"
 
 
-def _try_image(content: bytes) -> Image.Image | None:
+def _try_image(content: bytes, formats: Sequence[str] | None) -> Image.Image | None:
     """Any content may be hashed; only what Pillow fully decodes within its pixel limit is an image."""
     try:
-        return open_image(content)
+        return open_image(content, formats)
     except BadContent:
         return None
 
 
-@app.task(name="jobs.calc_hash")
-def calc_hash_task(upload: dict[str, Any]) -> dict[str, Any]:
-    content = decode(upload["content"], content_limit(calc_hash_task.name))
-    return calc_hash(content, upload.get("algorithms") or DEFAULT_ALGORITHMS)
+@app.task(name="jobs.calc_hash", bind=True)
+@memory_bounded
+def calc_hash_task(self, upload: dict[str, Any]) -> dict[str, Any]:
+    content = decode(upload["content"], content_limit(self.name))
+    result = calc_hash(content, upload.get("algorithms") or DEFAULT_ALGORITHMS, bounds_for(self).input_formats)
+    return bounded_result(self, result)

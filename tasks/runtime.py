@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from jobs.catalogue import JobCatalogue, JobType
+from celery import Task
+
+from jobs.catalogue import Bounds, JobCatalogue, JobType
+from jobs.headers import JOB_TYPE_HEADER
 from settings import Settings, load_settings_or_exit
 
 _settings: Settings | None = None
@@ -31,6 +34,12 @@ def job_type(name: str | None, task_name: str) -> JobType | None:
     """The job type named in the message, or (a message from elsewhere) the first type using the task."""
     found = catalogue().get(name or "")
     return found or next(iter(catalogue().for_task(task_name)), None)
+
+
+def bounds_for(task: Task) -> Bounds:
+    """The resource bounds of the job type the running message names (a task may serve several)."""
+    job = job_type(task.request.get(JOB_TYPE_HEADER), task.name)
+    return job.bounds if job else Bounds()
 
 
 def content_limit(task_name: str) -> int:

@@ -14,9 +14,10 @@ from celery import Celery
 from redis import Redis
 
 import celeryconfig
-from devsupport.processes import ROOT, free_port, start_gunicorn, start_redis, start_worker, wait_until
+from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from settings import Settings, load_settings
 from tests.support.api import Api
+from tests.support.deployment import compose_argv
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
@@ -60,7 +61,7 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["vault"]["url"] = vault_url
     config["logging"].update(level="DEBUG", log_file=str(log_file))
     config["results"]["expired_grace"] = 0
-    hash_job = config["jobs"]["calc_hash"]
+    hash_job, resize_job = config["jobs"]["calc_hash"], config["jobs"]["resize_image"]
     config["jobs"].update({
         # No worker ever consumes `parked`: these stay `created`, or expire.
         "calc_hash_parked": {**hash_job, "queue": "parked"},
@@ -73,6 +74,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                    "retry": {"max_attempts": 2, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
+        # resize_image with bounds no host could meet (only the address-space limit stops it), and
+        # with room for a tiny result only (tests/tasks/test_bounds.py).
+        "resize_unbounded": {**resize_job, "max_output_pixels": 10**12, "max_output_side": 10**7},
+        "resize_small_result": {**resize_job, "max_result_bytes": 2000},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).
@@ -83,7 +88,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["limits"]["failed_auth"] = {"per_source": None, "per_username": None}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
-    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]
+    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed",
+                                 "resize_unbounded", "resize_small_result"]
     return config
 
 
@@ -104,8 +110,12 @@ def settings(config_files: tuple[Path, Path]) -> Settings:
 
 @pytest.fixture(scope="session")
 def service_env(config_files: tuple[Path, Path], vault: SeededVault) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
-    env.update(GATEWAY_CONFIG=str(config_files[0]), GATEWAY_SECRETS=str(config_files[1]), PYTHONPATH=str(ROOT))
+    """The environment the workers and gunicorn run with: what the Dockerfile, compose and
+    run-local.sh give them (config paths), and nothing they lack. No PYTHONPATH: production starts
+    `celery -A tasks` and `gunicorn wsgi:app` from the project folder without one, and a test that
+    had it would hide an import only it makes work."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY") and k != "PYTHONPATH"}
+    env.update(GATEWAY_CONFIG=str(config_files[0]), GATEWAY_SECRETS=str(config_files[1]))
     # A stray Vault token in the services' environment (an operator's shell) must never ride along on
     # a user's login: tests/gateway/test_auth.py checks Vault's audit log for that.
     env["VAULT_TOKEN"] = vault.server.root_token
@@ -125,8 +135,20 @@ def celery_client(settings: Settings) -> Celery:
 
 
 @pytest.fixture(scope="session")
-def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery):
-    proc = start_worker("main", "hash,images,hold,webhooks", service_env, run_dir, extra=["-I", "tests.support.holdjob"])
+def webhook_worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery) -> Process:
+    """The completion-webhook worker, started with exactly the command docker-compose.yml gives
+    its `worker-webhooks` service (and README its own), on the queue only it consumes."""
+    proc = Process("worker-webhooks", compose_argv("worker-webhooks"), service_env, run_dir)
+    node = f"webhooks@{socket.gethostname()}"
+    wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
+               60, f"worker {node} ready")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery, webhook_worker: Process):
+    proc = start_worker("main", "hash,images,hold", service_env, run_dir, extra=["-I", "tests.support.holdjob"])
     node = f"main@{socket.gethostname()}"
     wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
                60, f"worker {node} ready")

@@ -30,7 +30,7 @@ def test_flower_sees_the_workers(flower_url):
         # Flower fills a worker's entry from several inspect replies; wait for the queues to be in.
         return node in workers and workers[node].get("active_queues") and workers
     workers = wait_until(listed, 30, "flower lists the worker and its queues")
-    assert {q["name"] for q in workers[node]["active_queues"]} == {"hash", "images", "hold", "webhooks"}
+    assert {q["name"] for q in workers[node]["active_queues"]} == {"hash", "images", "hold"}
 
 
 def test_flower_sees_a_gateway_task_with_its_final_state(flower_url, api):

@@ -6,18 +6,27 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from gateway import auth, idempotency, webhooks
 from gateway.contract import body, declare, query, returns
 from gateway.errors import Conflict, Forbidden, PayloadTooLarge, TaskNotFound
 from gateway.listing import Listing
 from gateway.ratelimit import rate_limited
-from gateway.schemas import SubmitRequest, SubmitResponse, TaskInfoQuery, TaskList, TaskListQuery, submit_document
+from gateway.schemas import (
+    JobResult,
+    SubmitRequest,
+    SubmitResponse,
+    TaskInfoQuery,
+    TaskList,
+    TaskListQuery,
+    submit_document,
+)
 from gateway.services import services
+from jobs import results
 from jobs.ids import canonical_uuid
 from jobs.record import TaskRecord
-from jobs.status import ERROR, ErrorCode, describe
+from jobs.status import DONE, ERROR, ErrorCode, describe
 from jobs.taskinfo import TaskInfo
 
 bp = Blueprint("tasks", __name__)
@@ -76,8 +85,28 @@ def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
     return _describe(*_readable(args["taskid"]))
 
 
+@bp.get("/tasks/<task_id>/result")
+@declare("The result of a done task: an image job's image bytes, any other job's JSON result", errors=(404, 409))
+@returns(200, JobResult, "image/png, image/jpeg or image/webp for resize_image and water_marks; application/json "
+                         "otherwise; Content-Length always set", content_type="*/*")
+@auth.login_required()
+@rate_limited("read")
+def task_result(task_id: str) -> Response:
+    """The whole result, however large, read from Redis a chunk at a time: /taskinfo inlines only
+    small ones (`results.max_inline_bytes`) and points larger ones here (`result_url`)."""
+    record, meta = _readable(task_id)
+    info = describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+    if info["status"] != DONE:
+        raise Conflict(f"Task is {info['status']}: only a done task has a result", extra={"uuid": record.uuid})
+    served = results.served(record.uuid, info["result"], services().store.redis)
+    if served is None:
+        raise TaskNotFound("Task result expired")
+    return Response(served.chunks, status=200, mimetype=served.media_type,
+                    headers={"Content-Length": str(served.length)}, direct_passthrough=True)
+
+
 @bp.get("/tasks")
-@declare("The caller's tasks, newest first (admin: any client's, with client_id)")
+@declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)")
 @returns(200, TaskList, "A page")
 @auth.login_required()
 @rate_limited("read")
@@ -122,4 +151,7 @@ def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:
 
 
 def _describe(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
-    return describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+    """TaskInfo, its result inline only when small (jobs/results.py)."""
+    conf = services().settings.config["results"]
+    info = describe(record, meta, datetime.now(UTC), conf["expired_grace"])
+    return info | {"result": results.present(record.uuid, info["result"], services().store.redis, conf["max_inline_bytes"])}

@@ -62,7 +62,7 @@ def test_bad_content_ends_in_error_with_a_clear_message(api):
     info = api.wait_status(task_id, "done", "error")
     assert info["status"] == "error"
     assert info["code"] == 2
-    assert info["message"] == "content is not a decodable image"
+    assert info["message"] == "content is not a decodable image in an accepted format (PNG, JPEG, WEBP, GIF, BMP: input_formats)"
     assert info["result"] is None and info["processed"] is not None
 
 

@@ -39,7 +39,7 @@ def test_workers_lists_the_running_worker_its_queues_and_running_jobs(api, redis
         redis_client.rpush(f"release:{task_id}", "go")
     node = f"main@{socket.gethostname()}"
     workers = {w["name"]: w for w in body["workers"]}
-    assert workers[node]["queues"] == ["hash", "hold", "images", "webhooks"]
+    assert workers[node]["queues"] == ["hash", "hold", "images"]
     assert workers[node]["active"] >= 1
     api.wait_status(task_id, "done")
 

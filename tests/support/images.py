@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 from PIL import Image
 
@@ -26,3 +27,17 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def one_by_hundred() -> bytes:
+    """A 1x100 PNG of under 100 bytes (issue 11 used one of 74), which keep_aspect asked 10000 wide turns 10000x1000000."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 100)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """Random pixels: PNG cannot compress them, so the image's size is about 3 bytes a pixel."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(3 * width * height)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()

@@ -24,6 +24,8 @@ def record(**changes) -> TaskRecord:
     ({"status": "SUCCESS", "result": {"size": 1}, "date_done": "2026-11-23T12:00:00"}, "done", 0),
     ({"status": "FAILURE", "result": {"exc_type": "BadContent", "exc_message": ["not an image"]}}, "error", 2),
     ({"status": "FAILURE", "result": {"exc_type": "ZeroDivisionError", "exc_message": ["secret"]}}, "error", 1),
+    ({"status": "FAILURE", "result": {"exc_type": "OutOfBounds", "exc_message": ["over max_output_side"]}}, "error", 2),
+    ({"status": "FAILURE", "result": {"exc_type": "MemoryError", "exc_message": []}}, "error", 2),
     ({"status": "FAILURE", "result": {"exc_type": "SoftTimeLimitExceeded"}}, "error", 5),
     ({"status": "FAILURE", "result": {"exc_type": "WorkerLostError"}}, "error", 6),
     ({"status": "FAILURE", "result": {"exc_type": "RetriesExhausted"}}, "error", 7),
@@ -33,6 +35,11 @@ def record(**changes) -> TaskRecord:
 def test_celery_states_map_to_the_four_statuses(meta, status, code):
     info = describe(record(), meta, NOW, grace=5)
     assert (info["status"], info["code"]) == (status, code)
+
+
+def test_a_memory_error_is_bad_content_with_a_fixed_message():
+    assert failure("FAILURE", {"exc_type": "MemoryError", "exc_message": ["at 0x7f.."]}) == (
+        ErrorCode.BAD_CONTENT, "The job needed more memory than a worker may use")
 
 
 def test_unexpected_exception_text_never_reaches_the_client():
