@@ -16,7 +16,6 @@ from typing import Any
 
 from flask import Response, request
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import UnsupportedMediaType
 
 from gateway.errors import ValidationFailed
 
@@ -136,10 +135,8 @@ def query(schema: type[Schema]) -> Callable:
 
 
 def json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or the 415/400 that says why not."""
-    if not request.is_json:
-        raise UnsupportedMediaType("Content-Type must be application/json")
-    payload = request.get_json(silent=True)
+    """The request body as a JSON object, or the 415/400/413 that says why not (gateway/bodies.py)."""
+    payload = request.get_json()
     if not isinstance(payload, dict):
         raise ValidationFailed("Request body must be a JSON object")
     return payload
