@@ -75,6 +75,7 @@ def test_auth_metric_reasons_collapse_to_a_fixed_set():
     assert {metric_reason(r) for r in ("missing_or_malformed", "bad_username", "jwt_signature", "jwt_expired")} == {
         "local_reject"}
     assert metric_reason("vault_no_auth") == metric_reason("vault_refused") == "vault_refused"
+    assert metric_reason("config_unreadable") == metric_reason("anything new") == "other"
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer a.b", "Basic !!", "Basic " + base64.b64encode(b"u:").decode(),
