@@ -8,11 +8,13 @@ import subprocess
 import uuid
 
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from devsupport.processes import BIN, ROOT
 from gateway import create_app
 from gateway.listing import encode_cursor
+from tests.support.api import b64
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +44,56 @@ def test_submit_has_one_branch_per_job_type(settings, document):
     assert {b["properties"]["type"]["const"] for b in branches} == set(settings.config["jobs"])
 
 
-def test_docs_page_points_at_the_document(api):
-    response = api.request("GET", "/docs")
-    assert response.status_code == 200 and "/openapi.json" in response.text
-    assert response.headers["Content-Type"].startswith("text/html")
+def query_schema(document: dict, path: str, name: str) -> dict:
+    (parameter,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return parameter["schema"]
 
 
-# A cursor is opaque (the urlsafe text of a position in the client's index): valid only if this API could
-# have handed it out, which no JSON Schema can say. Schemathesis is given one, as it would be given ids.
+def test_counts_hours_are_bounded_by_the_retention_in_document_and_check(api, settings, document):
+    """Issue 11, class 12: `hours` was unbounded in the document; `hours=null` must not pass either."""
+    most = settings.config["results"]["expires"] // 3600
+    assert query_schema(document, "/ops/tasks/counts", "hours") | {"description": ""} == {
+        "type": "integer", "minimum": 1, "maximum": most, "description": ""}
+    assert api.request("GET", f"/ops/tasks/counts?hours={most}").status_code == 200
+    for refused in (most + 1, 0, "null", "", "1.5"):
+        response = api.request("GET", f"/ops/tasks/counts?hours={refused}")
+        assert response.status_code == 400 and set(response.json()["errors"]) == {"hours"}, refused
+
+
+@pytest.mark.parametrize("name", ["ExternalId", "client_id", "type"])
+def test_empty_listing_filters_are_refused_as_documented(api, document, name):
+    """Decision: an empty filter is a mistake, not "no filter": the document says minLength 1, the
+    gateway answers 400 naming it."""
+    assert query_schema(document, "/tasks", name)["minLength"] == 1
+    response = api.request("GET", f"/tasks?{name}=")
+    assert response.status_code == 400 and set(response.json()["errors"]) == {name}
+
+
+@pytest.mark.parametrize("url", ["", "http://127.0.0.1:9/hook?x=1", "https://a.hooks.example/", "http://127.0.0.1./x",
+                                 "HTTP://127.0.0.1/", "http://u:p@127.0.0.1/", "http://hooks.example/", "ftp://127.0.0.1/",
+                                 "http://127.0.0.1:99999/", "http://evil.example/", "http://127.0.0.1 /", "//127.0.0.1/",
+                                 "http://127.0.0.1:80@evil.example/", "http://a.hooks.example.evil/"])
+def test_callback_url_is_accepted_exactly_when_the_document_says_so(api, document, url):
+    """The document shows the allowed hosts as a pattern, and the gateway checks that same pattern
+    first: an empty callback_url, once valid per the document but a 400, is now refused by both."""
+    (branch,) = [b for b in document["components"]["schemas"]["SubmitRequest"]["oneOf"]
+                 if b["properties"]["type"]["const"] == "calc_hash_parked"]
+    documented = Draft202012Validator(branch["properties"]["callback_url"]).is_valid(url)
+    response = api.submit("calc_hash_parked", {"content": b64(uuid.uuid4().bytes)}, callback_url=url)
+    assert response.status_code == (202 if documented else 400), (url, response.text)
+    if not documented:
+        assert set(response.json()["errors"]) == {"callback_url"}
+
+
+def test_revoke_with_a_body_that_is_not_json_is_a_415(api):
+    """Issue 11, class 12: /ops/tasks/{id}/revoke accepted any body; its declared body is JSON."""
+    path = f"/ops/tasks/{uuid.uuid4()}/revoke"
+    response = api.request("POST", path, data="terminate=true", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415 and response.json()["code"] == 415
+    assert api.request("POST", path, data="{oops", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.request("POST", path).status_code == 404  # no body at all: fine, and the task is unknown
+
+
 # /ops/workers waits out ops.inspect_timeout on every call: fewer generated cases there keep the run short.
 SCHEMATHESIS_CONFIG = """
 [[operations]]
