@@ -29,7 +29,8 @@ OPEN, CLOSE = b"[{", b"]}"
 NOT_BRACKETS = bytes(set(range(256)) - set(OPEN + CLOSE))
 TO_PARENS = bytes.maketrans(OPEN + CLOSE, b"(())")
 # A surrogate escape (\uD800-\uDFFF) or a UTF-8-encoded surrogate (ED A0..BF ..): only then is a walk needed.
-MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# Two patterns, each starting with a literal, which re searches for fast (one alternation is 20x slower).
+MAYBE_SURROGATE = (re.compile(rb"\\u[dD][89a-fA-F]"), re.compile(rb"\xed[\xa0-\xbf]"))
 NOT_JSON = "Request body is not valid JSON"
 
 
@@ -98,7 +99,7 @@ class StrictJSONProvider(DefaultJSONProvider):
         if not nesting_within(raw, self.max_depth):
             raise JsonRefused(f"JSON nested deeper than {self.max_depth} levels")
         value = json.loads(s, parse_constant=_refuse_constant, **kwargs)
-        if MAYBE_SURROGATE.search(raw) and has_lone_surrogate(value):
+        if any(pattern.search(raw) for pattern in MAYBE_SURROGATE) and has_lone_surrogate(value):
             raise JsonRefused("JSON string holds an unpaired UTF-16 surrogate (invalid Unicode)")
         return value
 
