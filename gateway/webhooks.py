@@ -4,7 +4,7 @@ workers call an address it should not reach: other schemes, credentials in the U
 not in `webhooks.allowed_hosts`. Allowed entries are `host`, `host:port` or `*.domain`.
 
 The allow-list is also one regular expression (`callback_pattern`), which the OpenAPI document shows
-and which a URL must match first, so the document and the check accept exactly the same URLs."""
+and which a URL must match too, so the document and the check accept exactly the same URLs."""
 from __future__ import annotations
 
 import re
@@ -16,8 +16,6 @@ from settings import Settings
 
 def callback_problem(url: str, settings: Settings, client_id: str) -> str | None:
     """Why `url` is refused as this client's callback, or None when it is fine."""
-    if not re.fullmatch(callback_pattern(settings.config["webhooks"]["allowed_hosts"]), url):
-        return "Must be an http or https URL on an allowed host, without credentials (see the documented pattern)."
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -29,6 +27,8 @@ def callback_problem(url: str, settings: Settings, client_id: str) -> str | None
         return "Must not carry credentials."
     if not host_allowed(parts.hostname, port, settings.config["webhooks"]["allowed_hosts"]):
         return "Host is not allowed for callbacks."
+    if not re.fullmatch(callback_pattern(settings.config["webhooks"]["allowed_hosts"]), url):
+        return "Must match the documented pattern (lowercase scheme, printable ASCII, no spaces)."
     if not webhooks.secret_for(settings.secrets, client_id):
         return "No webhook secret is configured for this client."
     return None
