@@ -10,15 +10,17 @@ from settings.logs import setup_logging
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
-    from gateway import errors, extensions, metrics, requestlog
+    from gateway import bodies, errors, extensions, headers, metrics, requestlog
     from gateway.routes import docs, health, ops, tasks
     from gateway.routes import metrics as metrics_route
 
     settings = settings or load_settings_or_exit()
     setup_logging(settings, process="gateway")
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # /docs/assets serves the only static files
     app.config["MAX_CONTENT_LENGTH"] = settings.config["limits"]["max_body_bytes"]
-    app.json.sort_keys = False
+    app.request_class = bodies.GatewayRequest
+    app.json = bodies.StrictJSONProvider(app)
+    app.json.max_depth = settings.config["limits"]["max_json_depth"]
     hops = settings.config["proxy"]["trusted_hops"]
     if hops:
         # Only as many X-Forwarded-For entries as there are proxies of ours are believed; by default none.
@@ -26,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
     errors.init_app(app)
     requestlog.init_app(app)
+    headers.init_app(app)
     metrics.init_app(app)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)

@@ -126,11 +126,17 @@ def _audit(identity: Identity | None, outcome: str, reason: str) -> None:
 
 def metric_reason(reason: str) -> str:
     """The metric's label: every refusal made before Vault is asked collapses to local_reject, so the
-    label has a small fixed set of values whatever the log line says in detail."""
+    label has a small fixed set of values whatever the log line says in detail; a reason outside the
+    set (none today) is counted as `other`, never as itself."""
     if reason in LOCAL_REJECTS or reason.startswith("jwt_"):
         return "local_reject"
-    return "vault_refused" if reason in VAULT_REFUSALS else reason
+    if reason in VAULT_REFUSALS:
+        return "vault_refused"
+    return reason if reason in METRIC_REASONS else "other"
 
 
 LOCAL_REJECTS = frozenset({"missing_or_malformed", "malformed_basic", "bad_username"})
-VAULT_REFUSALS = frozenset({"vault_no_auth", "entity_unreadable"})
+VAULT_REFUSALS = frozenset({"vault_no_auth", "entity_unreadable", "vault_refused"})
+METRIC_REASONS = frozenset({"local_reject", "cached_reject", "vault_refused", "throttled", "no_identity",
+                            "vault_unavailable", "cached", "vault_login", "job_type_not_allowed", "not_operator",
+                            "system_route", "system_identity"})

@@ -16,7 +16,6 @@ from typing import Any
 
 from flask import Response, request
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import UnsupportedMediaType
 
 from gateway.errors import ValidationFailed
 
@@ -41,6 +40,7 @@ class Contract:
     body: type[Schema] | None = None
     body_document: Document | None = None
     query: type[Schema] | None = None
+    query_document: Document | None = None  # settings -> {parameter: JSON Schema} replacing the derived ones
     headers: tuple[str, ...] = ()
     replies: dict[int, Reply] = field(default_factory=dict)
     errors: set[int] = field(default_factory=set)
@@ -121,7 +121,9 @@ def optional_body(schema: type[Schema]) -> Callable:
     return decorator
 
 
-def query(schema: type[Schema]) -> Callable:
+def query(schema: type[Schema], document: Document | None = None) -> Callable:
+    """Load the query string with `schema`; `document`, when given, builds the documented schemas of
+    some parameters from the settings (a bound that is configuration, e.g. the retention)."""
     loader = schema()
 
     def decorator(view: Callable) -> Callable:
@@ -129,17 +131,15 @@ def query(schema: type[Schema]) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return view(_load(loader, request.args.to_dict(), None), *args, **kwargs)
         found = contract_of(wrapper)
-        found.query = schema
+        found.query, found.query_document = schema, document
         found.errors.add(400)
         return wrapper
     return decorator
 
 
 def json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or the 415/400 that says why not."""
-    if not request.is_json:
-        raise UnsupportedMediaType("Content-Type must be application/json")
-    payload = request.get_json(silent=True)
+    """The request body as a JSON object, or the 415/400/413 that says why not (gateway/bodies.py)."""
+    payload = request.get_json()
     if not isinstance(payload, dict):
         raise ValidationFailed("Request body must be a JSON object")
     return payload

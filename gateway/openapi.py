@@ -26,7 +26,8 @@ PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def build(app: Flask, settings: Settings) -> dict[str, Any]:
-    spec = APISpec(title="Job gateway", version="1.0.0", openapi_version="3.1.0", plugins=[MarshmallowPlugin()],
+    marshmallow = MarshmallowPlugin()
+    spec = APISpec(title="Job gateway", version="1.0.0", openapi_version="3.1.0", plugins=[marshmallow],
                    info={"description": "Submit jobs to Celery workers and read their state and results. "
                                         "Authenticate with HTTP Basic (Vault userpass) or a Bearer JWT (Vault JWT auth)."})
     spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
@@ -39,13 +40,15 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
         view = app.view_functions[rule.endpoint]
         path = PATH_PARAMETER.sub(r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(spec, contract_of(view), rule.arguments, settings)
+            paths.setdefault(path, {})[method.lower()] = _operation(spec, marshmallow, contract_of(view),
+                                                                    rule.arguments, settings)
     for path, operations in paths.items():
         spec.path(path, operations=operations)
     return spec.to_dict()
 
 
-def _operation(spec: APISpec, contract: Contract, path_arguments: set[str], settings: Settings) -> dict[str, Any]:
+def _operation(spec: APISpec, marshmallow: MarshmallowPlugin, contract: Contract, path_arguments: set[str],
+               settings: Settings) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": contract.summary, "security": contract.security or [],
                                  "responses": _responses(contract)}
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -53,7 +56,7 @@ def _operation(spec: APISpec, contract: Contract, path_arguments: set[str], sett
     parameters += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
                    for name in contract.headers]
     if contract.query is not None:
-        parameters.append({"in": "query", "schema": contract.query})
+        parameters += _query_parameters(marshmallow, contract, settings)
     if parameters:
         operation["parameters"] = parameters
     if contract.body is not None:
@@ -66,6 +69,16 @@ def _operation(spec: APISpec, contract: Contract, path_arguments: set[str], sett
         operation["requestBody"] = {"required": contract.body_document is not None,
                                     "content": {"application/json": {"schema": schema}}}
     return operation
+
+
+def _query_parameters(marshmallow: MarshmallowPlugin, contract: Contract, settings: Settings) -> list[dict[str, Any]]:
+    """The query schema's parameters as apispec derives them, with the ones the route builds from the
+    settings (`query_document`) replaced, so a configured bound is documented where it is enforced."""
+    if contract.query_document is None:
+        return [{"in": "query", "schema": contract.query}]
+    built = contract.query_document(settings)
+    parameters = marshmallow.converter.schema2parameters(contract.query, location="query")
+    return [{**parameter, "schema": built.get(parameter["name"], parameter["schema"])} for parameter in parameters]
 
 
 def _responses(contract: Contract) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from gateway.webhooks import callback_pattern
 from jobs.taskinfo import TaskInfo, TaskRow
 from settings import Settings, resolve_schema_path
 
@@ -34,8 +35,18 @@ def submit_document(settings: Settings) -> dict[str, Any]:
         branches.append({"type": "object", "additionalProperties": False, "required": ["type", "upload"],
                          "properties": {"type": {"const": name}, "upload": upload,
                                         "ExternalId": {"type": ["string", "null"], "maxLength": 256},
-                                        "callback_url": {"type": ["string", "null"], "maxLength": 2048}}})
+                                        "callback_url": callback_document(settings)}})
     return {"oneOf": branches}
+
+
+def callback_document(settings: Settings) -> dict[str, Any]:
+    """callback_url as the gateway checks it (gateway/webhooks.py): the allowed hosts' pattern; null
+    only when no host is allowed. The client also needs a webhook secret, which no schema can show."""
+    allowed = settings.config["webhooks"]["allowed_hosts"]
+    if not allowed:
+        return {"type": "null", "description": "No callback host is allowed by this deployment"}
+    return {"type": ["string", "null"], "maxLength": 2048, "pattern": callback_pattern(allowed),
+            "description": "http(s) URL on an allowed host (webhooks.allowed_hosts); the client needs a webhook secret"}
 
 
 class SubmitResponse(Schema):
@@ -110,7 +121,19 @@ class Workers(Schema):
 
 
 class CountsQuery(Schema):
+    """`hours` is checked against the retention by the route (it is configuration): counts_document."""
+
     hours = fields.Integer(validate=validate.Range(min=1))
+
+
+def retention_hours(settings: Settings) -> int:
+    """The longest window /ops/tasks/counts reads, and its default: the hours results are kept."""
+    return max(1, settings.config["results"]["expires"] // 3600)
+
+
+def counts_document(settings: Settings) -> dict[str, Any]:
+    return {"hours": {"type": "integer", "minimum": 1, "maximum": retention_hours(settings),
+                      "description": "Window in hours, newest first (default and most: the retention)"}}
 
 
 class Counts(Schema):

@@ -11,11 +11,22 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from jobs import webhooks
 from jobs.content import decoded_length
 from settings import resolve_schema_path
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 1000.0 (and so `1e3`) as an integer; a job receives what the JSON parser
+    made of it, a float, so here an integer is an int and never a bool or a float."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# The payload validator: Draft 2020-12 with "integer" meaning a Python int (see _is_integer).
+PayloadValidator = validators.extend(
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 NO_RETRY: Mapping[str, Any] = MappingProxyType({"max_attempts": 1, "backoff": 1.0, "backoff_max": 60.0, "jitter": True})
 
@@ -45,7 +56,7 @@ class JobType:
     time_limit: float
     soft_time_limit: float
     max_content_bytes: int
-    validator: Draft202012Validator
+    validator: Draft202012Validator  # a PayloadValidator
     cancel_terminates: bool = False  # may DELETE /tasks/<uuid> kill a running job (SIGTERM to its process)
     retry: Mapping[str, Any] = field(default_factory=lambda: NO_RETRY)  # max_attempts, backoff, backoff_max, jitter (jobs/retry.py)
     bounds: Bounds = field(default_factory=Bounds)
@@ -97,7 +108,7 @@ def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
     return JobType(
         name=name, task=conf["task"], queue=conf["queue"], ttl=conf["ttl"],
         time_limit=conf["time_limit"], soft_time_limit=conf["soft_time_limit"],
-        max_content_bytes=conf["max_content_bytes"], validator=Draft202012Validator(schema),
+        max_content_bytes=conf["max_content_bytes"], validator=PayloadValidator(schema),
         cancel_terminates=conf.get("cancel_terminates", False), retry=MappingProxyType({**NO_RETRY, **(conf.get("retry") or {})}),
         bounds=_bounds(conf),
     )

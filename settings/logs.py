@@ -2,11 +2,17 @@
 
 Sinks never render variable values in tracebacks (`diagnose=False`): a local variable may hold a
 credential or a payload, and those must never reach a log line.
+
+Text lines cannot be forged (SPEC §8): the text sink escapes every message and context value as it
+writes it (control characters such as newline and ESC, backslashes, line separators, lone
+surrogates), so a path, header or claim quoted in a line never starts a line of its own or colours a
+terminal, whoever logged it. JSON lines are escaped by the JSON encoder.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +23,13 @@ from settings import Settings
 # Loggers that install their own handlers (gunicorn) or would double-print (werkzeug, celery).
 FOREIGN_LOGGERS = ("gunicorn", "gunicorn.error", "gunicorn.access", "werkzeug", "celery", "flask.app")
 CONTEXT_KEYS = ("request_id", "task_id", "client_id")
+UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029\ud800-\udfff]")
+
+
+def escaped(value: str) -> str:
+    """`value` made safe for one line of a text log: control characters, backslashes, line separators
+    and lone surrogates written as escapes (\\n, \\x1b, \\\\, \\u2028, \\ud800)."""
+    return UNSAFE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), value)
 
 
 class InterceptHandler(logging.Handler):
@@ -71,10 +84,11 @@ TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[process]} |
 
 def _context(record: dict) -> str:
     extra = record["extra"]
-    return " ".join(f"{key}={extra[key]}" for key in CONTEXT_KEYS if extra.get(key))
+    return " ".join(f"{key}={escaped(str(extra[key]))}" for key in CONTEXT_KEYS if extra.get(key))
 
 
 def _text_patcher(record: dict) -> None:
+    record["message"] = escaped(record["message"])
     context = _context(record)
     record["extra"]["_ctx"] = f" | {context}" if context else ""
     record["extra"]["_source"] = record["extra"].get("source", record["name"])

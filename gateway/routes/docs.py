@@ -1,20 +1,33 @@
-"""/openapi.json (OpenAPI 3.1, generated from the route declarations: gateway/openapi.py) and /docs
-(Swagger UI, loaded from a CDN by the reader's browser; the gateway serves only this small page)."""
+"""/openapi.json (OpenAPI 3.1, generated from the route declarations: gateway/openapi.py), /docs
+(Swagger UI) and /docs/assets/<name>, which serves Swagger UI's files from gateway/static: vendored
+from npm (gateway/static/swagger-ui/NOTICE), so the page works offline and loads nothing from a CDN.
+
+The page's Content-Security-Policy admits only this origin (images also as data: URIs, which Swagger
+UI's stylesheet uses for its icons), and no framing. Asset URLs carry a hash of the file's content,
+so browsers may keep them for a year: a new file is a new URL.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, send_from_directory
 
 from gateway import openapi
 from gateway.contract import declare, returns
 from gateway.services import services
 
 bp = Blueprint("docs", __name__)
-SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
-PAGE = f"""<!doctype html>
+STATIC = Path(__file__).resolve().parents[1] / "static"
+ASSET_MAX_AGE = 365 * 24 * 3600
+PAGE_ASSETS = ("swagger-ui/swagger-ui.css", "swagger-ui/swagger-ui-bundle.js", "docs.js")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Job gateway API</title>
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script></body></html>
+<link rel="stylesheet" href="{}"></head>
+<body><div id="ui"></div><script src="{}"></script><script src="{}"></script></body></html>
 """
 
 
@@ -32,4 +45,25 @@ def document() -> dict:
 @declare("Interactive documentation")
 @returns(200, description="HTML", content_type="text/html")
 def docs() -> Response:
-    return Response(PAGE, content_type="text/html; charset=utf-8")
+    response = Response(_page(), content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+@bp.get("/docs/assets/<path:name>")
+@declare("A file of the documentation page (Swagger UI's script and stylesheet, their licence)", errors=(404,))
+@returns(200, description="The file", content_type="*/*")
+def asset(name: str) -> Response:
+    response = send_from_directory(STATIC, name, max_age=ASSET_MAX_AGE)
+    response.cache_control.immutable = True
+    return response
+
+
+@cache
+def _page() -> str:
+    """The page, naming each asset with a hash of its content (computed once per process)."""
+    return PAGE.format(*(f"/docs/assets/{name}?v={_digest(name)}" for name in PAGE_ASSETS))
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:16]

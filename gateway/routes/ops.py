@@ -18,7 +18,18 @@ from gateway import auth
 from gateway.contract import declare, optional_body, query, returns
 from gateway.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
 from gateway.queues import queue_stats
-from gateway.schemas import Counts, CountsQuery, DeadLetters, Queues, Requeued, Revoked, RevokeRequest, Workers
+from gateway.schemas import (
+    Counts,
+    CountsQuery,
+    DeadLetters,
+    Queues,
+    Requeued,
+    Revoked,
+    RevokeRequest,
+    Workers,
+    counts_document,
+    retention_hours,
+)
 from gateway.services import services
 from jobs import deadletters, stats
 from jobs.ids import canonical_uuid
@@ -66,12 +77,12 @@ def workers() -> dict[str, Any]:
 @returns(200, Counts, "Counts")
 @auth.login_required()
 @auth.operator_required
-@query(CountsQuery)
+@query(CountsQuery, document=counts_document)
 def task_counts(args: dict[str, Any]) -> dict[str, Any]:
-    retention_hours = max(1, services().settings.config["results"]["expires"] // 3600)
-    hours = args.get("hours", retention_hours)
-    if hours > retention_hours:
-        raise ValidationFailed(errors={"hours": [f"Must be an integer from 1 to {retention_hours}."]})
+    most = retention_hours(services().settings)
+    hours = args.get("hours", most)
+    if hours > most:
+        raise ValidationFailed(errors={"hours": [f"Must be an integer from 1 to {most}."]})
     now = time.time()
     try:
         with services().store.redis.pipeline(transaction=False) as pipe:

@@ -12,10 +12,10 @@ from gateway.credentials import parse_authorization
 from gateway.errors import ValidationFailed
 from gateway.identity import AuthFailed, Identity, TtlCache
 from gateway.listing import decode_cursor, encode_cursor
-from gateway.requestlog import printable
 from gateway.webhooks import host_allowed
 from jobs.ids import canonical_uuid
 from jobs.retry import backoff
+from settings.logs import escaped
 
 UUID = "6f1c0d3e-8a9b-4c2d-9e1f-0a1b2c3d4e5f"
 
@@ -65,15 +65,17 @@ def test_ttl_cache_expires_and_stays_bounded():
     ("\x1b[31mred", "\\x1b[31mred"),
     ("back\\slash", "back\\\\slash"),
     ("line\u2028sep", "line\\u2028sep"),
+    ("lone\ud800", "lone\\ud800"),
 ])
 def test_request_values_are_escaped_for_the_log(raw, logged):
-    assert printable(raw) == logged and "\n" not in printable(raw)
+    assert escaped(raw) == logged and "\n" not in escaped(raw)
 
 
 def test_auth_metric_reasons_collapse_to_a_fixed_set():
     assert {metric_reason(r) for r in ("missing_or_malformed", "bad_username", "jwt_signature", "jwt_expired")} == {
         "local_reject"}
     assert metric_reason("vault_no_auth") == metric_reason("vault_refused") == "vault_refused"
+    assert metric_reason("config_unreadable") == metric_reason("anything new") == "other"
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer a.b", "Basic !!", "Basic " + base64.b64encode(b"u:").decode(),
