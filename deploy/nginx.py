@@ -116,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="8000", help="nginx's listen address (port, or host:port)")
     parser.add_argument("--upstream", default="127.0.0.1:8000", help="the gateway's gunicorn, host:port")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
+    defaults = Paths()
+    for name in ("pid", "error_log", "access_log", "temp", "user"):
+        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
+                            help=f"default: {getattr(defaults, name)} (the official nginx image's)")
     args = parser.parse_args(argv)
-    text = render(load_settings_or_exit(), args.listen, args.upstream)
+    paths = Paths(pid=args.pid, error_log=args.error_log, access_log=args.access_log, temp=args.temp, user=args.user or None)
+    text = render(load_settings_or_exit(), args.listen, args.upstream, paths)
     if args.out:
         args.out.write_text(text)
         print(f"deploy.nginx: wrote {args.out}")

@@ -138,6 +138,15 @@ def exchange(port: int, request: bytes, source: str = "127.0.0.1") -> tuple[int,
         return read_response(sock)
 
 
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def accepts(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 @pytest.fixture(scope="module")
 def upstream(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
     """A gunicorn gateway set up as compose sets it behind nginx (X-Forwarded-For from one proxy
@@ -167,8 +176,7 @@ def running_nginx(settings: Settings, upstream: str, run_dir: Path) -> Iterator[
     conf.write_text(render(settings, f"127.0.0.1:{port}", upstream, paths))
     proc = start_nginx(conf, run_dir)
     try:
-        wait_until(lambda: proc.alive() and socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
-                   15, "nginx listening")
+        wait_until(lambda: proc.alive() and accepts(port), 15, "nginx listening")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.stop()
@@ -183,7 +191,7 @@ def nginx(upstream: str, settings: Settings, run_dir: Path) -> Iterator[str]:
 
 def test_fifty_slow_clients_do_not_delay_ping_through_nginx(nginx):
     quiet, quiet_samples = median_ping(nginx)
-    with SlowClients(int(nginx.rsplit(":", 1)[1])) as slow:
+    with SlowClients(port_of(nginx)) as slow:
         wait_until(lambda: slow.ticks >= 1, 5, "slow clients dripping")
         busy, busy_samples = median_ping(nginx)
         held = slow.still_open()
@@ -198,7 +206,7 @@ def test_the_same_slow_clients_do_starve_gunicorn_without_nginx(upstream):
     """Without nginx the attack works, so the test above proves something. Bounded: three pings of at
     most 0.5 s each while the slow clients hold gunicorn's threads."""
     quiet, _ = median_ping(upstream, count=5)
-    port = int(upstream.rsplit(":", 1)[1])
+    port = port_of(upstream)
     with SlowClients(port) as slow:
         wait_until(lambda: slow.ticks >= 1, 5, "slow clients dripping")
         starved, samples = median_ping(upstream, count=3, timeout=0.5, budget=3)
@@ -210,7 +218,7 @@ def test_the_same_slow_clients_do_starve_gunicorn_without_nginx(upstream):
 
 
 def test_a_body_over_the_limit_is_413_in_the_envelope_at_nginx(nginx, settings):
-    port = int(nginx.rsplit(":", 1)[1])
+    port = port_of(nginx)
     limit = settings.config["limits"]["max_body_bytes"]
     status, headers, body = exchange(port, b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (limit + 1))
@@ -219,7 +227,7 @@ def test_a_body_over_the_limit_is_413_in_the_envelope_at_nginx(nginx, settings):
 
 
 def test_a_chunked_body_over_the_limit_is_413_in_the_envelope_at_nginx(nginx, settings):
-    port = int(nginx.rsplit(":", 1)[1])
+    port = port_of(nginx)
     chunk = b"x" * 65536
     chunks = settings.config["limits"]["max_body_bytes"] // len(chunk) + 1
     with socket.socket() as sock:
@@ -249,7 +257,7 @@ def test_a_forwarded_for_header_from_the_client_is_not_the_source_address(nginx,
     """nginx replaces X-Forwarded-For with the peer it saw, so the gateway (trusting one hop) logs that
     peer: here 127.0.0.2, an address of this host the test connects from."""
     request_id = uuid.uuid4().hex
-    status, _, _ = exchange(int(nginx.rsplit(":", 1)[1]), source="127.0.0.2", request=(
+    status, _, _ = exchange(port_of(nginx), source="127.0.0.2", request=(
         f"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n"
         f"X-Request-ID: {request_id}\r\nConnection: close\r\n\r\n").encode())
     assert status == 200
@@ -259,7 +267,7 @@ def test_a_forwarded_for_header_from_the_client_is_not_the_source_address(nginx,
 
 
 def test_errors_nginx_answers_itself_are_the_gateway_envelope(nginx):
-    port = int(nginx.rsplit(":", 1)[1])
+    port = port_of(nginx)
     too_long = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     malformed = b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n"
     for request, status, message in ((too_long, 414, "Request URI Too Long"), (malformed, 400, "Invalid request")):
