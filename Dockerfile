@@ -26,9 +26,11 @@ COPY settings/ settings/
 COPY deploy/ deploy/
 COPY celeryconfig.py wsgi.py gunicorn.conf.py config.example.json ./
 
+# /app/nginx: where the proxy-config service writes nginx.conf; a new named volume mounted there takes
+# this folder's owner, so the non-root user can write it (docker-compose.yml).
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gateway \
-    && mkdir -p /app/logs /tmp/gateway-metrics \
-    && chown -R gateway:gateway /app/logs /tmp/gateway-metrics
+    && mkdir -p /app/logs /tmp/gateway-metrics /app/nginx \
+    && chown -R gateway:gateway /app/logs /tmp/gateway-metrics /app/nginx
 USER gateway
 
 EXPOSE 8000

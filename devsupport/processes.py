@@ -1,4 +1,4 @@
-"""Real processes on this machine: redis-server, Celery workers, gunicorn. Each is polled until ready
+"""Real processes on this machine: redis-server, Celery workers, gunicorn, nginx. Each is polled until ready
 with a deadline; none is trusted to be ready after a sleep. Workers and gunicorn start with exactly
 the command README and run-local.sh give (`celery -A tasks worker`, `gunicorn wsgi:app`), from the
 project folder, and with no PYTHONPATH of their own: production has none (tests/conftest.py)."""
@@ -86,3 +86,16 @@ def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, ext
 def start_gunicorn(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> Process:
     argv = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     return Process(f"gunicorn-{port}", argv, env, log_dir)
+
+
+def start_nginx(conf: Path, log_dir: Path) -> Process:
+    """nginx in the foreground (`daemon off`) with this configuration, its prefix the configuration's
+    folder. `-e` sends the error log nginx writes before it has read the configuration to log_dir too,
+    never to /var/log."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    nginx = shutil.which("nginx", path=search)
+    if nginx is None:
+        raise RuntimeError("nginx is not installed (scripts/bootstrap.sh installs it: apt-get install nginx)")
+    argv = [nginx, "-p", str(conf.parent), "-e", str(log_dir / f"{conf.parent.name}-error.log"),
+            "-c", str(conf), "-g", "daemon off;"]
+    return Process(conf.parent.name, argv, dict(os.environ), log_dir)

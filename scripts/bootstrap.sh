@@ -1,6 +1,6 @@
 # Sourced by scripts/test.sh and scripts/run-local.sh: installs what a fresh machine lacks.
-# A fresh machine has Python, pip and apt; this adds redis-server (apt) and a virtualenv with the
-# pinned requirements in .venv. Safe to run again: each step is skipped when already done.
+# A fresh machine has Python, pip and apt; this adds redis-server and nginx (apt) and a virtualenv with
+# the pinned requirements in .venv. Safe to run again: each step is skipped when already done.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +16,16 @@ ensure_redis_server() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
 }
 
+# The tests put a real nginx in front of gunicorn (tests/test_nginx.py), as production does. Debian
+# keeps it in /usr/sbin, which is not on every user's PATH. Where systemd runs, the package also starts
+# its own default site on port 80 (`systemctl disable --now nginx` if unwanted); nothing here uses it.
+ensure_nginx() {
+  { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing nginx (apt)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+}
+
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256"
   local want
@@ -29,4 +39,5 @@ ensure_venv() {
 }
 
 ensure_redis_server
+ensure_nginx
 ensure_venv

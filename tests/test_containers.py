@@ -7,12 +7,15 @@ import ast
 import json
 import os
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from deploy.nginx import render as render_nginx
 from devsupport.processes import ROOT
+from settings import load_settings
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -84,6 +87,58 @@ def test_gateway_is_configured_by_environment_and_mounted_files():
     assert "./config.json:/app/config.json:ro" in gateway["volumes"]
     assert "./.secrets.json:/app/.secrets.json:ro" in gateway["volumes"]
     assert gateway["depends_on"]["vault-bootstrap"]["condition"] == "service_completed_successfully"
+
+
+def published(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each `ports` entry in short syntax."""
+    rows = []
+    for entry in service.get("ports", []):
+        parts = str(entry).split(":")
+        rows.append(tuple(["0.0.0.0"] * (3 - len(parts)) + parts))
+    return rows
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_gateway_is_reachable_from_outside_only_through_nginx():
+    gateway, proxy, render = SERVICES["gateway"], SERVICES["proxy"], SERVICES["proxy-config"]["command"]
+    assert "ports" not in gateway
+    gateway_port = gateway["environment"]["GATEWAY_BIND"].rsplit(":", 1)[1]
+    assert option(render, "--upstream") == f"gateway:{gateway_port}"
+    assert [(host, container) for host, _, container in published(proxy)] == [("0.0.0.0", option(render, "--listen"))]
+    for name, service in SERVICES.items():  # anything else on the host is for this host only
+        if name != "proxy":
+            assert all(host == "127.0.0.1" for host, _, _ in published(service)), name
+
+
+def test_nginx_is_the_official_image_pinned_and_runs_the_rendered_configuration():
+    proxy, render = SERVICES["proxy"], SERVICES["proxy-config"]
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+(-alpine)?", proxy["image"])
+    written = Path(option(render["command"], "--out"))
+    assert render["command"][:3] == ["python", "-m", "deploy.nginx"]
+    volume = next(v.split(":")[0] for v in render["volumes"] if v.split(":")[1] == str(written.parent))
+    mount = next(v.split(":")[1] for v in proxy["volumes"] if v.split(":")[0] == volume)
+    assert proxy["command"][:3] == ["nginx", "-c", f"{mount}/{written.name}"] and "daemon off;" in proxy["command"]
+    assert volume in COMPOSE["volumes"]
+    assert proxy["depends_on"]["proxy-config"]["condition"] == "service_completed_successfully"
+    assert proxy["depends_on"]["gateway"]["condition"] == "service_healthy"
+
+
+def test_nginx_limits_are_rendered_from_the_gateways_own_settings(tmp_path):
+    """proxy-config reads the same files and environment as the gateway, and the gateway believes one
+    proxy hop: the nginx in front of it."""
+    gateway, render = SERVICES["gateway"], SERVICES["proxy-config"]
+    assert render["environment"] == gateway["environment"] and gateway["environment"]["GATEWAY__PROXY__TRUSTED_HOPS"] == "1"
+    assert set(gateway["volumes"]) <= set(render["volumes"])
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text('{"vault": {"token": "t"}}')
+    settings = load_settings(ROOT / "config.example.json", secrets, environ=gateway["environment"])
+    assert settings.config["proxy"]["trusted_hops"] == 1
+    text = render_nginx(settings, option(render["command"], "--listen"), option(render["command"], "--upstream"))
+    assert f"client_max_body_size {settings.config['limits']['max_body_bytes']};" in text
+    assert "listen 8000;" in text and "server gateway:8000;" in text
 
 
 def test_real_vault_and_its_bootstrap():
