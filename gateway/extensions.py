@@ -12,6 +12,7 @@ from redis import Redis
 
 import celeryconfig
 from gateway.authenticator import Authenticator, FailedAuthThrottle
+from gateway.breaker import GuardedConnection
 from gateway.identity import VaultIdentity
 from gateway.jwtcheck import LocalJwtCheck
 from gateway.metrics import BrokerCollector
@@ -57,5 +58,6 @@ def _authenticator(settings: Settings, identity: VaultIdentity, rate_limits: Rat
 
 
 def _redis(url: str, timeout: float = REDIS_TIMEOUT) -> Redis:
-    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=timeout, health_check_interval=30)
+    """Every gateway client of Redis: bounded, never retried, behind its server's breaker."""
+    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+                          health_check_interval=30, connection_class=GuardedConnection)
