@@ -18,6 +18,7 @@ from gateway.jwtcheck import LocalJwtCheck
 from gateway.metrics import BrokerCollector
 from gateway.publishing import Dispatcher
 from gateway.ratelimit import RateLimits
+from gateway.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
@@ -46,6 +47,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
                                          _redis(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
         rate_limits=rate_limits,
+        readiness=Readiness([("broker", redis_check("broker", settings.broker_url)),
+                             ("result backend", redis_check("result backend", settings.result_url)),
+                             ("vault", vault_token_check(settings.config["vault"]["url"],
+                                                         settings.secrets["vault"]["token"]))]),
     )
 
 

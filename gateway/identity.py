@@ -193,13 +193,6 @@ class VaultIdentity:
             self._flights.pop(key, None)
         flight.done.set()
 
-    def healthy(self) -> bool:
-        try:
-            response = requests.get(f"{self.url}/v1/sys/health", timeout=self.timeout)
-        except requests.RequestException:
-            return False
-        return response.status_code in (200, 429, 473)
-
     def _client(self, token: str | None = None) -> hvac.Client:
         # token="" rather than None: with None, hvac picks up VAULT_TOKEN or ~/.vault-token from the
         # gateway's environment and sends it along with every user's login.

@@ -66,7 +66,9 @@ FAULTS: dict[str, tuple[Callable[[SeededVault], None], Callable[[SeededVault], N
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_vault_fault_is_a_503_within_the_timeout_and_recovers_without_restart(own_gateway, own_vault, settings, fault):
     inject, heal = FAULTS[fault]
-    assert submit(own_gateway, own_vault)[0] == 202  # the JWT rules are read and cached before the fault
+    # The JWT rules are read and cached before the fault; every process's Vault breaker has closed
+    # again after the previous fault (it stays open up to a second after Vault recovers).
+    wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 10, "gateway answering before the fault")
     inject(own_vault)
     try:
         outcomes = [submit(own_gateway, own_vault) for _ in range(3)]
@@ -84,7 +86,7 @@ def test_one_new_credential_behind_a_stalled_vault_is_a_503_for_every_waiter_wit
                                                                                                   settings):
     """Single flight shares the leader's failure: eight concurrent requests with one new credential do
     not queue behind each other's Vault timeouts (they did: 1.5 s ... 10.5 s)."""
-    assert submit(own_gateway, own_vault)[0] == 202  # the JWT rules are read and cached before the fault
+    wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 10, "gateway answering before the fault")
     token = own_vault.jwt()
 
     def one(_: int) -> tuple[int, float]:
