@@ -10,6 +10,9 @@ Redis commands are sent, never what they are:
    sending them. The gateway then runs them in the same Lua script that records the task, so the
    record and the message reach Redis in one round trip, all or nothing (gateway/publishing.py).
 
+Its connections sit behind the gateway's Redis breaker (gateway/breaker.py), like every other
+Redis client of the gateway, so a cancel's revoke broadcast fails fast while Redis is failing.
+
 The commands are exactly the ones stock kombu would send: a stock `celery worker` and Flower see
 ordinary Celery protocol-2 messages. Used only by the gateway (celeryconfig, role "gateway").
 """
@@ -20,6 +23,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+
+from gateway.breaker import GuardedConnection
 
 _capturing = threading.local()
 ALLOWED = ("lpush", "publish", "pexpire")
@@ -78,6 +83,7 @@ def captured_commands(captured: list[CapturedPublish]) -> list[tuple[str, tuple]
 
 class Channel(kombu_redis.Channel):
     _shared_client = None
+    connection_class = GuardedConnection
 
     @contextmanager
     def conn_or_acquire(self, client=None):

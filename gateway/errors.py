@@ -9,7 +9,9 @@ import traceback
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError
 from loguru import logger
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 
@@ -81,6 +83,8 @@ def envelope(status: int, message: str, errors: dict[str, list[str]] | None = No
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RedisError, _redis_error)
+    app.register_error_handler(OperationalError, _broker_error)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -98,6 +102,18 @@ def _http_error(exc: HTTPException) -> Response:
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+def _redis_error(exc: RedisError) -> Response:
+    """Any route that reads or writes Redis (task records, listings, counts) and meets it down,
+    stalled or refusing: a dependency outage is a 503, never a 500 (SPEC §8)."""
+    logger.warning("task store unavailable: {}", exc.__class__.__name__)
+    return envelope(503, "Task store unavailable")
+
+
+def _broker_error(exc: OperationalError) -> Response:
+    logger.warning("broker unavailable: {}", exc.__class__.__name__)
+    return envelope(503, "Broker unavailable")
 
 
 def _unexpected(exc: Exception) -> Response:

@@ -12,11 +12,13 @@ from redis import Redis
 
 import celeryconfig
 from gateway.authenticator import Authenticator, FailedAuthThrottle
+from gateway.breaker import GuardedConnection
 from gateway.identity import VaultIdentity
 from gateway.jwtcheck import LocalJwtCheck
 from gateway.metrics import BrokerCollector
 from gateway.publishing import Dispatcher
 from gateway.ratelimit import RateLimits
+from gateway.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
@@ -45,6 +47,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
                                          _redis(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
         rate_limits=rate_limits,
+        readiness=Readiness([("broker", redis_check("broker", settings.broker_url)),
+                             ("result backend", redis_check("result backend", settings.result_url)),
+                             ("vault", vault_token_check(settings.config["vault"]["url"],
+                                                         settings.secrets["vault"]["token"]))]),
     )
 
 
@@ -57,5 +63,6 @@ def _authenticator(settings: Settings, identity: VaultIdentity, rate_limits: Rat
 
 
 def _redis(url: str, timeout: float = REDIS_TIMEOUT) -> Redis:
-    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=timeout, health_check_interval=30)
+    """Every gateway client of Redis: bounded, never retried, behind its server's breaker."""
+    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+                          health_check_interval=30, connection_class=GuardedConnection)

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -26,6 +27,7 @@ import requests
 from hvac import exceptions as hvac_errors
 
 from gateway import metrics
+from gateway.breaker import breaker
 
 CACHE_LIMIT = 10_000
 VAULT_DOWN = (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,
@@ -74,6 +76,15 @@ class Credential:
 Value = TypeVar("Value")
 
 
+class _Flight:
+    """One login in progress, shared by every thread that asked for the same credential meanwhile."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.identity: Identity | None = None
+        self.error: BaseException | None = None
+
+
 class TtlCache(Generic[Value]):
     """Thread-safe, size-bounded map from credential hash to (value, monotonic expiry); the oldest
     entry goes first when full, so a flood of distinct keys costs memory up to `limit` and no more."""
@@ -117,7 +128,8 @@ class VaultIdentity:
         self.system_role = config["system_role"]
         self._gateway_token = gateway_token
         self.cache: TtlCache[Identity] = TtlCache()
-        self._flights: dict[str, tuple[threading.Lock, int]] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._breaker = breaker(f"vault {self.url}")
         self._flights_lock = threading.Lock()
 
     def cached(self, key: str) -> Identity | None:
@@ -131,45 +143,57 @@ class VaultIdentity:
         login answered it). `guard()` is entered around the one login this makes (the throttle).
 
         Single flight: when several threads miss on the same credential at once (a client opening many
-        connections), one logs in and the others wait for its answer instead of each calling Vault."""
+        connections), one logs in and the others wait for its outcome instead of each calling Vault.
+        They share a failure too, and wait at most `vault.timeout`: behind a stalled Vault, eight
+        requests with one new credential all answer 503 within the timeout, not one after another."""
         key = credential.cache_key()
-        with self._flight(key):
+        flight, leader = self._join(key)
+        if not leader:
+            return self._follow(flight), True
+        try:
             cached = self.cache.get(key)
             if cached is not None:
+                flight.identity = cached
                 return cached, True
             with guard():
                 auth = self._login(credential)
             identity = self._identity(auth)
             self.cache.put(key, identity, self._cache_ttl(credential, auth))
+            flight.identity = identity
             return identity, False
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            self._land(key, flight)
 
     def read(self, path: str) -> Mapping[str, Any]:
         """`data` of a Vault path read with the gateway's own token (the JWT mount's rules)."""
         response = self._call("config_read", self._gateway_token, "config_unreadable", lambda client: client.read(path))
         return (response or {}).get("data") or {}
 
-    @contextmanager
-    def _flight(self, key: str):
+    def _join(self, key: str) -> tuple[_Flight, bool]:
+        """The login in flight for this key, and whether the caller is to make it (the leader)."""
         with self._flights_lock:
-            lock, waiters = self._flights.get(key, (threading.Lock(), 0))
-            self._flights[key] = (lock, waiters + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._flights_lock:
-                lock, waiters = self._flights[key]
-                if waiters == 1:
-                    del self._flights[key]
-                else:
-                    self._flights[key] = (lock, waiters - 1)
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = _Flight()
+            return flight, True
 
-    def healthy(self) -> bool:
-        try:
-            response = requests.get(f"{self.url}/v1/sys/health", timeout=self.timeout)
-        except requests.RequestException:
-            return False
-        return response.status_code in (200, 429, 473)
+    def _follow(self, flight: _Flight) -> Identity:
+        """The leader's outcome: its identity, or the same kind of failure; 503 if it takes longer
+        than one Vault call may."""
+        if not flight.done.wait(self.timeout):
+            raise VaultUnavailable()
+        if flight.error is not None:
+            raise copy.copy(flight.error) from None
+        return flight.identity
+
+    def _land(self, key: str, flight: _Flight) -> None:
+        with self._flights_lock:
+            self._flights.pop(key, None)
+        flight.done.set()
 
     def _client(self, token: str | None = None) -> hvac.Client:
         # token="" rather than None: with None, hvac picks up VAULT_TOKEN or ~/.vault-token from the
@@ -205,7 +229,12 @@ class VaultIdentity:
         return ((response or {}).get("data") or {}).get("metadata") or {}
 
     def _call(self, operation: str, token: str | None, refused: str, call: Callable[[hvac.Client], Any]) -> Any:
-        """One Vault call on a fresh client, timed; Vault's refusals and outages become our two errors."""
+        """One Vault call on a fresh client, timed; Vault's refusals and outages become our two errors.
+        Behind the Vault breaker (gateway/breaker.py): right after an outage, calls are refused at once
+        until one probe gets through, so a stalled Vault costs one timeout per process, not per request."""
+        if not self._breaker.allow():
+            metrics.VAULT_LATENCY.labels(operation, "unavailable").observe(0.0)
+            raise VaultUnavailable()
         client, outcome, started = self._client(token), "ok", time.perf_counter()
         try:
             return call(client)
@@ -216,6 +245,7 @@ class VaultIdentity:
             outcome = "unavailable"
             raise VaultUnavailable() from None
         finally:
+            (self._breaker.failed if outcome == "unavailable" else self._breaker.succeeded)()
             client.adapter.close()
             metrics.VAULT_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 

@@ -7,6 +7,11 @@ unfinished set, the submission count and the idempotency claim: one round trip, 
 the broker is another Redis than the task store, the record is written first and the message then
 published on the broker; a publish that fails takes the record with it. Either way a failure leaves
 nothing behind and answers 503.
+
+One failure is different: the script (or the publish) was sent and no answer came in time. A stalled
+Redis runs it when it resumes, so the task may exist: that 503 says the outcome is unknown and carries
+the uuid the task has if it does (`/taskinfo` tells later). A retry with the same Idempotency-Key or
+ExternalId is safe either way: the claim is checked and taken inside the same script.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from gateway import capture
+from gateway.breaker import Unanswered
 from gateway.errors import ServiceUnavailable, TooManyRequests
 from jobs import stats
 from jobs.catalogue import JobType
@@ -67,6 +73,15 @@ for _, command in ipairs(cjson.decode(ARGV[8])) do
 end
 return false
 """
+
+
+OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued under this uuid. "
+                   "Read it with /taskinfo, or repeat the request with the same Idempotency-Key")
+
+
+def _outcome_unknown(record: TaskRecord) -> ServiceUnavailable:
+    logger.warning("broker did not answer, task {} may have been queued", record.uuid)
+    return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
 
 
 class CapReached(Exception):
@@ -148,12 +163,16 @@ class Dispatcher:
         except CapReached:
             raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
                                   "at once; wait for some to finish") from None
+        except Unanswered:
+            raise _outcome_unknown(record) from None
         except RedisError as exc:
             logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
             raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
         if existing is None and not self.same_redis:
             try:
                 self._run_on_broker(message)
+            except Unanswered:
+                raise _outcome_unknown(record) from None  # the message may be queued: keep its record
             except PUBLISH_ERRORS as exc:
                 logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
                 self._forget(record, idempotency)

@@ -5,7 +5,9 @@ counter: two Redis keys per client and limit, one round trip per check).
 Limits are configuration (`limits.rate.<kind>` for `submit` and `read`; `limits.max_unfinished`), each
 with a `default`, per-`roles` values and per-`clients` overrides; a client override beats its role's.
 Over the limit: 429 with Retry-After and the error envelope. If Redis cannot be asked, requests pass
-(fail open): the broker or the task store would answer 503 on their own.
+(fail open): the broker or the task store would answer 503 on their own. A Redis that failed a
+moment ago is not asked at all (gateway/breaker.py), so a stalled Redis does not cost every request
+the limiter's timeout.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from loguru import logger
 
 from gateway.auth import current_identity
+from gateway.breaker import GuardedConnection
 from gateway.contract import contract_of
 from gateway.errors import TooManyRequests
 from gateway.services import services
@@ -29,8 +32,9 @@ from jobs.keys import RATE_PREFIX
 
 class RateLimits:
     def __init__(self, redis_url: str, config: Mapping[str, Any]) -> None:
+        # Behind the same breaker as the task store: while Redis fails, the check is skipped at once.
         storage = RedisStorage(redis_url, key_prefix=RATE_PREFIX, wrap_exceptions=True,
-                               socket_timeout=0.5, socket_connect_timeout=0.5)
+                               socket_timeout=0.5, socket_connect_timeout=0.5, connection_class=GuardedConnection)
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.config = config
         self._parsed: dict[str, Any] = {}

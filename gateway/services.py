@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.metrics import BrokerCollector
     from gateway.publishing import Dispatcher
     from gateway.ratelimit import RateLimits
+    from gateway.readiness import Readiness
     from jobs.catalogue import JobCatalogue
     from jobs.store import TaskStore
     from settings import Settings
@@ -36,6 +37,7 @@ class Services:
     celery: Celery
     broker_collector: BrokerCollector
     rate_limits: RateLimits
+    readiness: Readiness
 
 
 KEY = "gateway"

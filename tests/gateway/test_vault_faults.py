@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,9 @@ FAULTS: dict[str, tuple[Callable[[SeededVault], None], Callable[[SeededVault], N
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_vault_fault_is_a_503_within_the_timeout_and_recovers_without_restart(own_gateway, own_vault, settings, fault):
     inject, heal = FAULTS[fault]
-    assert submit(own_gateway, own_vault)[0] == 202  # the JWT rules are read and cached before the fault
+    # The JWT rules are read and cached before the fault; every process's Vault breaker has closed
+    # again after the previous fault (it stays open up to a second after Vault recovers).
+    wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 10, "gateway answering before the fault")
     inject(own_vault)
     try:
         outcomes = [submit(own_gateway, own_vault) for _ in range(3)]
@@ -77,3 +80,27 @@ def test_vault_fault_is_a_503_within_the_timeout_and_recovers_without_restart(ow
     assert health.status_code == 503 and health.json() == {"message": "Unavailable: vault", "code": 0}
     wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 20, f"gateway recovered after Vault {fault}")
     assert requests.get(own_gateway + "/health", timeout=5).status_code == 200
+
+
+def test_one_new_credential_behind_a_stalled_vault_is_a_503_for_every_waiter_within_the_timeout(own_gateway, own_vault,
+                                                                                                  settings):
+    """Single flight shares the leader's failure: eight concurrent requests with one new credential do
+    not queue behind each other's Vault timeouts (they did: 1.5 s ... 10.5 s)."""
+    wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 10, "gateway answering before the fault")
+    token = own_vault.jwt()
+
+    def one(_: int) -> tuple[int, float]:
+        started = time.monotonic()
+        response = requests.post(own_gateway + "/submit", json=SUBMISSION, timeout=15,
+                                 headers={"Authorization": "Bearer " + token})
+        return response.status_code, time.monotonic() - started
+
+    own_vault.server.pause()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(one, range(8)))
+    finally:
+        own_vault.server.resume()
+    assert [status for status, _ in outcomes] == [503] * 8
+    assert max(elapsed for _, elapsed in outcomes) < settings.config["vault"]["timeout"] + 0.5
+    wait_until(lambda: submit(own_gateway, own_vault)[0] == 202, 20, "gateway recovered after the stall")
