@@ -73,6 +73,9 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                    "retry": {"max_attempts": 2, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
+        # Only the worker-loss tests' own workers consume `loss` (tests/tasks/test_worker_loss.py).
+        "hold_loss": {**hash_job, "task": "tests.hold", "queue": "loss", "schema": str(HOLD_SCHEMA)},
+        "crash": {**hash_job, "task": "tests.crash", "queue": "loss", "schema": str(HOLD_SCHEMA)},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).
@@ -83,7 +86,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["limits"]["failed_auth"] = {"per_source": None, "per_username": None}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
-    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed"]
+    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed", "hold_loss",
+                                 "crash"]
     return config
 
 
