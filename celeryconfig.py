@@ -13,13 +13,14 @@ from jobs import webhooks
 from jobs.catalogue import JobCatalogue
 from settings import Settings
 
+RESTORE_INTERVAL = 5  # seconds between a worker's sweeps for deliveries whose worker is gone
+
 
 def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
     """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits)."""
     config = settings.config
     jobs = config["jobs"]
     catalogue = JobCatalogue(jobs)
-    longest = max(job["time_limit"] for job in jobs.values())
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
         # Completion webhooks (tasks/webhooks.py) travel on their own queue (jobs/webhooks.py).
@@ -44,14 +45,13 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
         # A job is acknowledged only once it finished; a killed worker hands it back to the queue.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_track_started": True,
+        # STARTED is stored by the task itself, after it checked the job may start (tasks/base.py):
+        # Celery's own tracking would overwrite the outcome of a job redelivered after it finished.
+        "task_track_started": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "result_expires": config["results"]["expires"],
-        "broker_transport_options": {
-            # Unacknowledged (running or prefetched) jobs reappear after this; it must outlast any job.
-            "visibility_timeout": max(3600, 2 * int(longest) + 60),
-        },
+        "broker_transport_options": {},
     }
     specific = _gateway(settings) if role == "gateway" else _worker(settings)
     conf["broker_transport_options"].update(specific.pop("broker_transport_options"))
@@ -60,8 +60,13 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
 
 
 def _worker(settings: Settings) -> dict[str, Any]:
+    """A worker consumes through tasks/transport.py (kombu's Redis transport, made safe to lose its
+    connection) and keeps leases on what it holds (tasks/leases.py): a delivery whose worker stopped
+    refreshing it for `workers.visibility_timeout` seconds is put back in its queue by any worker's
+    sweep, every few seconds, so a lost job runs again within about that bound, however long jobs run."""
     workers = settings.config["workers"]
     return {
+        "broker_transport": "tasks.transport:Transport",
         "result_backend": settings.result_url,
         "redis_socket_timeout": 10.0,
         "redis_socket_connect_timeout": 5.0,
@@ -74,8 +79,18 @@ def _worker(settings: Settings) -> dict[str, Any]:
         # A pool process that peaked above this (Celery counts KiB) is replaced after its task.
         "worker_max_memory_per_child": (workers["max_memory_per_child_mib"] or 0) * 1024 or None,
         "worker_hijack_root_logger": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_transport_options": {"socket_timeout": 10.0, "socket_connect_timeout": 5.0},
+        # A lost broker connection does not kill running jobs: they finish, their results are stored
+        # when Redis answers again, and a redelivery of a finished job is skipped (tasks/base.py).
+        # Terminating them was reported as a client's cancellation (error 4) nobody asked for.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_transport_options": {
+            "socket_timeout": 10.0, "socket_connect_timeout": 5.0,
+            "visibility_timeout": workers["visibility_timeout"],
+            # Every worker sweeps for deliveries past their visibility timeout every RESTORE_INTERVAL s.
+            "unacked_restore_interval": RESTORE_INTERVAL, "unacked_restore_throttle": 1,
+            # A worker that dies inside a sweep holds the sweep's lock no longer than this (kombu: 300 s).
+            "unacked_mutex_expire": 30,
+        },
     }
 
 

@@ -19,7 +19,8 @@ def render(result: dict[str, Any]) -> str:
     setup = result["setup"]
     out += [f"Machine: {setup['machine']}. Code: {setup['code']}.",
             f"Load: {setup['load']}. Gateway: {setup['gateway']}. Workers: {setup['workers']}.",
-            f"Vault: {setup.get('vault', '?')}. Logging: {setup['logging']}.", ""]
+            f"Vault: {setup.get('vault', '?')}. Logging: {setup['logging']}. Redis: {setup.get('redis', 'no persistence')}.",
+            ""]
 
     http = result["http"]
     if http:

@@ -67,8 +67,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
     p.add_argument("--auth-requests", type=int, default=1000, help="requests of each unauthenticated-traffic row")
     p.add_argument("--auth-concurrency", type=int, default=16, help="concurrent clients of those rows")
-    p.add_argument("--only", choices=("all", "auth"), default="all",
-                   help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests)")
+    p.add_argument("--only", choices=("all", "auth", "submit"), default="all",
+                   help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
+                        "submit: only /ping and /submit, interleaved")
+    p.add_argument("--redis-persistence", choices=("none", "everysec", "always"), default="none",
+                   help="the bench Redis's AOF: none, or appendonly with this appendfsync (compose: always)")
     p.add_argument("--e2e-jobs", type=int, default=2000, help="jobs per end-to-end row")
     p.add_argument("--memory-submissions", type=int, default=100_000, help="submissions of the memory row (0: skip)")
     p.add_argument("--memory-samples", type=int, default=10, help="RSS samples over the memory row")
@@ -179,6 +182,13 @@ class Bench:
         self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
         gateway = s.gunicorn_pids
         gw = s.gateway_url
+        if args.only == "submit":
+            self.interleaved([
+                ("ceiling", "gateway GET /ping (HTTP ceiling)", Request(gw + "/ping"), 200),
+                ("submit", "gateway POST /submit calc_hash 1 KiB, cached Basic credential", self._submit_request(), 202),
+            ], gateway)
+            return {"http": self.http, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": {}, "ceiling": {},
+                    "targets": [], "comparisons": [], "memory": None, "profiles": {}}
 
         done_id = self.done_id = self.done_task()
         keep = frozenset({done_id})
@@ -614,7 +624,8 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                    f"load average at start {load_average:.2f}",
         "code": code,
         "load": f"wrk -t{args.threads} -c{args.connections}, {args.duration}s per row (+{args.warmup}s warm-up); "
-                f"/ping, /submit, /taskinfo interleaved in {args.rounds} rounds of "
+                f"{'/ping, /submit' if args.only == 'submit' else '/ping, /submit, /taskinfo'} interleaved in "
+                f"{args.rounds} rounds of "
                 f"{max(2, args.duration // args.rounds)}s; "
                 f"calc_hash content {args.content_bytes} B",
         "gateway": f"gunicorn wsgi:app with gunicorn.conf.py ({stack.gateway_workers} workers × "
@@ -624,6 +635,8 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
         "vault": vault,
         "logging": "INFO (the product default), loguru to stderr (captured to a file) and to a log file, both in "
                    "the run's temp folder",
+        "redis": "no persistence" if args.redis_persistence == "none" else
+                 f"appendonly yes, appendfsync {args.redis_persistence}",
     }
 
 
@@ -644,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, signal.default_int_handler)
     code, load_average = _code(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), redis_persistence=args.redis_persistence)
         try:
             bench = Bench(stack, args, stamp)
             measured = bench.run()

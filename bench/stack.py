@@ -130,8 +130,9 @@ def _unbinding_limits(config: dict[str, Any]) -> None:
 class Stack:
     """Start pieces with start_*(); `close()` stops whatever was started, newest first."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, redis_persistence: str = "none") -> None:
         self.dir = workdir
+        self.redis_persistence = redis_persistence  # devsupport.processes.start_redis: none, everysec, always
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, Process] = {}
@@ -173,7 +174,7 @@ class Stack:
 
     def start_redis(self) -> None:
         self.redis_password = secrets.token_urlsafe(18)
-        proc, self.redis_port = start_redis(self.dir, self.redis_password)
+        proc, self.redis_port = start_redis(self.dir, self.redis_password, persistence=self.redis_persistence)
         self._procs["redis"] = proc
         self.redis_pid = proc.proc.pid
         wait_for(lambda: Redis(port=self.redis_port, password=self.redis_password).ping(), 15,

@@ -66,12 +66,19 @@ class Process:
         self._log.close()
 
 
-def start_redis(log_dir: Path, password: str, port: int | None = None) -> tuple[Process, int]:
+def start_redis(log_dir: Path, password: str, port: int | None = None,
+                persistence: str = "none") -> tuple[Process, int]:
+    """redis-server on 127.0.0.1. `persistence`: "none" (tests: nothing on disk), or the AOF with
+    `appendfsync` "everysec" or "always" (compose's choice; what a restart from disk keeps), its
+    files in `log_dir`, so a server started again on the same port and folder reloads them."""
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
-    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    aof = ["--appendonly", "no"] if persistence == "none" else [
+        "--appendonly", "yes", "--appendfsync", persistence, "--appendfilename", f"appendonly-{port}.aof",
+        "--appenddirname", f"aof-{port}"]
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof,
             "--requirepass", password, "--dir", str(log_dir)]
     return Process(f"redis-{port}", argv, dict(os.environ), log_dir), port
 

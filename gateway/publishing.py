@@ -34,7 +34,7 @@ from gateway.errors import ServiceUnavailable, TooManyRequests
 from jobs import stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
-from jobs.keys import META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
+from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.record import TaskRecord
 from jobs.store import TaskStore
 
@@ -135,10 +135,12 @@ class Dispatcher:
 
     def requeue(self, record: TaskRecord, job: JobType, upload: dict[str, Any]) -> None:
         """Send a dead-lettered job again under its own id, with a fresh TTL, as if just accepted: the
-        old outcome and any cancel are forgotten in the same round trip that queues the message."""
+        old outcome, any cancel, its start and its count of lost deliveries are forgotten in the same
+        round trip that queues the message."""
         created = datetime.now(UTC)
         again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
-        reset = [("del", (META_PREFIX + record.uuid,)), ("hdel", (RECORD_PREFIX + record.uuid, "cancelled"))]
+        reset = [("del", (META_PREFIX + record.uuid, RUNS_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
+                 ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started"))]
         self._publish(job, again, upload, None, None, reset)
 
     def cancel(self, record: TaskRecord, terminate: bool) -> None:
@@ -205,7 +207,10 @@ class Dispatcher:
         with capture.capture() as captured, self.celery.producer_or_acquire() as producer, producer.batch():
             self.celery.send_task(
                 job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
-                expires=record.expires, time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
+                # No message `expires`: the TTL means "no worker started it in time", so the worker
+                # checks it against the record when it starts the job (tasks/start.py). kombu would
+                # discard an old message unasked, even one whose job a dead worker had started.
+                time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
                 headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
                          SUBMITTED_HEADER: record.created.timestamp(),
                          **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},

@@ -21,3 +21,8 @@ class TransientError(Exception):
 
 class RetriesExhausted(Exception):
     """A transient failure that outlived its job type's retry policy; the job is dead-lettered."""
+
+
+class WorkerLost(Exception):
+    """The job's worker died while running it on each of its allowed deliveries (`workers.max_deliveries`):
+    it is not started again, and is dead-lettered."""

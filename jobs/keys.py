@@ -19,6 +19,13 @@ STATS_TOTAL = "gw:stats:total"
 STATS_HOUR_PREFIX = "gw:stats:hour:"
 # Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
 DEADLETTERS = "gw:deadletters"
+# gw:lease:<uuid>: the worker (node name) running the task, while it runs; the worker refreshes it and
+# lets it lapse `workers.visibility_timeout` seconds after it stops (tasks/leases.py). A running task
+# without a lease has lost its worker: the gateway shows it queued again, not `pending`.
+LEASE_PREFIX = "gw:lease:"
+# gw:runs:<uuid>: how many times a worker started the task without the attempt ending (each is a
+# delivery whose worker died); cleared when an attempt ends, however it ends (tasks/base.py).
+RUNS_PREFIX = "gw:runs:"
 # Prefix of the per-client failed-authentication and rate-limit counters (the `limits` library).
 RATE_PREFIX = "gw:rate"
 # gw:content:<uuid>: an image job's result content (base64 text), kept apart from Celery's meta so that

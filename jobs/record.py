@@ -15,6 +15,9 @@ class TaskRecord:
     owner: str
     callback_url: str | None = None
     cancelled: bool = False
+    # Whether a live worker holds a lease on the task (jobs/keys.py LEASE_PREFIX); read beside the
+    # record by the store, never stored in it.
+    held: bool = True
 
     @classmethod
     def new(cls, uuid: str, job_type: str, ttl: float, external_id: str | None, owner: str,

@@ -21,12 +21,15 @@ class ErrorCode(IntEnum):
     EXPIRED = 3       # no worker started it within the job type's TTL
     CANCELLED = 4     # revoked by a client or an operator
     TIMED_OUT = 5     # hit its soft or hard time limit
-    WORKER_LOST = 6   # the worker died twice while running it
+    WORKER_LOST = 6   # its worker died on every allowed delivery (workers.max_deliveries; dead-lettered)
     RETRIES_EXHAUSTED = 7  # a transient failure outlived the job type's retry policy (dead-lettered)
 
 
 CREATED, PENDING, DONE, ERROR = "created", "pending", "done", "error"
 FAILED_STATES = {"FAILURE", "REVOKED", "REJECTED"}
+# States a worker writes while it runs the job: they mean `pending` only while its lease lives.
+RUNNING_STATES = {"STARTED", "PROGRESS"}
+REQUEUED = "Queued again: the worker running it was lost"
 
 EXCEPTION_CODES = {
     "BadContent": ErrorCode.BAD_CONTENT,
@@ -38,6 +41,7 @@ EXCEPTION_CODES = {
     "SoftTimeLimitExceeded": ErrorCode.TIMED_OUT,
     "TimeLimitExceeded": ErrorCode.TIMED_OUT,
     "WorkerLostError": ErrorCode.WORKER_LOST,
+    "WorkerLost": ErrorCode.WORKER_LOST,
     "RetriesExhausted": ErrorCode.RETRIES_EXHAUSTED,
 }
 # Our own job exceptions carry messages written for clients; anything else gets a fixed text.
@@ -49,7 +53,7 @@ MESSAGES = {
     ErrorCode.EXPIRED: "The job expired before a worker started it",
     ErrorCode.CANCELLED: "The job was cancelled",
     ErrorCode.TIMED_OUT: "The job exceeded its time limit",
-    ErrorCode.WORKER_LOST: "The worker running the job was lost",
+    ErrorCode.WORKER_LOST: "The job's worker died each time it ran the job; it was set aside",
     ErrorCode.RETRIES_EXHAUSTED: "The job kept failing and was set aside after its retries",
 }
 
@@ -75,6 +79,10 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
             return info | {"status": ERROR, "code": int(ErrorCode.EXPIRED), "message": MESSAGES[ErrorCode.EXPIRED],
                            "processed": record.expires.isoformat()}
         return info | {"status": CREATED, "message": "Queued, waiting for a worker"}
+    if state in RUNNING_STATES and not record.held:
+        # Its worker is gone (no lease for `workers.visibility_timeout` seconds): the message is back
+        # in the queue, or is put back within seconds, and the job will run again. Not `pending`.
+        return info | {"status": CREATED, "message": REQUEUED}
     running = info | {"status": PENDING, "message": "Running" if state != "RETRY" else "Waiting to retry"}
     progress = (meta or {}).get("result") if state == "PROGRESS" else None
     if isinstance(progress, dict) and isinstance(progress.get("percent"), (int, float)):

@@ -6,11 +6,12 @@ round trip: the record and Celery's meta key together. Records are written when 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from redis import Redis
 
-from jobs.keys import META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
+from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
 from jobs.record import TaskRecord
 
 
@@ -24,16 +25,17 @@ class TaskStore:
         return self.load_many([uuid])[0]
 
     def load_many(self, uuids: list[str]) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
-        """Records and metas of several tasks in one round trip."""
+        """Records and metas of several tasks in one round trip, each record with whether a worker
+        holds its lease."""
         with self.redis.pipeline(transaction=False) as pipe:
             for uuid in uuids:
-                pipe.hgetall(RECORD_PREFIX + uuid).get(META_PREFIX + uuid)
+                pipe.hgetall(RECORD_PREFIX + uuid).get(META_PREFIX + uuid).exists(LEASE_PREFIX + uuid)
             replies = pipe.execute()
         loaded = []
         for i, uuid in enumerate(uuids):
-            data, meta = replies[2 * i], replies[2 * i + 1]
-            loaded.append((TaskRecord.from_hash(uuid, data), json.loads(meta) if meta else None) if data
-                          else (None, None))
+            data, meta, leased = replies[3 * i:3 * i + 3]
+            loaded.append((replace(TaskRecord.from_hash(uuid, data), held=bool(leased)),
+                           json.loads(meta) if meta else None) if data else (None, None))
         return loaded
 
     def claimed(self, key: str) -> str | None:

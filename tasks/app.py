@@ -14,11 +14,14 @@ from celery import Celery, signals
 import celeryconfig
 from settings.logs import setup_logging
 from tasks.base import JobTask
+from tasks.leases import Liveness
 from tasks.runtime import worker_settings
 
 app = Celery("tasks", task_cls=JobTask,
              include=["tasks.outcomes", "tasks.hashing", "tasks.images", "tasks.webhooks"])
 app.add_defaults(lambda: _worker_config(sys.argv))
+# Leases on running jobs and the watchdog that makes a wedged worker exit (tasks/leases.py).
+app.steps["consumer"].add(Liveness)
 
 
 @signals.setup_logging.connect

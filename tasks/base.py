@@ -1,18 +1,20 @@
-"""The base class of every job task: log context for the span of a task, its one log line, the
-cancelled-before-start check, progress reports, and transient failures handed to tasks/retries.py."""
+"""The base class of every job task: log context for the span of a task, its one log line, the check
+made before a job starts (tasks/start.py: cancelled, expired, already finished, held elsewhere, worker
+lost too often), progress reports, and transient failures handed to tasks/retries.py."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Ignore
 from loguru import logger
 
-from jobs.errors import JobError, RetriesExhausted, TransientError
-from jobs.headers import CLIENT_HEADER, JOB_TYPE_HEADER
-from jobs.keys import RECORD_PREFIX
-from tasks.retries import retry_or_dead_letter
+from jobs.errors import JobError, RetriesExhausted, TransientError, WorkerLost
+from jobs.headers import CLIENT_HEADER
+from tasks import start
+from tasks.retries import dead_letter, retry_or_dead_letter
 
 
 class JobTask(Task):
@@ -22,15 +24,12 @@ class JobTask(Task):
     in the log, and are never retried.
     """
 
-    throws = (JobError, RetriesExhausted)
+    throws = (JobError, RetriesExhausted, WorkerLost)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         client_id = self.request.get(CLIENT_HEADER) or "-"
         with logger.contextualize(task_id=self.request.id, client_id=client_id):
-            if self._cancelled():
-                logger.info("task {} cancelled before it started", self.name)
-                self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
-                raise Ignore()
+            self._may_start(args, kwargs)
             started = time.perf_counter()
             try:
                 result = super().__call__(*args, **kwargs)
@@ -44,6 +43,8 @@ class JobTask(Task):
             except Exception as exc:
                 logger.warning("task {} raised {} ({:.3f}s)", self.name, exc.__class__.__name__, time.perf_counter() - started)
                 raise
+            finally:
+                start.ended(self)
             logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
             return result
 
@@ -52,12 +53,30 @@ class JobTask(Task):
         if self.request.id and not self.request.called_directly:
             self.update_state(state="PROGRESS", meta={"percent": percent, "stage": stage})
 
-    def _cancelled(self) -> bool:
-        """A cancel through the gateway marks the task record; a worker that missed the revoke
-        broadcast (started later, say) still finds it here. Messages from elsewhere have no record."""
-        if not self.request.id or self.request.get(JOB_TYPE_HEADER) is None:
-            return False
-        try:
-            return self.backend.client.hget(f"{RECORD_PREFIX}{self.request.id}", "cancelled") == b"1"
-        except Exception:  # noqa: BLE001 - the revoke broadcast remains the primary mechanism
-            return False
+    def _may_start(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Run the start check; unless the job is to run, end this delivery the way the verdict says.
+        STARTED is stored only after it (celeryconfig: Celery's own tracking is off)."""
+        if self.request.called_directly:
+            return
+        verdict, lost = start.check(self)
+        if verdict == start.CANCELLED:
+            logger.info("task {} cancelled before it started", self.name)
+            self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
+            raise Ignore()
+        if verdict == start.FINISHED:
+            logger.info("task {} redelivered after it finished: skipped", self.name)
+            raise Ignore()
+        if verdict == start.EXPIRED:
+            logger.info("task {} expired before a worker started it", self.name)
+            self.backend.mark_as_revoked(self.request.id, reason="expired", request=self.request)
+            signals.task_revoked.send(sender=self, request=start.revoked_request(self), terminated=False,
+                                      signum=None, expired=True)
+            raise Ignore()
+        if verdict == start.HELD:
+            logger.warning("task {} redelivered while another worker runs it: checked again later", self.name)
+            raise self.retry(countdown=start.held_retry_delay(), max_retries=None)
+        if verdict == start.LOST:
+            logger.warning("task {} set aside: its worker died on each of {} deliveries", self.name, lost)
+            dead_letter(self, args, kwargs, lost, WorkerLost.__name__)
+            raise WorkerLost(f"the worker died on each of {lost} deliveries")
+        self.update_state(state="STARTED", meta={"pid": os.getpid(), "hostname": self.request.hostname})

@@ -1,5 +1,6 @@
 """Transient failures: retried with the job type's backoff while its policy allows, then kept in the
-dead-letter list (jobs/deadletters.py) and failed with RetriesExhausted, its own error code."""
+dead-letter list (jobs/deadletters.py) and failed with RetriesExhausted, its own error code. Jobs whose
+worker died on every allowed delivery are dead-lettered the same way (tasks/base.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +23,15 @@ def retry_or_dead_letter(task: Task, exc: TransientError, args: tuple, kwargs: d
     if attempt < policy["max_attempts"]:
         delay = backoff(request.retries, policy["backoff"], policy["backoff_max"], policy["jitter"])
         raise task.retry(exc=exc, countdown=delay, max_retries=policy["max_attempts"] - 1)
+    dead_letter(task, args, kwargs, attempt, exc.__class__.__name__)
+    raise RetriesExhausted(f"gave up after {attempt} attempts") from None
+
+
+def dead_letter(task: Task, args: tuple, kwargs: dict[str, Any], attempts: int, error: str) -> None:
+    """Keep what a requeue needs (jobs/deadletters.py) for a job that will not run again by itself."""
+    request = task.request
     deadletters.add(task.backend.client, request.id, {
         "task": task.name, "queue": (request.delivery_info or {}).get("routing_key"),
         "type": request.get(JOB_TYPE_HEADER), "owner": request.get(CLIENT_HEADER),
         "callback": request.get(CALLBACK_HEADER),
-        "args": list(args), "kwargs": kwargs, "attempts": attempt, "error": exc.__class__.__name__})
-    raise RetriesExhausted(f"gave up after {attempt} attempts") from None
+        "args": list(args), "kwargs": kwargs, "attempts": attempts, "error": error})

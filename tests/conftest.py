@@ -78,6 +78,9 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         # with room for a tiny result only (tests/tasks/test_bounds.py).
         "resize_unbounded": {**resize_job, "max_output_pixels": 10**12, "max_output_side": 10**7},
         "resize_small_result": {**resize_job, "max_result_bytes": 2000},
+        # Only the worker-loss tests' own workers consume `loss` (tests/tasks/test_worker_loss.py).
+        "hold_loss": {**hash_job, "task": "tests.hold", "queue": "loss", "schema": str(HOLD_SCHEMA)},
+        "crash": {**hash_job, "task": "tests.crash", "queue": "loss", "schema": str(HOLD_SCHEMA)},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).
@@ -89,7 +92,7 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed",
-                                 "resize_unbounded", "resize_small_result"]
+                                 "resize_unbounded", "resize_small_result", "hold_loss", "crash"]
     return config
 
 

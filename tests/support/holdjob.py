@@ -4,6 +4,8 @@ It waits on a Redis list (BLPOP with a bound), so tests synchronise on an event,
 """
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from jobs.errors import TransientError
@@ -12,6 +14,7 @@ from tasks import app
 
 @app.task(name="tests.hold", bind=True)
 def hold(self, upload: dict[str, Any]) -> dict[str, Any]:
+    self.app.backend.client.incr(f"starts:{self.request.id}")
     self.report_progress(50, "holding")
     released = self.app.backend.client.blpop([f"release:{self.request.id}"], timeout=60)
     return {"released": released is not None, "tag": upload.get("tag")}
@@ -31,3 +34,11 @@ def doomed(self, upload: dict[str, Any]) -> dict[str, Any]:
     """Always fails transiently: ends dead-lettered once its retries are spent."""
     self.app.backend.client.incr(f"runs:{self.request.id}")
     raise TransientError("never works")
+
+
+@app.task(name="tests.crash", bind=True)
+def crash(self, upload: dict[str, Any]) -> dict[str, Any]:
+    """Kills the pool process running it, every time: a job that kills its worker."""
+    self.app.backend.client.incr(f"starts:{self.request.id}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}

@@ -1,0 +1,130 @@
+"""Workers that die, by real means (SIGKILL of a worker's whole process group, a job that kills its pool
+process), and what a client then sees: the job queued again (never `pending` once its worker is gone)
+and run again within the stated bound, or `error 6` in the dead-letter list after
+`workers.max_deliveries` deaths; never a second run of a finished job, never `expired` after a start."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from devsupport.processes import ROOT, start_worker, wait_until
+from jobs.headers import JOB_TYPE_HEADER, SUBMITTED_HEADER
+from jobs.keys import LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from jobs.status import REQUEUED
+from tasks.start import START_SCRIPT
+
+VISIBILITY = 10  # workers.visibility_timeout of these tests' workers (45 by default)
+SWEEP = 5  # celeryconfig.RESTORE_INTERVAL
+
+
+@pytest.fixture
+def loss_worker(service_env, run_dir, celery_client):
+    """Start workers consuming only `loss`, with a short visibility timeout; all stopped at the end."""
+    started = []
+
+    def start(name: str):
+        env = dict(service_env, GATEWAY__WORKERS__VISIBILITY_TIMEOUT=str(VISIBILITY))
+        proc = start_worker(name, "loss", env, run_dir, extra=["-I", "tests.support.holdjob"])
+        node = f"{name}@{socket.gethostname()}"
+        wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
+                   60, f"worker {node} ready")
+        started.append(proc)
+        return proc
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def test_a_job_whose_worker_is_killed_with_its_process_group_is_queued_again_and_reruns_promptly(
+        api, loss_worker, redis_client):
+    first = loss_worker(f"loss-a-{uuid.uuid4().hex[:6]}")
+    task_id = api.submitted("hold_loss", {"tag": "killed"})
+    wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", 30, "the job running")
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    info = api.wait_status(task_id, "created", timeout=VISIBILITY + 3)
+    assert info["message"] == REQUEUED  # not `pending` with stale progress once the lease lapsed
+    loss_worker(f"loss-b-{uuid.uuid4().hex[:6]}")
+    wait_until(lambda: redis_client.get(f"starts:{task_id}") == "2", VISIBILITY + SWEEP + 30, "the job running again")
+    assert time.monotonic() - killed < VISIBILITY + SWEEP + 30  # + the second worker's start-up
+    assert api.taskinfo(task_id).json()["status"] == "pending"
+    redis_client.rpush(f"release:{task_id}", "go")
+    done = api.wait_status(task_id, "done", "error", timeout=30)
+    assert (done["status"], done["result"]["tag"]) == ("done", "killed")
+
+
+def test_a_job_that_kills_its_worker_ends_error_6_in_the_dead_letter_list(api, loss_worker, redis_client, settings):
+    loss_worker(f"loss-c-{uuid.uuid4().hex[:6]}")
+    task_id = api.submitted("crash", {"tag": "poison"})
+    info = api.wait_status(task_id, "error", timeout=60)
+    assert info["code"] == 6
+    deliveries = settings.config["workers"]["max_deliveries"]
+    assert redis_client.get(f"starts:{task_id}") == str(deliveries)  # started that many times, never again
+    dead = {entry["uuid"]: entry for entry in api.request("GET", "/ops/deadletters").json()["deadletters"]}
+    assert dead[task_id]["error"] == "WorkerLost" and dead[task_id]["attempts"] == deliveries
+
+
+def test_a_redelivered_finished_job_is_skipped_not_run_again(api, redis_client, celery_client):
+    """A delivery can come back after its job finished (the ack was lost with the broker connection)."""
+    task_id = api.submitted("flaky", {"tag": "once"})
+    api.wait_status(task_id, "done", timeout=30)
+    runs = redis_client.get(f"runs:{task_id}")
+    celery_client.send_task("tests.flaky", kwargs={"upload": {"tag": "once"}}, task_id=task_id, queue="hold",
+                            headers={JOB_TYPE_HEADER: "flaky", SUBMITTED_HEADER: time.time()})
+    wait_until(lambda: redis_client.llen("hold") == 0 and not _unacked(redis_client, task_id), 30,
+               "the redelivery consumed")
+    assert redis_client.get(f"runs:{task_id}") == runs
+    assert api.taskinfo(task_id).json()["status"] == "done"
+
+
+def _unacked(redis_client, task_id: str) -> bool:
+    return any(task_id in value for value in redis_client.hvals("unacked"))
+
+
+def start_verdict(redis_client, task_id: str, expires_at: float, holder: str = "me@host") -> list:
+    script = redis_client.register_script(START_SCRIPT)
+    return script(keys=[RECORD_PREFIX + task_id, RUNS_PREFIX + task_id, LEASE_PREFIX + task_id,
+                        f"celery-task-meta-{task_id}"], args=[time.time(), expires_at, 2, 600, 30, holder])
+
+
+def test_a_started_job_past_its_ttl_runs_again_and_an_unstarted_one_expires(redis_client):
+    """The TTL means "no worker started it in time", never "a worker started it and died"."""
+    started, unstarted = str(uuid.uuid4()), str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + started, mapping={"type": "hold", "started": str(time.time() - 100)})
+    redis_client.hset(RECORD_PREFIX + unstarted, mapping={"type": "hold"})
+    past = time.time() - 10
+    assert start_verdict(redis_client, started, past)[0] == "run"
+    assert start_verdict(redis_client, unstarted, past)[0] == "expired"
+
+
+def test_a_job_another_live_worker_holds_is_not_started_twice(redis_client):
+    task_id = str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
+    redis_client.set(LEASE_PREFIX + task_id, "other@host", ex=30)
+    assert start_verdict(redis_client, task_id, time.time() + 60)[0] == "held"
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder="other@host")[0] == "run"
+
+
+def test_a_finished_job_is_never_started_again(redis_client):
+    task_id = str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
+    redis_client.set(f"celery-task-meta-{task_id}", json.dumps({"status": "FAILURE"}))
+    assert start_verdict(redis_client, task_id, time.time() + 60)[0] == "finished"
+
+
+def test_the_worker_healthcheck_passes_for_a_consuming_worker_and_fails_for_an_unknown_one(worker):
+    """`python -m tasks.alive <node>`: the heartbeat file the consumer's event loop touches."""
+    node = f"main@{socket.gethostname()}"
+    alive = subprocess.run([sys.executable, "-m", "tasks.alive", node], cwd=ROOT, capture_output=True, timeout=30)
+    assert alive.returncode == 0, alive.stdout
+    unknown = subprocess.run([sys.executable, "-m", "tasks.alive", "nobody@nowhere"], cwd=ROOT, capture_output=True,
+                             timeout=30)
+    assert unknown.returncode == 1
