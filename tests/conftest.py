@@ -142,21 +142,23 @@ def webhook_worker(service_env: dict[str, str], run_dir: Path, celery_client: Ce
     """The completion-webhook worker, started with exactly the command docker-compose.yml gives
     its `worker-webhooks` service (and README its own), on the queue only it consumes."""
     proc = Process("worker-webhooks", compose_argv("worker-webhooks"), service_env, run_dir)
-    node = f"webhooks@{socket.gethostname()}"
-    wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
-               60, f"worker {node} ready")
-    yield proc
+    yield answering(proc, "webhooks", celery_client)
     proc.stop()
 
 
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], run_dir: Path, celery_client: Celery, webhook_worker: Process):
     proc = start_worker("main", "hash,images,hold", service_env, run_dir, extra=["-I", "tests.support.holdjob"])
-    node = f"main@{socket.gethostname()}"
+    yield answering(proc, "main", celery_client)
+    proc.stop()
+
+
+def answering(proc: Process, name: str, celery_client: Celery) -> Process:
+    """`proc` once the worker `name@host` answers a ping (a deadline, never a sleep)."""
+    node = f"{name}@{socket.gethostname()}"
     wait_until(lambda: proc.alive() and celery_client.control.ping(destination=[node], timeout=0.5),
                60, f"worker {node} ready")
-    yield proc
-    proc.stop()
+    return proc
 
 
 @pytest.fixture(scope="session")
