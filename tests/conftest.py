@@ -17,7 +17,7 @@ import celeryconfig
 from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from settings import Settings, load_settings
 from tests.support.api import Api
-from tests.support.deployment import compose_argv
+from devsupport.deployment import compose_argv
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)

@@ -17,7 +17,7 @@ from devsupport.processes import wait_until
 from jobs import webhooks
 from jobs.webhooks import verify
 from tests.support.api import b64
-from tests.support.deployment import compose_argv
+from devsupport.deployment import compose_argv
 from tests.support.procfs import children, cmdline, environ, status_kib
 
 

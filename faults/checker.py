@@ -1,0 +1,184 @@
+"""The verdict on one scenario: every acknowledged job read back until it ends, then judged.
+
+- **lost**: an acknowledged uuid the gateway no longer knows (`404`), or a job that ran nowhere;
+- **stuck**: not `done`/`error` by the deadline;
+- **duplicated**: one `Idempotency-Key` named two uuids, a task record no acknowledged submit names
+  (a `503`'d submit that was queued under another uuid), or a probe whose work completed twice;
+- **misreported**: a terminal state that is not the truth: `done` with a wrong result or without the
+  work having run, an `error` the job did not earn (code 6 only after `workers.max_deliveries` starts
+  whose worker died; no other code is earned here: nobody cancels, nothing expires, every payload is
+  valid), a `404` for an acknowledged uuid during the run, or an end that changed when read again;
+- **answers**: every `503` at the client within 2 s; no `5xx` but `503`; no request without an answer
+  unless the scenario kills gateway processes; no client error (a submit the gateway refused).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from faults.load import NO_ANSWER, Load, Submission
+from faults.probe import read_ledger
+from faults.stack import Stack
+from jobs.keys import RECORD_PREFIX
+
+TERMINAL = ("done", "error")
+MAX_503_SECONDS = 2.0
+WORKER_LOST = 6
+
+
+@dataclass
+class Report:
+    scenario: str
+    acknowledged: int = 0
+    lost: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    misreported: list[str] = field(default_factory=list)
+    gave_up: int = 0  # honest code-6 ends
+    requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    worst_503: float | None = None
+    slow_503: int = 0
+    worst_answer: float = 0.0
+    no_answer: int = 0
+    no_answer_allowed: bool = False
+    unexpected: list[str] = field(default_factory=list)
+    settled_seconds: float = 0.0  # from the end of the load until every acknowledged job had ended
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        problems = [f"{name}: {len(items)} ({', '.join(items[:3])})"
+                    for name, items in (("lost", self.lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
+                                        ("misreported", self.misreported), ("unexpected", self.unexpected))
+                    if items]
+        if self.slow_503:
+            problems.append(f"{self.slow_503} answers 503 after more than {MAX_503_SECONDS} s (worst {self.worst_503:.2f} s)")
+        if self.no_answer and not self.no_answer_allowed:
+            problems.append(f"{self.no_answer} requests without an answer")
+        if self.acknowledged == 0:
+            problems.append("no job was acknowledged: the load did not run")
+        return problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "acknowledged": self.acknowledged, "lost": len(self.lost),
+                "stuck": len(self.stuck), "duplicated": len(self.duplicated), "misreported": len(self.misreported),
+                "gave_up_code_6": self.gave_up, "requests": self.requests, "statuses": self.statuses,
+                "503s": self.statuses.get("503", 0),
+                "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
+                "worst_answer_s": round(self.worst_answer, 3), "no_answer": self.no_answer,
+                "settled_s": round(self.settled_seconds, 1), "ok": self.ok, "failures": self.failures,
+                "events": self.events}
+
+
+def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowed: bool = False) -> Report:
+    """Settle the load's unacknowledged submits, then wait (until `deadline`, a monotonic time) for every
+    acknowledged job to end, and judge."""
+    report = Report(name, no_answer_allowed=no_answer_allowed)
+    load_ended = time.monotonic()
+    load.settle(deadline)
+    subs = load.acknowledged()
+    report.acknowledged = len(subs)
+    report.unexpected += [f"{sub.key[:8]} refused {sub.refused}" for sub in load.submissions if sub.refused]
+    report.unexpected += [f"{sub.key[:8]} never acknowledged" for sub in load.unacknowledged()]
+    ends = _await_ends(stack, subs, deadline)
+    report.settled_seconds = time.monotonic() - load_ended
+    again = _read_all(stack, [sub.uuid for sub in subs if ends.get(sub.uuid, {}).get("status") in TERMINAL])
+    starts, done = read_ledger(str(stack.ledger))
+    max_deliveries = stack.settings.config["workers"]["max_deliveries"]
+    for sub in subs:
+        _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), starts.get(sub.uuid, 0),
+               done.get(sub.uuid, 0), max_deliveries)
+    named = {sub.uuid for sub in subs}
+    report.duplicated += [f"{task_id[:8]} recorded, acknowledged to nobody" for task_id in _records(stack) - named]
+    _answers(report, load)
+    return report
+
+
+def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: dict[str, Any] | None,
+           starts: int, done: int, max_deliveries: int) -> None:
+    task = sub.uuid[:8]
+    if len(sub.seen) > 1:
+        report.duplicated.append(f"{task} key named {len(sub.seen)} uuids")
+    if sub.job_type == "probe" and done > 1:
+        report.duplicated.append(f"{task} completed {done} times")
+    if end is None or end.get("_status") == 404:
+        report.lost.append(f"{task} 404")
+        return
+    if end.get("status") not in TERMINAL:
+        report.stuck.append(f"{task} {end.get('status')} {end.get('message', '')[:60]}")
+        return
+    if again is None or (again.get("status"), again.get("code")) != (end["status"], end.get("code")):
+        report.misreported.append(f"{task} ended {end['status']}, then read {again and again.get('status')}")
+    if end["status"] == "done":
+        if not _result_is_true(sub, end.get("result") or {}) or (sub.job_type == "probe" and done == 0):
+            report.misreported.append(f"{task} done with a result that is not its work")
+        return
+    if end.get("code") == WORKER_LOST and (sub.job_type != "probe" or starts >= max_deliveries):
+        report.gave_up += 1
+        return
+    report.misreported.append(f"{task} error {end.get('code')} {end.get('message', '')[:60]} (started {starts}x)")
+
+
+def _result_is_true(sub: Submission, result: dict[str, Any]) -> bool:
+    expected = sub.expected()
+    if sub.job_type == "probe":
+        return result == expected
+    return (result.get("digests") or {}).get("sha256") == expected["sha256"]
+
+
+def _await_ends(stack: Stack, subs: list[Submission], deadline: float) -> dict[str, dict[str, Any]]:
+    ends: dict[str, dict[str, Any]] = {}
+    waiting = [sub.uuid for sub in subs]
+    while waiting:
+        ends.update(_read_all(stack, waiting))
+        waiting = [task_id for task_id in waiting if ends.get(task_id, {}).get("status") not in TERMINAL
+                   and ends.get(task_id, {}).get("_status") != 404]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # polling interval of the read-back, bounded by the deadline above
+    return ends
+
+
+def _read_all(stack: Stack, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    with requests.Session() as session:
+        session.auth = stack.admin()
+        for task_id in task_ids:
+            try:
+                response = session.get(stack.url + "/taskinfo", params={"taskid": task_id}, timeout=10)
+            except requests.RequestException:
+                continue
+            if response.status_code == 404:
+                found[task_id] = {"_status": 404}
+            elif response.status_code == 200:
+                found[task_id] = response.json()
+    return found
+
+
+def _records(stack: Stack) -> set[str]:
+    client = stack.redis()
+    return {key[len(RECORD_PREFIX):] for key in client.scan_iter(match=RECORD_PREFIX + "*", count=1000)}
+
+
+def _answers(report: Report, load: Load) -> None:
+    answers = list(load.answers)
+    report.requests = len(answers)
+    report.statuses = dict(sorted(Counter(str(answer.status) for answer in answers).items()))
+    unavailable = [answer.seconds for answer in answers if answer.status == 503]
+    report.worst_503 = max(unavailable, default=None)
+    report.slow_503 = sum(1 for seconds in unavailable if seconds > MAX_503_SECONDS)
+    report.worst_answer = max((answer.seconds for answer in answers), default=0.0)
+    report.no_answer = sum(1 for answer in answers if answer.status == NO_ANSWER)
+    report.unexpected += [f"{answer.route} {answer.status} {answer.message[:60]}" for answer in answers
+                          if answer.status >= 500 and answer.status != 503]
+    report.misreported += [f"{answer.route} 404 for an acknowledged job" for answer in answers
+                           if answer.route == "taskinfo" and answer.status == 404]

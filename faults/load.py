@@ -1,0 +1,181 @@
+"""The load a scenario runs while its fault strikes: clients that behave as README tells them to.
+
+Each client thread submits at a steady pace, every submit with its own `Idempotency-Key`, and repeats a
+submit that got no `2xx` (a `503`, a `429`, no answer) with the same key until it is acknowledged;
+between submits it reads the state of jobs already acknowledged. Every answer is kept (route, status,
+time at the client), so the report can say how slow the worst `503` was. Half the probes and a share
+of hashing jobs, so both the suite's job and a shipped one run; a share of submits may carry a JWT no
+gateway process has seen, so that they need a Vault login.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from faults.stack import Stack
+
+CLIENT_TIMEOUT = 10.0  # seconds a client waits for any answer
+RETRY_PAUSE = 0.25  # seconds between repeats of an unacknowledged submit
+NO_ANSWER = 0  # status recorded when no HTTP answer came (refused, reset, timed out)
+
+
+@dataclass
+class Submission:
+    key: str
+    job_type: str
+    upload: dict[str, Any]
+    jwt: bool
+    uuid: str | None = None  # from the 202 (or the 200 of a repeat)
+    seen: set[str] = field(default_factory=set)  # every uuid any answer named for this key
+    attempts: int = 0
+    refused: str | None = None  # a 4xx other than 429: the submit was wrong, not the stack
+
+    def expected(self) -> dict[str, Any]:
+        if self.job_type == "probe":
+            return {"tag": self.upload["tag"]}
+        return {"sha256": hashlib.sha256(base64.b64decode(self.upload["content"])).hexdigest()}
+
+
+@dataclass(frozen=True)
+class Answer:
+    route: str
+    status: int
+    seconds: float
+    message: str = ""
+
+
+class Load:
+    def __init__(self, stack: Stack, clients: int = 16, rate: float = 8.0, jwt_share: float = 0.0,
+                 reads_per_submit: int = 2, seed: int | None = None) -> None:
+        self.stack = stack
+        self.clients = clients
+        self.interval = clients / rate  # seconds between one client's submits
+        self.jwt_share = jwt_share
+        self.reads_per_submit = reads_per_submit
+        self.random = random.Random(seed)
+        self.submissions: list[Submission] = []
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- running -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(index,), name=f"client-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(CLIENT_TIMEOUT + 5)
+
+    def settle(self, deadline: float) -> None:
+        """After the load: repeat every unacknowledged submit with its key until it is acknowledged or the
+        deadline passes (what a client does once the outage is over)."""
+        with requests.Session() as session:
+            for sub in self.unacknowledged():
+                while sub.uuid is None and sub.refused is None and time.monotonic() < deadline:
+                    self._submit(session, sub)
+                    if sub.uuid is None:
+                        time.sleep(RETRY_PAUSE)
+
+    def unacknowledged(self) -> list[Submission]:
+        with self._lock:
+            return [sub for sub in self.submissions if sub.uuid is None and sub.refused is None]
+
+    def acknowledged(self) -> list[Submission]:
+        with self._lock:
+            return [sub for sub in self.submissions if sub.uuid is not None]
+
+    # --- one client ----------------------------------------------------------------------------------------
+
+    def _client(self, index: int) -> None:
+        rng = random.Random(self.random.random())
+        session = requests.Session()
+        next_submit = time.monotonic() + rng.uniform(0, self.interval)
+        current: Submission | None = None
+        while not self._stop.is_set():
+            if current is not None and current.uuid is None and current.refused is None:
+                self._submit(session, current)
+                if current.uuid is None:
+                    self._stop.wait(RETRY_PAUSE)
+                continue
+            now = time.monotonic()
+            if now >= next_submit:
+                current = self._new_submission(rng)
+                next_submit = now + self.interval
+                self._submit(session, current)
+                continue
+            for _ in range(self.reads_per_submit):
+                self._read(session, rng)
+            self._stop.wait(max(0.0, min(next_submit - time.monotonic(), self.interval / (self.reads_per_submit + 1))))
+        session.close()
+
+    def _new_submission(self, rng: random.Random) -> Submission:
+        key = str(uuid.uuid4())
+        if rng.random() < 0.5:
+            sub = Submission(key, "probe", {"tag": key[:8], "work_ms": rng.randint(20, 300)}, rng.random() < self.jwt_share)
+        else:
+            content = base64.b64encode(rng.randbytes(rng.randint(1, 4096))).decode()
+            sub = Submission(key, "calc_hash", {"content": content}, rng.random() < self.jwt_share)
+        with self._lock:
+            self.submissions.append(sub)
+        return sub
+
+    def _auth(self, sub: Submission | None) -> dict[str, Any]:
+        if sub is not None and sub.jwt:
+            return {"headers": {"Authorization": f"Bearer {self.stack.fresh_jwt()}"}}
+        return {"auth": self.stack.admin()}
+
+    def _submit(self, session: requests.Session, sub: Submission) -> None:
+        sub.attempts += 1
+        kwargs = self._auth(sub)
+        kwargs.setdefault("headers", {})["Idempotency-Key"] = sub.key
+        status, body = self._call(session, "submit", "POST", "/submit",
+                                  json={"type": sub.job_type, "upload": sub.upload}, **kwargs)
+        named = body.get("uuid") if isinstance(body, dict) else None
+        if named:
+            sub.seen.add(named)
+        if status in (200, 202):
+            sub.uuid = named
+        elif status not in (NO_ANSWER, 429, 503):
+            sub.refused = f"{status} {body}"
+
+    def _read(self, session: requests.Session, rng: random.Random) -> None:
+        with self._lock:
+            if not self.submissions:
+                return
+            sub = rng.choice(self.submissions)
+        if sub.uuid is not None:
+            self._call(session, "taskinfo", "GET", "/taskinfo", params={"taskid": sub.uuid}, auth=self.stack.admin())
+
+    def _call(self, session: requests.Session, route: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        started = time.monotonic()
+        try:
+            response = session.request(method, self.stack.url + path, timeout=CLIENT_TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__))
+            return NO_ANSWER, None
+        seconds = time.monotonic() - started
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = body.get("message", "") if isinstance(body, dict) and response.status_code >= 400 else ""
+        self._keep(Answer(route, response.status_code, seconds, message))
+        return response.status_code, body
+
+    def _keep(self, answer: Answer) -> None:
+        with self._lock:
+            self.answers.append(answer)

@@ -1,0 +1,197 @@
+"""The scenarios: each starts its own stack, runs the load, strikes by real means on a timeline, lets
+the clients settle and reads every acknowledged job back (faults/checker.py).
+
+Quick ones run in CI (tests/faults/); the long ones repeat their fault many times and run on demand
+(`./faults/run.sh --long`). Every scenario states its deadline: how long after the load ends every
+acknowledged job must have ended.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faults.checker import Report, check
+from faults.load import Load
+from faults.stack import Knobs, Stack, pause, resume
+
+
+@dataclass
+class Run:
+    """What a fault's timeline can reach: the stack, the load, and a log of what it did when."""
+
+    stack: Stack
+    load: Load
+    started: float = field(default_factory=time.monotonic)
+    events: list[str] = field(default_factory=list)
+
+    def at(self, seconds: float) -> None:
+        """Wait until `seconds` after the load started: the fault's schedule, not a synchronisation."""
+        time.sleep(max(0.0, self.started + seconds - time.monotonic()))
+
+    def note(self, what: str) -> None:
+        self.events.append(f"{time.monotonic() - self.started:6.1f}s {what}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    strike: Callable[[Run], None]
+    load_seconds: float
+    deadline: float  # seconds after the load ends by which every acknowledged job must have ended
+    quick: bool = True
+    jwt_share: float = 0.0
+    no_answer_allowed: bool = False
+    knobs: Knobs = field(default_factory=Knobs)
+
+
+# --- the faults --------------------------------------------------------------------------------------------
+
+
+def kill_worker(run: Run) -> None:
+    run.stack.kill_worker()
+    run.note(f"worker's process group SIGKILLed ({run.stack.worker_starts} started so far)")
+
+
+def restart_redis(run: Run, down: float = 3.0) -> None:
+    run.stack.kill_redis()
+    run.note("redis-server SIGKILLed")
+    time.sleep(down)
+    run.stack.start_redis()
+    run.note("redis-server started again from its AOF")
+
+
+def stop_redis(run: Run, seconds: float = 4.0) -> None:
+    proc = run.stack.procs["redis"]
+    pause(proc)
+    run.note("redis-server SIGSTOPped")
+    time.sleep(seconds)
+    resume(proc)
+    run.note("redis-server SIGCONTinued")
+
+
+def client_pause(run: Run, seconds: float = 4.0) -> None:
+    run.stack.redis().execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+    run.note(f"CLIENT PAUSE {seconds:.0f} s ALL")
+    time.sleep(seconds)
+
+
+def seal_vault(run: Run, seconds: float = 4.0) -> None:
+    run.stack.vault.seal()
+    run.note("OpenBao sealed")
+    time.sleep(seconds)
+    run.stack.vault.unseal()
+    run.note("OpenBao unsealed")
+
+
+def stop_vault(run: Run, seconds: float = 4.0) -> None:
+    run.stack.vault.pause()
+    run.note("OpenBao SIGSTOPped")
+    time.sleep(seconds)
+    run.stack.vault.resume()
+    run.note("OpenBao SIGCONTinued")
+
+
+def stall_in_turn(run: Run) -> None:
+    stop_redis(run)
+    time.sleep(6)
+    client_pause(run)
+
+
+def kill_gateway_worker(run: Run) -> None:
+    children = run.stack.gateway_children()
+    os.kill(children[0], signal.SIGKILL)
+    run.note(f"gunicorn worker {children[0]} SIGKILLed (of {len(children)})")
+
+
+def every(period: float, first: float, until: float, fault: Callable[[Run], None]) -> Callable[[Run], None]:
+    def strike(run: Run) -> None:
+        moment = first
+        while moment < until:
+            run.at(moment)
+            fault(run)
+            moment += period
+    return strike
+
+
+def once(at: float, fault: Callable[[Run], None]) -> Callable[[Run], None]:
+    return every(float("inf"), at, at + 1, fault)
+
+
+def both(*strikes: Callable[[Run], None]) -> Callable[[Run], None]:
+    def strike(run: Run) -> None:
+        for one in strikes:
+            one(run)
+    return strike
+
+
+# Lost work reruns within visibility_timeout + 5 s; the load's backlog then drains. Deadlines hold both.
+SCENARIOS = [
+    Scenario("worker-kill", "the worker's whole process group SIGKILLed mid-load, restarted as compose would",
+             once(6, kill_worker), load_seconds=15, deadline=60),
+    Scenario("redis-restart", "redis-server SIGKILLed mid-load, started again from its AOF (appendfsync always) 3 s later",
+             once(6, restart_redis), load_seconds=15, deadline=90),
+    Scenario("redis-stall", "redis-server SIGSTOPped for 4 s, then CLIENT PAUSE ALL for 4 s",
+             both(once(4, stop_redis), once(11, client_pause)), load_seconds=16, deadline=60),
+    Scenario("vault-down", "OpenBao sealed for 4 s, then SIGSTOPped for 4 s; half the submits need a login",
+             both(once(4, seal_vault), once(11, stop_vault)), load_seconds=16, deadline=60, jwt_share=0.5),
+    Scenario("gateway-kill", "a gunicorn worker SIGKILLed twice mid-load (clients see resets and repeat)",
+             every(5, 4, 10, kill_gateway_worker), load_seconds=12, deadline=60, no_answer_allowed=True),
+    # On demand: the same faults, many times over, for minutes.
+    Scenario("worker-kill-long", "the worker SIGKILLed every 12 s for 2 minutes",
+             every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False),
+    Scenario("redis-restart-long", "redis-server restarted from its AOF every 20 s for 2 minutes",
+             every(20, 8, 120, restart_redis), load_seconds=125, deadline=150, quick=False),
+    Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
+             every(20, 5, 120, stall_in_turn),
+             load_seconds=125, deadline=90, quick=False),
+]
+
+
+def by_name(names: list[str] | None = None, quick: bool | None = None) -> list[Scenario]:
+    chosen = [s for s in SCENARIOS if (names is None or s.name in names) and (quick is None or s.quick == quick)]
+    unknown = set(names or ()) - {s.name for s in SCENARIOS}
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int = 16, rate: float = 8.0) -> Report:
+    """Start a stack, run the load with the fault on its timeline, check, stop everything."""
+    folder = Path(tempfile.mkdtemp(prefix=f"faults-{scenario.name}-", dir=workdir))
+    stack = Stack(folder, scenario.knobs)
+    try:
+        stack.start()
+        load = Load(stack, clients=clients, rate=rate, jwt_share=scenario.jwt_share)
+        stop_supervising = threading.Event()
+        supervisor = threading.Thread(target=_supervise, args=(stack, stop_supervising), daemon=True)
+        supervisor.start()
+        load.start()
+        run = Run(stack, load)
+        scenario.strike(run)
+        run.at(scenario.load_seconds)
+        load.stop()
+        run.note(f"load stopped ({len(load.submissions)} submits)")
+        report = check(scenario.name, stack, load, time.monotonic() + scenario.deadline,
+                       no_answer_allowed=scenario.no_answer_allowed)
+        stop_supervising.set()
+        supervisor.join(5)
+        report.events = run.events + [f"worker started {stack.worker_starts}x, exits {stack.worker_exits}",
+                                      f"run folder {folder}"]
+        return report
+    finally:
+        stack.close()
+
+
+def _supervise(stack: Stack, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        try:
+            stack.supervise()
+        except Exception:  # noqa: BLE001 - a restart that fails now is tried again next round
+            pass

@@ -1,0 +1,203 @@
+"""One scenario's stack, all on 127.0.0.1 and free ports, in its own folder: redis-server with compose's
+durability (AOF, `appendfsync always`), a real OpenBao configured by deploy/vault_bootstrap.py, the
+gateway started as compose starts it (`gunicorn wsgi:app`, GATEWAY_BIND) and a `hash` worker started
+with compose's command plus `-I faults.probe` (the suite's job type). No PYTHONPATH: production has none.
+
+The stack also plays the supervisor compose is (`restart: unless-stopped`): `supervise()` starts again a
+worker that exited or was killed, and says how often it had to.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from celery import Celery
+from redis import Redis
+
+import celeryconfig
+from devsupport import jwt as devjwt
+from devsupport.deployment import compose_argv
+from devsupport.processes import ROOT, Process, free_port, start_redis, wait_until
+from devsupport.vault import DevVault
+from settings import load_settings
+
+PROBE_SCHEMA = ROOT / "faults" / "probe.json"
+USERS = {"admin": ("client-admin", "admin")}
+WORKER = "hash"  # compose's service and node name
+
+
+@dataclass
+class Knobs:
+    """What a scenario may change in the shipped configuration (everything else is config.example.json
+    and settings/defaults.json)."""
+
+    visibility_timeout: int = 10  # workers.visibility_timeout; shipped 45 (the rerun bound is this + 5 s)
+    gateway_workers: int = 2  # GATEWAY_WORKERS (4 threads each)
+    worker_restarts: bool = True  # restart a worker that exits, as compose does
+
+
+@dataclass
+class Stack:
+    dir: Path
+    knobs: Knobs = field(default_factory=Knobs)
+    procs: dict[str, Process] = field(default_factory=dict)
+    worker_starts: int = 0
+    worker_exits: list[int | None] = field(default_factory=list)
+    _supervisor: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- start and stop ---------------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        self.logs = self.dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.ledger = self.dir / "ledger.txt"
+        self.redis_password = secrets.token_urlsafe(18)
+        self.redis_port = free_port()
+        self.start_redis()
+        self.vault = DevVault(self.dir).start()
+        self.jwt_key, public_key = devjwt.new_key_pair()
+        self.passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+        users = {user: {"password": self.passwords[user], "client_id": client_id, "role": role}
+                 for user, (client_id, role) in USERS.items()}
+        self.gateway_token = self.vault.configure(users, [public_key], token_id=secrets.token_urlsafe(24))
+        self._write_config()
+        self.start_gateway()
+        self.start_worker()
+        return self
+
+    def close(self) -> None:
+        self.vault.stop()
+        for name in reversed(list(self.procs)):
+            self._resume(self.procs[name])
+            self.procs[name].stop()
+        if getattr(self, "_celery", None) is not None:
+            self._celery.close()
+
+    def _write_config(self) -> None:
+        config = json.loads((ROOT / "config.example.json").read_text())
+        config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        config["vault"]["url"] = self.vault.url
+        config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
+        config["workers"]["visibility_timeout"] = self.knobs.visibility_timeout
+        config["jobs"]["probe"] = {**config["jobs"]["calc_hash"], "task": "faults.probe", "schema": str(PROBE_SCHEMA)}
+        config["roles"]["admin"].append("probe")
+        config["roles"]["service"].append("probe")
+        # The load is one client sending far more than a client should: rate limits off, as in bench/.
+        config.setdefault("limits", {})["rate"] = {"submit": {"default": "1000000/second"},
+                                                   "read": {"default": "1000000/second"}}
+        config["limits"]["max_unfinished"] = {"default": None}
+        self.config_path, self.secrets_path = self.dir / "config.json", self.dir / ".secrets.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.secrets_path.touch(mode=0o600)
+        self.secrets_path.write_text(json.dumps({"redis": {"password": self.redis_password},
+                                                 "vault": {"token": self.gateway_token}}))
+        self.settings = load_settings(self.config_path, self.secrets_path, environ={})
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GATEWAY", "VAULT_", "BAO_")) and k not in ("PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR")}
+        self.env = dict(env, GATEWAY_CONFIG=str(self.config_path), GATEWAY_SECRETS=str(self.secrets_path))
+
+    # --- redis --------------------------------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        """redis-server on the same port and folder each time, so a restart reloads its AOF."""
+        proc, _ = start_redis(self.dir, self.redis_password, port=self.redis_port, persistence="always")
+        self.procs["redis"] = proc
+        wait_until(lambda: proc.alive() and self.redis().ping(), 30, "redis-server ready")
+
+    def redis(self) -> Redis:
+        return Redis(port=self.redis_port, password=self.redis_password, decode_responses=True,
+                     socket_timeout=5, socket_connect_timeout=2)
+
+    def kill_redis(self) -> None:
+        self.procs["redis"].stop(signal.SIGKILL)
+
+    # --- gateway ------------------------------------------------------------------------------------------
+
+    def start_gateway(self) -> None:
+        port = free_port()
+        env = dict(self.env, GATEWAY_BIND=f"127.0.0.1:{port}", GATEWAY_WORKERS=str(self.knobs.gateway_workers),
+                   PROMETHEUS_MULTIPROC_DIR=str(self.dir / "prometheus"))
+        proc = Process("gateway", compose_argv("gateway"), env, self.logs)
+        self.procs["gateway"] = proc
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: proc.alive() and requests.get(self.url + "/health", timeout=2).status_code == 200,
+                   60, "gateway ready")
+
+    def gateway_children(self) -> list[int]:
+        pid = self.procs["gateway"].proc.pid
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+            except (OSError, ValueError):
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                found.append(int(entry.name))
+        return found
+
+    # --- worker -------------------------------------------------------------------------------------------
+
+    @property
+    def node(self) -> str:
+        return f"{WORKER}@{socket.gethostname()}"
+
+    def start_worker(self) -> None:
+        env = dict(self.env, WORKER_NAME=WORKER, FAULTS_LEDGER=str(self.ledger),
+                   GATEWAY__LOGGING__LOG_FILE=str(self.logs / "worker.log"))
+        self.worker_starts += 1
+        proc = Process(f"worker-{self.worker_starts}", [*compose_argv(WORKER), "-I", "faults.probe"], env, self.logs)
+        self.procs["worker"] = proc
+        wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[self.node], timeout=0.5),
+                   60, "worker ready")
+
+    def kill_worker(self) -> None:
+        """SIGKILL to the worker's whole process group: the main process and every pool process."""
+        with self._supervisor:
+            proc = self.procs["worker"]
+            os.killpg(proc.proc.pid, signal.SIGKILL)
+            proc.proc.wait(10)
+
+    def supervise(self) -> None:
+        """compose's `restart: unless-stopped`: a worker that is gone is started again."""
+        with self._supervisor:
+            proc = self.procs.get("worker")
+            if proc is not None and not proc.alive() and self.knobs.worker_restarts:
+                self.worker_exits.append(proc.proc.returncode)
+                self.start_worker()
+
+    def celery(self) -> Celery:
+        if getattr(self, "_celery", None) is None:
+            self._celery = Celery("faults", config_source=celeryconfig.build(self.settings, role="worker"),
+                                  set_as_current=False)
+        return self._celery
+
+    # --- credentials ----------------------------------------------------------------------------------------
+
+    def admin(self) -> tuple[str, str]:
+        return "admin", self.passwords["admin"]
+
+    def fresh_jwt(self) -> str:
+        """A token no gateway process has seen: its request needs a Vault login."""
+        claims = devjwt.demo_claims(f"fault-{secrets.token_hex(6)}", "client-jwt", "service", ttl=600)
+        return devjwt.mint(self.jwt_key, claims)
+
+    @staticmethod
+    def _resume(proc: Process) -> None:
+        if proc.alive():
+            os.kill(proc.proc.pid, signal.SIGCONT)
+
+
+def pause(proc: Process) -> None:
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+
+
+def resume(proc: Process) -> None:
+    os.kill(proc.proc.pid, signal.SIGCONT)
+
