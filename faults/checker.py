@@ -39,6 +39,7 @@ class Report:
     duplicated: list[str] = field(default_factory=list)
     misreported: list[str] = field(default_factory=list)
     gave_up: int = 0  # honest code-6 ends
+    rerun: int = 0  # probes started more than once (their worker died under them)
     requests: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     worst_503: float | None = None
@@ -71,7 +72,7 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "acknowledged": self.acknowledged, "lost": len(self.lost),
                 "stuck": len(self.stuck), "duplicated": len(self.duplicated), "misreported": len(self.misreported),
-                "gave_up_code_6": self.gave_up, "requests": self.requests, "statuses": self.statuses,
+                "gave_up_code_6": self.gave_up, "rerun": self.rerun, "requests": self.requests, "statuses": self.statuses,
                 "503s": self.statuses.get("503", 0),
                 "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
                 "worst_answer_s": round(self.worst_answer, 3), "no_answer": self.no_answer,
@@ -108,6 +109,8 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
     task = sub.uuid[:8]
     if len(sub.seen) > 1:
         report.duplicated.append(f"{task} key named {len(sub.seen)} uuids")
+    if starts > 1:
+        report.rerun += 1
     if sub.job_type == "probe" and done > 1:
         report.duplicated.append(f"{task} completed {done} times")
     if end is None or end.get("_status") == 404:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faults.checker import Report, check
+from devsupport.processes import wait_until
 from faults.load import Load
+from faults.probe import read_ledger
 from faults.stack import Knobs, Stack, pause, resume
 
 
@@ -55,8 +57,16 @@ class Scenario:
 
 
 def kill_worker(run: Run) -> None:
+    """SIGKILL the worker while it runs a probe (the ledger shows one started and not done)."""
+    running = wait_until(lambda: _running_probes(run.stack), 10, "a probe running", interval=0.01)
     run.stack.kill_worker()
-    run.note(f"worker's process group SIGKILLed ({run.stack.worker_starts} started so far)")
+    run.note(f"worker's process group SIGKILLed while running {len(running)} probe(s) "
+             f"({run.stack.worker_starts} started so far)")
+
+
+def _running_probes(stack: Stack) -> set[str]:
+    starts, done = read_ledger(str(stack.ledger))
+    return {task_id for task_id, count in starts.items() if count > done.get(task_id, 0)}
 
 
 def restart_redis(run: Run, down: float = 3.0) -> None:

@@ -152,7 +152,7 @@ class Stack:
         env = dict(self.env, WORKER_NAME=WORKER, FAULTS_LEDGER=str(self.ledger),
                    GATEWAY__LOGGING__LOG_FILE=str(self.logs / "worker.log"))
         self.worker_starts += 1
-        proc = Process(f"worker-{self.worker_starts}", [*compose_argv(WORKER), "-I", "faults.probe"], env, self.logs)
+        proc = Process(f"worker-{self.worker_starts}", [*compose_argv(f"worker-{WORKER}"), "-I", "faults.probe"], env, self.logs)
         self.procs["worker"] = proc
         wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[self.node], timeout=0.5),
                    60, "worker ready")
