@@ -14,6 +14,7 @@ from jobs.catalogue import JobCatalogue
 from settings import Settings
 
 RESTORE_INTERVAL = 5  # seconds between a worker's sweeps for deliveries whose worker is gone
+RESULT_STORE_RETRIES = 35  # a finished job's result store retried this often while Redis is away (backoff to 2 s)
 
 
 def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
@@ -72,6 +73,13 @@ def _worker(settings: Settings) -> dict[str, Any]:
         "redis_socket_connect_timeout": 5.0,
         "redis_retry_on_timeout": True,
         "result_backend_transport_options": {"retry_policy": {"timeout": 10.0}},
+        # A job that finished while Redis restarts keeps trying to store its result (backoff up to 2 s,
+        # about a minute in all) instead of turning the connection error into the job's failure: the
+        # work was done, and "error 1" would be a lie (the fault suite's redis-restart found it).
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": RESULT_STORE_RETRIES,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "broker_connection_timeout": 5.0,
         "broker_connection_retry_on_startup": True,
         "worker_prefetch_multiplier": workers["prefetch_multiplier"],

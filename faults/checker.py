@@ -20,8 +20,8 @@ from typing import Any
 
 import requests
 
+from faults import ledger
 from faults.load import NO_ANSWER, Load, Submission
-from faults.probe import read_ledger
 from faults.stack import Stack
 from jobs.keys import RECORD_PREFIX
 
@@ -93,7 +93,7 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
     ends = _await_ends(stack, subs, deadline)
     report.settled_seconds = time.monotonic() - load_ended
     again = _read_all(stack, [sub.uuid for sub in subs if ends.get(sub.uuid, {}).get("status") in TERMINAL])
-    starts, done = read_ledger(str(stack.ledger))
+    starts, done = ledger.read(str(stack.ledger))
     max_deliveries = stack.settings.config["workers"]["max_deliveries"]
     for sub in subs:
         _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), starts.get(sub.uuid, 0),

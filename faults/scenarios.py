@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faults.checker import Report, check
 from devsupport.processes import wait_until
+from faults import ledger
+from faults.checker import Report, check
 from faults.load import Load
-from faults.probe import read_ledger
 from faults.stack import Knobs, Stack, pause, resume
 
 
@@ -51,6 +51,8 @@ class Scenario:
     jwt_share: float = 0.0
     no_answer_allowed: bool = False
     knobs: Knobs = field(default_factory=Knobs)
+    # What shows the fault was felt, so a scenario whose fault missed cannot pass: (description, check).
+    felt: tuple[str, Callable[[Report], bool]] = ("503s answered", lambda report: report.statuses.get("503", 0) > 0)
 
 
 # --- the faults --------------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def kill_worker(run: Run) -> None:
 
 
 def _running_probes(stack: Stack) -> set[str]:
-    starts, done = read_ledger(str(stack.ledger))
+    starts, done = ledger.read(str(stack.ledger))
     return {task_id for task_id, count in starts.items() if count > done.get(task_id, 0)}
 
 
@@ -115,9 +117,12 @@ def stall_in_turn(run: Run) -> None:
 
 
 def kill_gateway_worker(run: Run) -> None:
+    """SIGKILL a gunicorn worker process; its master forks a new one (waited for, with a deadline)."""
     children = run.stack.gateway_children()
     os.kill(children[0], signal.SIGKILL)
     run.note(f"gunicorn worker {children[0]} SIGKILLed (of {len(children)})")
+    wait_until(lambda: len(set(run.stack.gateway_children()) - set(children)) == 1, 30, "a new gunicorn worker")
+    run.note("gunicorn forked a new worker")
 
 
 def every(period: float, first: float, until: float, fault: Callable[[Run], None]) -> Callable[[Run], None]:
@@ -141,10 +146,14 @@ def both(*strikes: Callable[[Run], None]) -> Callable[[Run], None]:
     return strike
 
 
+RERUN = ("a probe started again after its worker died", lambda report: report.rerun > 0)
+RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn worker" in e or "forked" in e
+                                                               for e in report.events))
+
 # Lost work reruns within visibility_timeout + 5 s; the load's backlog then drains. Deadlines hold both.
 SCENARIOS = [
     Scenario("worker-kill", "the worker's whole process group SIGKILLed mid-load, restarted as compose would",
-             once(6, kill_worker), load_seconds=15, deadline=60),
+             once(6, kill_worker), load_seconds=15, deadline=60, felt=RERUN),
     Scenario("redis-restart", "redis-server SIGKILLed mid-load, started again from its AOF (appendfsync always) 3 s later",
              once(6, restart_redis), load_seconds=15, deadline=90),
     Scenario("redis-stall", "redis-server SIGSTOPped for 4 s, then CLIENT PAUSE ALL for 4 s",
@@ -152,10 +161,11 @@ SCENARIOS = [
     Scenario("vault-down", "OpenBao sealed for 4 s, then SIGSTOPped for 4 s; half the submits need a login",
              both(once(4, seal_vault), once(11, stop_vault)), load_seconds=16, deadline=60, jwt_share=0.5),
     Scenario("gateway-kill", "a gunicorn worker SIGKILLed twice mid-load (clients see resets and repeat)",
-             every(5, 4, 10, kill_gateway_worker), load_seconds=12, deadline=60, no_answer_allowed=True),
+             every(5, 4, 10, kill_gateway_worker), load_seconds=12, deadline=60, no_answer_allowed=True,
+             felt=RESPAWNED),
     # On demand: the same faults, many times over, for minutes.
     Scenario("worker-kill-long", "the worker SIGKILLed every 12 s for 2 minutes",
-             every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False),
+             every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False, felt=RERUN),
     Scenario("redis-restart-long", "redis-server restarted from its AOF every 20 s for 2 minutes",
              every(20, 8, 120, restart_redis), load_seconds=125, deadline=150, quick=False),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
@@ -192,8 +202,11 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
                        no_answer_allowed=scenario.no_answer_allowed)
         stop_supervising.set()
         supervisor.join(5)
+        what, felt = scenario.felt
         report.events = run.events + [f"worker started {stack.worker_starts}x, exits {stack.worker_exits}",
                                       f"run folder {folder}"]
+        if not felt(report):
+            report.unexpected.append(f"the fault was not felt (expected: {what})")
         return report
     finally:
         stack.close()
