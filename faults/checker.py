@@ -40,6 +40,7 @@ class Report:
     misreported: list[str] = field(default_factory=list)
     gave_up: int = 0  # honest code-6 ends
     rerun: int = 0  # probes started more than once (their worker died under them)
+    longest_run: float = 0.0  # seconds from a probe's first start to its completion, the longest
     requests: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     worst_503: float | None = None
@@ -72,7 +73,8 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "acknowledged": self.acknowledged, "lost": len(self.lost),
                 "stuck": len(self.stuck), "duplicated": len(self.duplicated), "misreported": len(self.misreported),
-                "gave_up_code_6": self.gave_up, "rerun": self.rerun, "requests": self.requests, "statuses": self.statuses,
+                "gave_up_code_6": self.gave_up, "rerun": self.rerun,
+                "longest_probe_s": round(self.longest_run, 1), "requests": self.requests, "statuses": self.statuses,
                 "503s": self.statuses.get("503", 0),
                 "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
                 "worst_answer_s": round(self.worst_answer, 3), "no_answer": self.no_answer,
@@ -94,7 +96,8 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
     report.settled_seconds = time.monotonic() - load_ended
     again = _read_all(stack, [sub.uuid for sub in subs if ends.get(sub.uuid, {}).get("status") in TERMINAL])
     starts, done = ledger.read(str(stack.ledger))
-    max_deliveries = stack.settings.config["workers"]["max_deliveries"]
+    report.longest_run = ledger.longest_run(str(stack.ledger))
+    max_deliveries = stack.settings.config["workers"].get("max_deliveries", 2)
     for sub in subs:
         _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), starts.get(sub.uuid, 0),
                done.get(sub.uuid, 0), max_deliveries)

@@ -29,3 +29,21 @@ def read(path: str) -> tuple[dict[str, int], dict[str, int]]:
         table = starts if event == "start" else done
         table[task_id] = table.get(task_id, 0) + 1
     return starts, done
+
+
+def longest_run(path: str) -> float:
+    """Seconds from a probe's first start to its last completed run, the longest over all probes."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    for line in lines:
+        event, task_id, _, stamp = line.split()
+        if event == "start":
+            first.setdefault(task_id, float(stamp))
+        else:
+            last[task_id] = float(stamp)
+    return max((last[task_id] - first[task_id] for task_id in last if task_id in first), default=0.0)

@@ -66,6 +66,19 @@ def kill_worker(run: Run) -> None:
              f"({run.stack.worker_starts} started so far)")
 
 
+def freeze_worker(run: Run) -> None:
+    """SIGSTOP the worker's whole process group (a frozen VM, a swap storm) past its visibility
+    timeout while it runs a probe, then SIGCONT: its leases lapsed meanwhile."""
+    running = wait_until(lambda: _running_probes(run.stack), 10, "a probe running", interval=0.01)
+    group = run.stack.procs["worker"].proc.pid
+    os.killpg(group, signal.SIGSTOP)
+    seconds = run.stack.knobs.visibility_timeout + 8
+    run.note(f"worker's process group SIGSTOPped for {seconds} s while running {len(running)} probe(s)")
+    time.sleep(seconds)
+    os.killpg(group, signal.SIGCONT)
+    run.note("worker's process group SIGCONTinued")
+
+
 def _running_probes(stack: Stack) -> set[str]:
     starts, done = ledger.read(str(stack.ledger))
     return {task_id for task_id, count in starts.items() if count > done.get(task_id, 0)}
@@ -147,6 +160,8 @@ def both(*strikes: Callable[[Run], None]) -> Callable[[Run], None]:
 
 
 RERUN = ("a probe started again after its worker died", lambda report: report.rerun > 0)
+FROZEN = ("a probe that ran through the freeze (longer than the visibility timeout from start to done)",
+          lambda report: report.longest_run > Knobs().visibility_timeout)
 RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn worker" in e or "forked" in e
                                                                for e in report.events))
 
@@ -154,6 +169,8 @@ RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn wor
 SCENARIOS = [
     Scenario("worker-kill", "the worker's whole process group SIGKILLed mid-load, restarted as compose would",
              once(6, kill_worker), load_seconds=15, deadline=60, felt=RERUN),
+    Scenario("worker-freeze", "the worker's process group SIGSTOPped past its visibility timeout mid-job, then resumed",
+             once(5, freeze_worker), load_seconds=25, deadline=60, felt=FROZEN),
     Scenario("redis-restart", "redis-server SIGKILLed mid-load, started again from its AOF (appendfsync always) 3 s later",
              once(6, restart_redis), load_seconds=15, deadline=90),
     Scenario("redis-stall", "redis-server SIGSTOPped for 4 s, then CLIENT PAUSE ALL for 4 s",

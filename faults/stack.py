@@ -85,7 +85,8 @@ class Stack:
         config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
         config["vault"]["url"] = self.vault.url
         config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
-        config["workers"]["visibility_timeout"] = self.knobs.visibility_timeout
+        if "visibility_timeout" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
+            config["workers"]["visibility_timeout"] = self.knobs.visibility_timeout  # (absent before issue 13)
         config["jobs"]["probe"] = {**config["jobs"]["calc_hash"], "task": "faults.probe", "schema": str(PROBE_SCHEMA)}
         config["roles"]["admin"].append("probe")
         config["roles"]["service"].append("probe")
