@@ -191,10 +191,11 @@ def test_image_copies_every_package_the_services_import():
 
 def test_dockerignore_keeps_secrets_and_test_code_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for entry in (".secrets.json", "config.json", "tests/", "devsupport/", "bench/", ".venv", ".git"):
+    for entry in (".secrets.json", "config.json", "tests/", "devsupport/", "bench/", "faults/", ".venv", ".git"):
         assert entry in ignored
 
 
 def test_scripts_are_executable():
-    for script in ("scripts/test.sh", "scripts/run-local.sh", "scripts/bootstrap.sh", "scripts/compose-init.sh", ".ci/run"):
+    for script in ("scripts/test.sh", "scripts/run-local.sh", "scripts/bootstrap.sh", "scripts/compose-init.sh", ".ci/run",
+                   "faults/run.sh"):
         assert os.access(ROOT / script, os.X_OK), script
