@@ -14,10 +14,10 @@ from celery import Celery
 from redis import Redis
 
 import celeryconfig
+from devsupport.deployment import compose_argv
 from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from settings import Settings, load_settings
 from tests.support.api import Api
-from devsupport.deployment import compose_argv
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)

@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from devsupport.deployment import compose_argv
 from devsupport.processes import wait_until
 from jobs import webhooks
 from jobs.webhooks import verify
 from tests.support.api import b64
-from devsupport.deployment import compose_argv
 from tests.support.procfs import children, cmdline, environ, status_kib
 
 
