@@ -52,7 +52,9 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "result_expires": config["results"]["expires"],
-        "broker_transport_options": {},
+        # One list per queue (kombu's default is four, one per priority step; nothing here sends
+        # priorities): the worker's transport takes messages with BLMOVE, which reads one list.
+        "broker_transport_options": {"priority_steps": [0]},
     }
     specific = _gateway(settings) if role == "gateway" else _worker(settings)
     conf["broker_transport_options"].update(specific.pop("broker_transport_options"))

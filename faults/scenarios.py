@@ -92,35 +92,25 @@ def restart_redis(run: Run, down: float = 3.0) -> None:
     run.note("redis-server started again from its AOF")
 
 
-def stop_redis(run: Run, seconds: float = 4.0) -> None:
-    proc = run.stack.procs["redis"]
-    pause(proc)
-    run.note("redis-server SIGSTOPped")
-    time.sleep(seconds)
-    resume(proc)
-    run.note("redis-server SIGCONTinued")
+def outage(what: str, begin: Callable[[Stack], object], end: Callable[[Stack], object],
+           seconds: float = 4.0) -> Callable[[Run], None]:
+    """A fault that lasts `seconds`: `begin`, then `end`, each noted as `what` (began / ended)."""
+    def strike(run: Run) -> None:
+        begin(run.stack)
+        run.note(f"{what}: began")
+        time.sleep(seconds)
+        end(run.stack)
+        run.note(f"{what}: ended after {seconds:.0f} s")
+    return strike
 
 
-def client_pause(run: Run, seconds: float = 4.0) -> None:
-    run.stack.redis().execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
-    run.note(f"CLIENT PAUSE {seconds:.0f} s ALL")
-    time.sleep(seconds)
-
-
-def seal_vault(run: Run, seconds: float = 4.0) -> None:
-    run.stack.vault.seal()
-    run.note("OpenBao sealed")
-    time.sleep(seconds)
-    run.stack.vault.unseal()
-    run.note("OpenBao unsealed")
-
-
-def stop_vault(run: Run, seconds: float = 4.0) -> None:
-    run.stack.vault.pause()
-    run.note("OpenBao SIGSTOPped")
-    time.sleep(seconds)
-    run.stack.vault.resume()
-    run.note("OpenBao SIGCONTinued")
+stop_redis = outage("redis-server SIGSTOP / SIGCONT", lambda stack: pause(stack.procs["redis"]),
+                    lambda stack: resume(stack.procs["redis"]))
+# Redis ends CLIENT PAUSE by itself; the fault is over when its time is.
+client_pause = outage("CLIENT PAUSE 4000 ALL", lambda stack: stack.redis().execute_command("CLIENT", "PAUSE", 4000, "ALL"),
+                      lambda stack: None)
+seal_vault = outage("OpenBao sealed / unsealed", lambda stack: stack.vault.seal(), lambda stack: stack.vault.unseal())
+stop_vault = outage("OpenBao SIGSTOP / SIGCONT", lambda stack: stack.vault.pause(), lambda stack: stack.vault.resume())
 
 
 def stall_in_turn(run: Run) -> None:

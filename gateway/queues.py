@@ -1,7 +1,8 @@
 """What is waiting in the broker, read at call time: depth and age of the oldest message per queue.
 
-kombu's Redis transport keeps a queue as a list (LPUSH to publish, BRPOP to consume, so the oldest
-message sits at the right end) plus one list per priority step (`<queue>\\x06\\x16<n>`). The age comes
+kombu's Redis transport keeps a queue as a list (LPUSH to publish, the worker's transport takes from
+the right end, so the oldest message sits there); kombu's priority lists (`<queue>\\x06\\x16<n>`) are
+counted too, though celeryconfig keeps a single list per queue. The age comes
 from the `gateway_submitted_at` header the gateway puts on each message; messages published by others
 (Flower, scripts) have no age. Reads use their own Redis client with a short timeout, so a scrape or an
 ops request never waits long on a sick broker.

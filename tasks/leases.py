@@ -35,7 +35,7 @@ from loguru import logger
 from redis import Redis
 
 from jobs.keys import LEASE_PREFIX
-from tasks import transport
+from tasks import landing, transport
 from tasks.runtime import worker_settings
 
 TICK = 5.0  # seconds between refreshes, and between the event loop's stamps
@@ -79,6 +79,14 @@ class Keeper:
     def start(self) -> None:
         transport.running = lambda: set(running_requests())
         transport.on_requeue = self.release
+        try:
+            moved = landing.put_back(self.broker, only_node=self.node)
+            if moved:
+                logger.warning("put back {} message(s) a previous {} took and never recorded", moved, self.node)
+            landing.mark_alive(self.broker, self.node, self.visibility)
+        except Exception as exc:  # noqa: BLE001 - the other workers' sweeps put them back later
+            logger.warning("could not put back landed messages: {}", exc.__class__.__name__)
+        transport.landing_owner = self.node
         self._thread.start()
 
     def stamp(self, consumer: Any) -> None:
@@ -115,7 +123,15 @@ class Keeper:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-score this worker's running deliveries and extend their leases, in two round trips."""
+        """Say this worker lives and put back what dead workers left in landing places (tasks/landing.py);
+        re-score this worker's running deliveries and extend their leases, in two round trips."""
+        try:
+            landing.mark_alive(self.broker, self.node, self.visibility)
+            moved = landing.put_back(self.broker)
+            if moved:
+                logger.warning("put back {} message(s) a dead worker took and never recorded", moved)
+        except Exception as exc:  # noqa: BLE001 - retried next tick
+            logger.warning("could not sweep landing places: {}", exc.__class__.__name__)
         held = running_requests()
         if not held:
             return

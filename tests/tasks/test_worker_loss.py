@@ -19,6 +19,7 @@ from devsupport.processes import ROOT, start_worker, wait_until
 from jobs.headers import JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.status import REQUEUED
+from tasks import landing
 from tasks.start import START_SCRIPT
 
 VISIBILITY = 10  # workers.visibility_timeout of these tests' workers (45 by default)
@@ -59,6 +60,41 @@ def test_a_job_whose_worker_is_killed_with_its_process_group_is_queued_again_and
     redis_client.rpush(f"release:{task_id}", "go")
     done = api.wait_status(task_id, "done", "error", timeout=30)
     assert (done["status"], done["result"]["tag"]) == ("done", "killed")
+
+
+def _land(redis_client, task_id: str, node: str) -> None:
+    """Do what a worker killed right after taking the job off its queue left behind: the message in its
+    landing place (tasks/landing.py), nowhere else."""
+    wait_until(lambda: any(task_id in item for item in redis_client.lrange("loss", 0, -1)), 10, "the job queued")
+    assert redis_client.llen("loss") == 1
+    redis_client.lmove("loss", landing.key(node, "loss"), "RIGHT", "LEFT")
+    redis_client.hset(landing.LANDINGS, landing.key(node, "loss"), json.dumps({"node": node, "queue": "loss"}))
+    assert redis_client.llen("loss") == 0 and not _unacked(redis_client, task_id)
+
+
+def test_a_job_a_dead_worker_took_off_its_queue_and_never_recorded_goes_back_and_runs(api, loss_worker, redis_client):
+    """Stock kombu took a message with BRPOP and recorded it afterwards: a worker killed in between lost
+    the job (the fault suite's worker-kill-long, 1 in 10 kills). Now it waits in the worker's landing
+    place, and a live worker's sweep puts it back once the dead worker's alive key lapses."""
+    task_id = api.submitted("hold_loss", {"tag": "landed"})
+    _land(redis_client, task_id, "ghost@nowhere")
+    loss_worker(f"loss-d-{uuid.uuid4().hex[:6]}")
+    wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", VISIBILITY + SWEEP + 10, "the job running")
+    redis_client.rpush(f"release:{task_id}", "go")
+    assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
+    assert redis_client.llen(landing.key("ghost@nowhere", "loss")) == 0
+
+
+def test_a_worker_starting_again_puts_back_what_its_previous_life_took(api, loss_worker, redis_client):
+    name = f"loss-e-{uuid.uuid4().hex[:6]}"
+    node = f"{name}@{socket.gethostname()}"
+    task_id = api.submitted("hold_loss", {"tag": "restarted"})
+    _land(redis_client, task_id, node)
+    redis_client.set(landing.ALIVE_PREFIX + node, "1", ex=300)  # no sweep would touch it: only the start
+    loss_worker(name)
+    wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", 10, "the job running")
+    redis_client.rpush(f"release:{task_id}", "go")
+    assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
 
 
 def test_a_job_that_kills_its_worker_ends_error_6_in_the_dead_letter_list(api, loss_worker, redis_client, settings):

@@ -1,0 +1,64 @@
+"""Landing places: where a worker's transport puts a message it takes off its queue until the delivery
+is recorded in `unacked` (tasks/transport.py), and how what a dead worker left there goes back.
+
+- `gw:landing:<node>:<queue>`: the list; `gw:landings`: hash of every landing list -> its node and
+  queue (written once per list by the worker that uses it);
+- `gw:worker-alive:<node>`: set by each live worker every few seconds, for `workers.visibility_timeout`.
+
+A worker starting under a node name first puts back what its previous life left (it has taken nothing
+yet); every live worker's sweep puts back the lists of nodes whose alive key has lapsed. Messages go
+back to the consuming end of their queue, oldest first to be taken again, so they run next. A message
+put back whose delivery had been recorded too runs once: the start check holds or skips the second.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
+
+LANDING_PREFIX = "gw:landing:"
+LANDINGS = "gw:landings"
+ALIVE_PREFIX = "gw:worker-alive:"
+
+# KEYS[1] landing list, KEYS[2] its queue: move everything back, newest first to the consuming end, so
+# the oldest ends up taken first. Returns how many moved.
+PUT_BACK = """
+local moved = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do moved = moved + 1 end
+return moved
+"""
+
+_registered: set[str] = set()
+
+
+def key(node: str, queue: str) -> str:
+    return f"{LANDING_PREFIX}{node}:{queue}"
+
+
+def register(acquire: Callable[[], ContextManager[Any]], node: str, queue: str) -> None:
+    """Name a landing list in `gw:landings` (once per process and list), so a sweep can find it.
+    `acquire` lends a Redis client (the channel's `conn_or_acquire`)."""
+    name = key(node, queue)
+    if name not in _registered:
+        with acquire() as client:
+            client.hset(LANDINGS, name, json.dumps({"node": node, "queue": queue}))
+        _registered.add(name)
+
+
+def mark_alive(client: Any, node: str, seconds: float) -> None:
+    client.set(ALIVE_PREFIX + node, "1", ex=max(1, int(seconds)))
+
+
+def put_back(client: Any, only_node: str | None = None) -> int:
+    """Put back the landing lists of `only_node` (a worker starting again), or else of every node whose
+    alive key has lapsed. Returns how many messages went back."""
+    moved = 0
+    for name, value in client.hgetall(LANDINGS).items():
+        place = json.loads(value)
+        if only_node is not None and place["node"] != only_node:
+            continue
+        if only_node is None and client.exists(ALIVE_PREFIX + place["node"]):
+            continue
+        moved += int(client.eval(PUT_BACK, 2, name, place["queue"]))
+    return moved
