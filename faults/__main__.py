@@ -64,13 +64,14 @@ def print_report(report: dict) -> None:
 
 
 def print_table(reports: list[dict]) -> None:
-    print("\n| scenario | acknowledged | lost | stuck | duplicated | misreported | rerun | code 6 | 503s | worst 503 | "
+    print("\n| scenario | acknowledged | lost | stuck | duplicated | misreported | rerun | work redone | code 6 | 503s | worst 503 | "
           "all ended after load |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in reports:
         worst = "–" if r["worst_503_s"] is None else f"{r['worst_503_s']:.2f} s"
         print(f"| {r['scenario']} | {r['acknowledged']} | {r['lost']} | {r['stuck']} | {r['duplicated']} | "
-              f"{r['misreported']} | {r['rerun']} | {r['gave_up_code_6']} | {r['503s']} | {worst} | {r['settled_s']} s |")
+              f"{r['misreported']} | {r['rerun']} | {r['work_redone']} | {r['gave_up_code_6']} | {r['503s']} | "
+              f"{worst} | {r['settled_s']} s |")
 
 
 if __name__ == "__main__":

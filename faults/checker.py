@@ -3,7 +3,10 @@
 - **lost**: an acknowledged uuid the gateway no longer knows (`404`), or a job that ran nowhere;
 - **stuck**: not `done`/`error` by the deadline;
 - **duplicated**: one `Idempotency-Key` named two uuids, a task record no acknowledged submit names
-  (a `503`'d submit that was queued under another uuid), or a probe whose work completed twice;
+  (a `503`'d submit that was queued under another uuid), or a probe started again after its result
+  was stored, or stored twice (faults/ledger.py). Work redone because its worker died between the
+  work and storing its result is allowed (every job type here is a pure function of its payload) and
+  counted apart;
 - **misreported**: a terminal state that is not the truth: `done` with a wrong result or without the
   work having run, an `error` the job did not earn (code 6 only after `workers.max_deliveries` starts
   whose worker died; no other code is earned here: nobody cancels, nothing expires, every payload is
@@ -40,6 +43,7 @@ class Report:
     misreported: list[str] = field(default_factory=list)
     gave_up: int = 0  # honest code-6 ends
     rerun: int = 0  # probes started more than once (their worker died under them)
+    redone: int = 0  # probes whose work completed twice because the first result was never stored
     longest_run: float = 0.0  # seconds from a probe's first start to its completion, the longest
     requests: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -73,7 +77,7 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "acknowledged": self.acknowledged, "lost": len(self.lost),
                 "stuck": len(self.stuck), "duplicated": len(self.duplicated), "misreported": len(self.misreported),
-                "gave_up_code_6": self.gave_up, "rerun": self.rerun,
+                "gave_up_code_6": self.gave_up, "rerun": self.rerun, "work_redone": self.redone,
                 "longest_probe_s": round(self.longest_run, 1), "requests": self.requests, "statuses": self.statuses,
                 "503s": self.statuses.get("503", 0),
                 "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
@@ -95,12 +99,12 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
     ends = _await_ends(stack, subs, deadline)
     report.settled_seconds = time.monotonic() - load_ended
     again = _read_all(stack, [sub.uuid for sub in subs if ends.get(sub.uuid, {}).get("status") in TERMINAL])
-    starts, done = ledger.read(str(stack.ledger))
-    report.longest_run = ledger.longest_run(str(stack.ledger))
+    runs = ledger.read(str(stack.ledger))
+    report.longest_run = max((one.seconds for one in runs.values()), default=0.0)
     max_deliveries = stack.settings.config["workers"].get("max_deliveries", 2)
     for sub in subs:
-        _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), starts.get(sub.uuid, 0),
-               done.get(sub.uuid, 0), max_deliveries)
+        _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()),
+               max_deliveries)
     named = {sub.uuid for sub in subs}
     report.duplicated += [f"{task_id[:8]} recorded, acknowledged to nobody" for task_id in _records(stack) - named]
     _answers(report, load)
@@ -108,14 +112,16 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
 
 
 def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: dict[str, Any] | None,
-           starts: int, done: int, max_deliveries: int) -> None:
+           runs: ledger.Runs, max_deliveries: int) -> None:
     task = sub.uuid[:8]
     if len(sub.seen) > 1:
         report.duplicated.append(f"{task} key named {len(sub.seen)} uuids")
-    if starts > 1:
+    if runs.starts > 1:
         report.rerun += 1
-    if sub.job_type == "probe" and done > 1:
-        report.duplicated.append(f"{task} completed {done} times")
+    if runs.stored > 1 or runs.started_after_stored:
+        report.duplicated.append(f"{task} ran after it finished ({' '.join(runs.events)})")
+    elif runs.done > 1:
+        report.redone += 1
     if end is None or end.get("_status") == 404:
         report.lost.append(f"{task} 404")
         return
@@ -125,13 +131,13 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
     if again is None or (again.get("status"), again.get("code")) != (end["status"], end.get("code")):
         report.misreported.append(f"{task} ended {end['status']}, then read {again and again.get('status')}")
     if end["status"] == "done":
-        if not _result_is_true(sub, end.get("result") or {}) or (sub.job_type == "probe" and done == 0):
+        if not _result_is_true(sub, end.get("result") or {}) or (sub.job_type == "probe" and runs.done == 0):
             report.misreported.append(f"{task} done with a result that is not its work")
         return
-    if end.get("code") == WORKER_LOST and (sub.job_type != "probe" or starts >= max_deliveries):
+    if end.get("code") == WORKER_LOST and (sub.job_type != "probe" or runs.starts >= max_deliveries):
         report.gave_up += 1
         return
-    report.misreported.append(f"{task} error {end.get('code')} {end.get('message', '')[:60]} (started {starts}x)")
+    report.misreported.append(f"{task} error {end.get('code')} {end.get('message', '')[:60]} (started {runs.starts}x)")
 
 
 def _result_is_true(sub: Submission, result: dict[str, Any]) -> bool:

@@ -1,9 +1,18 @@
-"""The probe's ledger: a file, outside everything the faults break, with one line per start and per
-completed run of a probe job. Written by the worker's pool processes, read by the checker."""
+"""The probe's ledger: a file, outside everything the faults break, with one line per event of a probe
+job, written by the worker's pool processes and read by the checker:
+
+- `start`: the job's body began; `done`: its work completed; `stored`: Celery stored its result (the
+  `task_success` signal comes after that), so the job has finished for good.
+
+Work done twice with no `stored` between is a rerun after lost work (the worker died between the work
+and its result): allowed, as for every job type here, which are pure functions of their payload. A
+`start` after a `stored` is a finished job run again: a duplicate.
+"""
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 
 
 def record(path: str, event: str, task_id: str) -> None:
@@ -15,35 +24,45 @@ def record(path: str, event: str, task_id: str) -> None:
         os.close(fd)
 
 
-def read(path: str) -> tuple[dict[str, int], dict[str, int]]:
-    """(starts, completed runs) per task id."""
-    starts: dict[str, int] = {}
-    done: dict[str, int] = {}
-    try:
-        with open(path) as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return starts, done
-    for line in text.splitlines():
-        event, task_id, *_ = line.split()
-        table = starts if event == "start" else done
-        table[task_id] = table.get(task_id, 0) + 1
-    return starts, done
+@dataclass
+class Runs:
+    """What the ledger says about one probe job."""
+
+    starts: int = 0
+    done: int = 0
+    stored: int = 0
+    started_after_stored: int = 0
+    first_start: float | None = None
+    last_done: float | None = None
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """From its first start to its last completed work."""
+        if self.first_start is None or self.last_done is None:
+            return 0.0
+        return self.last_done - self.first_start
 
 
-def longest_run(path: str) -> float:
-    """Seconds from a probe's first start to its last completed run, the longest over all probes."""
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
+def read(path: str) -> dict[str, Runs]:
+    runs: dict[str, Runs] = {}
     try:
         with open(path) as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
-        return 0.0
+        return runs
     for line in lines:
         event, task_id, _, stamp = line.split()
+        one = runs.setdefault(task_id, Runs())
+        one.events.append(event)
         if event == "start":
-            first.setdefault(task_id, float(stamp))
-        else:
-            last[task_id] = float(stamp)
-    return max((last[task_id] - first[task_id] for task_id in last if task_id in first), default=0.0)
+            one.starts += 1
+            one.started_after_stored += one.stored > 0
+            if one.first_start is None:
+                one.first_start = float(stamp)
+        elif event == "done":
+            one.done += 1
+            one.last_done = float(stamp)
+        elif event == "stored":
+            one.stored += 1
+    return runs

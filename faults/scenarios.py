@@ -80,8 +80,7 @@ def freeze_worker(run: Run) -> None:
 
 
 def _running_probes(stack: Stack) -> set[str]:
-    starts, done = ledger.read(str(stack.ledger))
-    return {task_id for task_id, count in starts.items() if count > done.get(task_id, 0)}
+    return {task_id for task_id, runs in ledger.read(str(stack.ledger)).items() if runs.starts > runs.done}
 
 
 def restart_redis(run: Run, down: float = 3.0) -> None:
