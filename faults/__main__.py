@@ -57,7 +57,8 @@ def print_report(report: dict) -> None:
     for event in report["events"]:
         print(f"   {event}")
     print(f"   answers: {report['statuses']}  worst 503 {report['worst_503_s']} s, worst answer "
-          f"{report['worst_answer_s']} s, no answer {report['no_answer']}")
+          f"{report['worst_answer_s']} s, no answer {report['no_answer']}; 'outcome unknown' 503s "
+          f"{report['unknown_outcome_503s']} (queued after all: {report['of_which_queued']})")
     for failure in report["failures"]:
         print(f"   FAIL {failure}")
     sys.stdout.flush()

@@ -2,7 +2,7 @@
 
 - **lost**: an acknowledged uuid the gateway no longer knows (`404`), or a job that ran nowhere;
 - **stuck**: not `done`/`error` by the deadline;
-- **duplicated**: one `Idempotency-Key` named two uuids, a task record no acknowledged submit names
+- **duplicated**: one `Idempotency-Key` named two uuids in its `2xx` answers, a task record no acknowledged submit names
   (a `503`'d submit that was queued under another uuid), or a probe started again after its result
   was stored, or stored twice (faults/ledger.py). Work redone because its worker died between the
   work and storing its result is allowed (every job type here is a pure function of its payload) and
@@ -44,6 +44,10 @@ class Report:
     gave_up: int = 0  # honest code-6 ends
     rerun: int = 0  # probes started more than once (their worker died under them)
     redone: int = 0  # probes whose work completed twice because the first result was never stored
+    # "Outcome unknown" 503s (they carry the uuid the job has if it was queued: a record of one that no
+    # 2xx named is a duplicate, found by the record scan).
+    unknown_outcomes: int = 0
+    unknown_queued: int = 0  # of those, the job was queued after all (its key's repeat found it)
     longest_run: float = 0.0  # seconds from a probe's first start to its completion, the longest
     requests: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -78,6 +82,7 @@ class Report:
         return {"scenario": self.scenario, "acknowledged": self.acknowledged, "lost": len(self.lost),
                 "stuck": len(self.stuck), "duplicated": len(self.duplicated), "misreported": len(self.misreported),
                 "gave_up_code_6": self.gave_up, "rerun": self.rerun, "work_redone": self.redone,
+                "unknown_outcome_503s": self.unknown_outcomes, "of_which_queued": self.unknown_queued,
                 "longest_probe_s": round(self.longest_run, 1), "requests": self.requests, "statuses": self.statuses,
                 "503s": self.statuses.get("503", 0),
                 "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
@@ -116,6 +121,8 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
     task = sub.uuid[:8]
     if len(sub.seen) > 1:
         report.duplicated.append(f"{task} key named {len(sub.seen)} uuids")
+    report.unknown_outcomes += len(sub.unknown)
+    report.unknown_queued += len(sub.unknown & sub.seen)
     if runs.starts > 1:
         report.rerun += 1
     if runs.stored > 1 or runs.started_after_stored:

@@ -34,6 +34,7 @@ class Runs:
     started_after_stored: int = 0
     first_start: float | None = None
     last_done: float | None = None
+    last_pid: int = 0  # the process of the latest event
     events: list[str] = field(default_factory=list)
 
     @property
@@ -52,9 +53,10 @@ def read(path: str) -> dict[str, Runs]:
     except FileNotFoundError:
         return runs
     for line in lines:
-        event, task_id, _, stamp = line.split()
+        event, task_id, pid, stamp = line.split()
         one = runs.setdefault(task_id, Runs())
         one.events.append(event)
+        one.last_pid = int(pid)
         if event == "start":
             one.starts += 1
             one.started_after_stored += one.stored > 0

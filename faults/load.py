@@ -34,7 +34,8 @@ class Submission:
     upload: dict[str, Any]
     jwt: bool
     uuid: str | None = None  # from the 202 (or the 200 of a repeat)
-    seen: set[str] = field(default_factory=set)  # every uuid any answer named for this key
+    seen: set[str] = field(default_factory=set)  # every uuid a 2xx answer named for this key
+    unknown: set[str] = field(default_factory=set)  # uuids of "outcome unknown" 503s (the task may exist)
     attempts: int = 0
     refused: str | None = None  # a 4xx other than 429: the submit was wrong, not the stack
 
@@ -145,10 +146,11 @@ class Load:
         status, body = self._call(session, "submit", "POST", "/submit",
                                   json={"type": sub.job_type, "upload": sub.upload}, **kwargs)
         named = body.get("uuid") if isinstance(body, dict) else None
-        if named:
-            sub.seen.add(named)
         if status in (200, 202):
             sub.uuid = named
+            sub.seen.add(named)
+        elif status == 503 and named:
+            sub.unknown.add(named)
         elif status not in (NO_ANSWER, 429, 503):
             sub.refused = f"{status} {body}"
 

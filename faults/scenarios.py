@@ -80,7 +80,17 @@ def freeze_worker(run: Run) -> None:
 
 
 def _running_probes(stack: Stack) -> set[str]:
-    return {task_id for task_id, runs in ledger.read(str(stack.ledger)).items() if runs.starts > runs.done}
+    return {task_id for task_id, runs in ledger.read(str(stack.ledger)).items()
+            if runs.events[-1] == "start" and _alive(runs.last_pid)}
+
+
+def _alive(pid: int) -> bool:
+    """A live process (a killed one may linger as a zombie until it is reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
 def restart_redis(run: Run, down: float = 3.0) -> None:

@@ -6,7 +6,9 @@ is recorded in `unacked` (tasks/transport.py), and how what a dead worker left t
 - `gw:worker-alive:<node>`: set by each live worker every few seconds, for `workers.visibility_timeout`.
 
 A worker starting under a node name first puts back what its previous life left (it has taken nothing
-yet); every live worker's sweep puts back the lists of nodes whose alive key has lapsed. Messages go
+yet); every live worker's sweep puts back the lists of nodes whose alive key has lapsed, and what has
+sat in its own list since its previous sweep (a move whose reply was lost with the connection: the
+transport clears each landing within milliseconds). Messages go
 back to the consuming end of their queue, oldest first to be taken again, so they run next. A message
 put back whose delivery had been recorded too runs once: the start check holds or skips the second.
 """
@@ -27,6 +29,15 @@ PUT_BACK = """
 local moved = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do moved = moved + 1 end
 return moved
+"""
+
+# KEYS[1] landing list, KEYS[2] its queue, ARGV[1] a message: back to the queue if it is still there.
+PUT_ONE_BACK = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
 """
 
 _registered: set[str] = set()
@@ -62,3 +73,19 @@ def put_back(client: Any, only_node: str | None = None) -> int:
             continue
         moved += int(client.eval(PUT_BACK, 2, name, place["queue"]))
     return moved
+
+
+def put_back_stale(client: Any, node: str, seen: set[tuple[Any, Any]]) -> tuple[int, set[tuple[Any, Any]]]:
+    """Put back what sits in `node`'s own landing lists and sat there at the previous call too (`seen`).
+    Returns how many went back, and what to pass as `seen` next time."""
+    moved, now = 0, set()
+    for name, value in client.hgetall(LANDINGS).items():
+        place = json.loads(value)
+        if place["node"] != node:
+            continue
+        for item in client.lrange(name, 0, -1):
+            if (name, item) in seen:
+                moved += int(client.eval(PUT_ONE_BACK, 2, name, place["queue"], item))
+            else:
+                now.add((name, item))
+    return moved, now

@@ -74,6 +74,7 @@ class Keeper:
         self.last_stamp = time.monotonic()
         self.consumer: Any = None
         self._stopping_since: float | None = None
+        self._landed: set[tuple[Any, Any]] = set()  # own landing places' contents at the last sweep
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
     def start(self) -> None:
@@ -130,6 +131,9 @@ class Keeper:
             moved = landing.put_back(self.broker)
             if moved:
                 logger.warning("put back {} message(s) a dead worker took and never recorded", moved)
+            moved, self._landed = landing.put_back_stale(self.broker, self.node, self._landed)
+            if moved:
+                logger.warning("put back {} message(s) whose delivery to this worker was lost", moved)
         except Exception as exc:  # noqa: BLE001 - retried next tick
             logger.warning("could not sweep landing places: {}", exc.__class__.__name__)
         held = running_requests()

@@ -97,6 +97,22 @@ def test_a_worker_starting_again_puts_back_what_its_previous_life_took(api, loss
     assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
 
 
+def test_a_job_left_in_a_live_workers_landing_place_goes_back_and_runs(api, loss_worker, redis_client):
+    """The move reached Redis but its reply was lost with the connection (Redis restarting): the live
+    worker never saw the job. Its own sweep puts back what sat in its landing place for a whole tick."""
+    task_id = api.submitted("hold_loss", {"tag": "reply-lost"})
+    wait_until(lambda: redis_client.llen("loss") == 1, 10, "the job queued")
+    redis_client.lmove("loss", "loss-aside", "RIGHT", "LEFT")  # out of the worker's reach while it starts
+    name = f"loss-f-{uuid.uuid4().hex[:6]}"
+    loss_worker(name)
+    node = f"{name}@{socket.gethostname()}"
+    wait_until(lambda: redis_client.hexists(landing.LANDINGS, landing.key(node, "loss")), 10, "its landing place named")
+    redis_client.lmove("loss-aside", landing.key(node, "loss"), "RIGHT", "LEFT")
+    wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", 3 * 5 + 5, "the job running")
+    redis_client.rpush(f"release:{task_id}", "go")
+    assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
+
+
 def test_a_job_that_kills_its_worker_ends_error_6_in_the_dead_letter_list(api, loss_worker, redis_client, settings):
     loss_worker(f"loss-c-{uuid.uuid4().hex[:6]}")
     task_id = api.submitted("crash", {"tag": "poison"})
