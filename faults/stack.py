@@ -75,7 +75,7 @@ class Stack:
     def close(self) -> None:
         self.vault.stop()
         for name in reversed(list(self.procs)):
-            self._resume(self.procs[name])
+            resume(self.procs[name])
             self.procs[name].stop()
         if getattr(self, "_celery", None) is not None:
             self._celery.close()
@@ -189,10 +189,6 @@ class Stack:
         claims = devjwt.demo_claims(f"fault-{secrets.token_hex(6)}", "client-jwt", "service", ttl=600)
         return devjwt.mint(self.jwt_key, claims)
 
-    @staticmethod
-    def _resume(proc: Process) -> None:
-        if proc.alive():
-            os.kill(proc.proc.pid, signal.SIGCONT)
 
 
 def pause(proc: Process) -> None:
@@ -200,5 +196,6 @@ def pause(proc: Process) -> None:
 
 
 def resume(proc: Process) -> None:
-    os.kill(proc.proc.pid, signal.SIGCONT)
+    if proc.alive():
+        os.kill(proc.proc.pid, signal.SIGCONT)
 

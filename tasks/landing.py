@@ -61,31 +61,28 @@ def mark_alive(client: Any, node: str, seconds: float) -> None:
     client.set(ALIVE_PREFIX + node, "1", ex=max(1, int(seconds)))
 
 
-def put_back(client: Any, only_node: str | None = None) -> int:
-    """Put back the landing lists of `only_node` (a worker starting again), or else of every node whose
-    alive key has lapsed. Returns how many messages went back."""
-    moved = 0
-    for name, value in client.hgetall(LANDINGS).items():
-        place = json.loads(value)
-        if only_node is not None and place["node"] != only_node:
-            continue
-        if only_node is None and client.exists(ALIVE_PREFIX + place["node"]):
-            continue
-        moved += int(client.eval(PUT_BACK, 2, name, place["queue"]))
-    return moved
+def put_back(client: Any, node: str) -> int:
+    """Put back everything in `node`'s landing lists (a worker starting again under that name)."""
+    return sum(int(client.eval(PUT_BACK, 2, name, place["queue"]))
+               for name, place in _places(client) if place["node"] == node)
 
 
-def put_back_stale(client: Any, node: str, seen: set[tuple[Any, Any]]) -> tuple[int, set[tuple[Any, Any]]]:
-    """Put back what sits in `node`'s own landing lists and sat there at the previous call too (`seen`).
-    Returns how many went back, and what to pass as `seen` next time."""
+def sweep(client: Any, node: str, seen: set[tuple[Any, Any]]) -> tuple[int, set[tuple[Any, Any]]]:
+    """A live worker's sweep, one read of `gw:landings`: put back the lists of every node whose alive key
+    has lapsed, and what sits in `node`'s own lists and sat there at the previous sweep too (`seen`).
+    Returns how many messages went back, and what to pass as `seen` next time."""
     moved, now = 0, set()
-    for name, value in client.hgetall(LANDINGS).items():
-        place = json.loads(value)
-        if place["node"] != node:
-            continue
-        for item in client.lrange(name, 0, -1):
-            if (name, item) in seen:
-                moved += int(client.eval(PUT_ONE_BACK, 2, name, place["queue"], item))
-            else:
-                now.add((name, item))
+    for name, place in _places(client):
+        if place["node"] == node:
+            for item in client.lrange(name, 0, -1):
+                if (name, item) in seen:
+                    moved += int(client.eval(PUT_ONE_BACK, 2, name, place["queue"], item))
+                else:
+                    now.add((name, item))
+        elif not client.exists(ALIVE_PREFIX + place["node"]):
+            moved += int(client.eval(PUT_BACK, 2, name, place["queue"]))
     return moved, now
+
+
+def _places(client: Any) -> list[tuple[Any, dict[str, str]]]:
+    return [(name, json.loads(value)) for name, value in client.hgetall(LANDINGS).items()]

@@ -81,7 +81,7 @@ class Keeper:
         transport.running = lambda: set(running_requests())
         transport.on_requeue = self.release
         try:
-            moved = landing.put_back(self.broker, only_node=self.node)
+            moved = landing.put_back(self.broker, self.node)
             if moved:
                 logger.warning("put back {} message(s) a previous {} took and never recorded", moved, self.node)
             landing.mark_alive(self.broker, self.node, self.visibility)
@@ -124,16 +124,14 @@ class Keeper:
         self.refresh()
 
     def refresh(self) -> None:
-        """Say this worker lives and put back what dead workers left in landing places (tasks/landing.py);
+        """Say this worker lives and put back what dead workers or lost replies left in landing places
+        (tasks/landing.py);
         re-score this worker's running deliveries and extend their leases, in two round trips."""
         try:
             landing.mark_alive(self.broker, self.node, self.visibility)
-            moved = landing.put_back(self.broker)
+            moved, self._landed = landing.sweep(self.broker, self.node, self._landed)
             if moved:
-                logger.warning("put back {} message(s) a dead worker took and never recorded", moved)
-            moved, self._landed = landing.put_back_stale(self.broker, self.node, self._landed)
-            if moved:
-                logger.warning("put back {} message(s) whose delivery to this worker was lost", moved)
+                logger.warning("put back {} landed message(s) a dead worker or a lost reply left", moved)
         except Exception as exc:  # noqa: BLE001 - retried next tick
             logger.warning("could not sweep landing places: {}", exc.__class__.__name__)
         held = running_requests()

@@ -131,8 +131,8 @@ class Channel(kombu_redis.Channel):
             with self.conn_or_acquire() as client:
                 client.lrem(landed, 1, item)
         except TRANSIENT as exc:
-            # Left there, it goes back to its queue when this worker restarts; a second delivery of a
-            # job is skipped or held by its start check (tasks/start.py).
+            # Left there, this worker's next sweeps put it back (tasks/landing.py); the second delivery
+            # of the job is skipped or held by its start check (tasks/start.py).
             logger.warning("landing place of a delivery not cleared: {}", exc.__class__.__name__)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
