@@ -14,16 +14,24 @@ from jobs.catalogue import JobCatalogue
 from settings import Settings
 
 RESTORE_INTERVAL = 5  # seconds between a worker's sweeps for deliveries whose worker is gone
+# The workers' Redis clients (Celery's, kombu's and their own, tasks/runtime.py `redis_client`): a reply
+# may take this long before the connection counts as lost.
+WORKER_REDIS_TIMEOUT = 10.0
+WORKER_REDIS_CONNECT_TIMEOUT = 5.0
 RESULT_STORE_RETRIES = 35  # a finished job's result store retried this often while Redis is away (backoff to 2 s)
 
 
-def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
-    """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits)."""
+def build(settings: Settings, role: str = "worker", transport: type | str = "redis") -> dict[str, Any]:
+    """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits).
+
+    `transport` is the kombu transport class each side hands over: the workers' tasks/delivery/transport.py,
+    the gateway's gateway/submission/capture.py; stock kombu Redis for anyone else (tests, tools)."""
     config = settings.config
     jobs = config["jobs"]
     catalogue = JobCatalogue(jobs)
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
+        "broker_transport": transport,
         # Completion webhooks (tasks/webhooks.py) travel on their own queue (jobs/webhooks.py).
         "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in catalogue.queues],
         "task_routes": {webhooks.TASK_NAME: {"queue": webhooks.QUEUE, "routing_key": webhooks.QUEUE},
@@ -63,18 +71,17 @@ def build(settings: Settings, role: str = "worker") -> dict[str, Any]:
 
 
 def _worker(settings: Settings) -> dict[str, Any]:
-    """A worker consumes through tasks/transport.py (kombu's Redis transport, made safe to lose its
-    connection) and keeps leases on what it holds (tasks/leases.py): a delivery whose worker stopped
+    """A worker consumes through tasks/delivery/transport.py (kombu's Redis transport, made safe to lose its
+    connection) and keeps leases on what it holds (tasks/delivery/leases.py): a delivery whose worker stopped
     refreshing it for `workers.visibility_timeout` seconds is put back in its queue by any worker's
     sweep, every few seconds, so a lost job runs again within about that bound, however long jobs run."""
     workers = settings.config["workers"]
     return {
-        "broker_transport": "tasks.transport:Transport",
         "result_backend": settings.result_url,
-        "redis_socket_timeout": 10.0,
-        "redis_socket_connect_timeout": 5.0,
+        "redis_socket_timeout": WORKER_REDIS_TIMEOUT,
+        "redis_socket_connect_timeout": WORKER_REDIS_CONNECT_TIMEOUT,
         "redis_retry_on_timeout": True,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 10.0}},
+        "result_backend_transport_options": {"retry_policy": {"timeout": WORKER_REDIS_TIMEOUT}},
         # A job that finished while Redis restarts keeps trying to store its result (backoff up to 2 s,
         # about a minute in all) instead of turning the connection error into the job's failure: the
         # work was done, and "error 1" would be a lie (the fault suite's redis-restart found it).
@@ -94,7 +101,7 @@ def _worker(settings: Settings) -> dict[str, Any]:
         # Terminating them was reported as a client's cancellation (error 4) nobody asked for.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {
-            "socket_timeout": 10.0, "socket_connect_timeout": 5.0,
+            "socket_timeout": WORKER_REDIS_TIMEOUT, "socket_connect_timeout": WORKER_REDIS_CONNECT_TIMEOUT,
             "visibility_timeout": workers["visibility_timeout"],
             # Every worker sweeps for deliveries past their visibility timeout every RESTORE_INTERVAL s.
             "unacked_restore_interval": RESTORE_INTERVAL, "unacked_restore_throttle": 1,
@@ -110,8 +117,6 @@ def _gateway(settings: Settings) -> dict[str, Any]:
     well within two seconds."""
     timeout = settings.config["queue"]["publish_timeout"]
     return {
-        # Stock kombu Redis with the client reused between publishes (gateway/capture.py).
-        "broker_transport": "gateway.capture:Transport",
         "result_backend": None,
         "task_ignore_result": True,
         "task_publish_retry": False,

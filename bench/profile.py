@@ -23,29 +23,30 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 # sample with any of these frames anywhere in its stack belongs to it.
 ANYWHERE: list[tuple[str, tuple[str, ...]]] = [
     ("logging (loguru, request log, audit line)", ("loguru/", "settings/logs.py", "logging/")),
-    ("metrics (prometheus_client)", ("prometheus_client/", "gateway/metrics.py")),
+    ("metrics (prometheus_client)", ("prometheus_client/", "gateway/health/metrics.py")),
     ("task-sent event (celery.events, task_send_sent_event)", ("celery/events/",)),
 ]
 # Then the innermost frame that matches (leaf first). Library frames without a rule (redis-py, json,
 # socket, threading) fall through to whoever called them, so a Redis call inside gateway/store.py
 # counts as the task record, inside kombu as the publish.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("logging (loguru, request log, audit line)", ("gateway/requestlog.py",)),
+    ("logging (loguru, request log, audit line)", ("gateway/http/requestlog.py",)),
     ("validation (marshmallow, jsonschema, contract)", ("marshmallow/", "jsonschema/", "referencing/",
                                                         "jsonschema_specifications/", "rpds/",
-                                                        "gateway/contract.py", "gateway/jobs.py", "jobs/catalogue.py",
-                                                        "gateway/schemas.py", "gateway/routes/tasks.py:upload_errors")),
+                                                        "gateway/http/contract.py", "gateway/jobs.py", "jobs/catalogue.py",
+                                                        "gateway/http/schemas.py", "gateway/routes/tasks.py:upload_errors")),
     # Old and new paths (jobs/ took the shared core out of gateway/ and tasks/), so saved raw files of
     # earlier runs still summarize alike.
     ("task record write (jobs/store.py + redis-py)", ("gateway/store.py", "tasks/stats.py", "jobs/store.py",
                                                       "jobs/record.py", "jobs/stats.py")),
-    ("publish (celery send_task, kombu, redis-py)", ("gateway/dispatch.py", "gateway/publishing.py",
-                                                     "gateway/transport.py", "gateway/capture.py", "kombu/",
+    ("publish (celery send_task, kombu, redis-py)", ("gateway/dispatch.py", "gateway/submission/publishing.py",
+                                                     "gateway/transport.py", "gateway/submission/capture.py", "kombu/",
                                                      "celery/", "amqp/", "vine/", "billiard/")),
-    ("rate limit + unfinished cap (gateway/ratelimit.py, limits)", ("gateway/ratelimit.py:RateLimits", "limits/")),
-    ("auth / identity (login cache, Vault)", ("gateway/auth.py", "gateway/identity.py", "gateway/authenticator.py",
-                                              "gateway/credentials.py", "gateway/jwtcheck.py", "hvac/", "jwt/")),
-    ("Flask / werkzeug (routing, request, response)", ("flask/", "werkzeug/", "gateway/errors.py",
+    ("rate limit + unfinished cap (gateway/access/ratelimit.py, limits)", ("gateway/access/ratelimit.py:RateLimits", "limits/")),
+    ("auth / identity (login cache, Vault)", ("gateway/access/decorators.py", "gateway/access/identity.py",
+                                              "gateway/access/authenticator.py",
+                                              "gateway/access/credentials.py", "gateway/access/jwtcheck.py", "hvac/", "jwt/")),
+    ("Flask / werkzeug (routing, request, response)", ("flask/", "werkzeug/", "gateway/http/errors.py",
                                                         "gateway/routes/")),
     ("gunicorn (HTTP parsing, sockets, threads)", ("gunicorn/",)),
 ]

@@ -33,6 +33,7 @@ from bench import payload, procs, profile, report
 from bench.load import Request, Wrk, fire
 from bench.stack import HASH_QUEUE, Stack, StackError, wait_for
 from devsupport import jwt as devjwt
+from devsupport import procfs
 from devsupport.processes import ROOT
 from devsupport.vault import bao_binary
 from jobs import stats
@@ -429,12 +430,12 @@ class Bench:
     def _rss(self, submitted: int, processed: int, started: float) -> dict[str, Any]:
         rss: dict[str, float | None] = {}
         for i, pid in enumerate(self.s.gunicorn_workers()):
-            rss[f"gunicorn worker {i + 1}"] = procs.rss_mib(pid)
-        rss["gunicorn master"] = procs.rss_mib(self.s.gunicorn_pid)
-        rss["celery main"] = procs.rss_mib(self.s.worker_pid)
-        for i, pid in enumerate(procs.children(self.s.worker_pid)):
-            rss[f"celery pool {i + 1}"] = procs.rss_mib(pid)
-        rss["redis-server"] = procs.rss_mib(self.s.redis_pid)
+            rss[f"gunicorn worker {i + 1}"] = procfs.rss_mib(pid)
+        rss["gunicorn master"] = procfs.rss_mib(self.s.gunicorn_pid)
+        rss["celery main"] = procfs.rss_mib(self.s.worker_pid)
+        for i, pid in enumerate(procfs.children(self.s.worker_pid)):
+            rss[f"celery pool {i + 1}"] = procfs.rss_mib(pid)
+        rss["redis-server"] = procfs.rss_mib(self.s.redis_pid)
         return {"submitted": submitted, "processed": processed, "queue_depth": self.s.queue_depth(),
                 "elapsed_s": round(time.monotonic() - started, 1), "rss_mib": rss}
 

@@ -26,8 +26,8 @@ from celery import Celery
 from redis import Redis
 
 import celeryconfig
-from bench import procs
 from devsupport import jwt as devjwt
+from devsupport import procfs
 from devsupport.processes import BIN, ROOT, Process, free_port, start_redis
 from devsupport.vault import DevVault
 from jobs import stats
@@ -239,15 +239,15 @@ class Stack:
         proc = self._start("gunicorn", [str(BIN / "gunicorn"), "wsgi:app"], env)
         self.gateway_url = f"http://127.0.0.1:{port}"
         self.gunicorn_pid = proc.proc.pid
-        wait_for(lambda: len(procs.children(self.gunicorn_pid)) == self.gateway_workers
+        wait_for(lambda: len(procfs.children(self.gunicorn_pid)) == self.gateway_workers
                  and requests.get(self.gateway_url + "/health", timeout=1).status_code == 200,
                  60, "gateway ready (/health 200, all workers booted)", (proc,))
 
     def gunicorn_pids(self) -> list[int]:
-        return procs.tree(self.gunicorn_pid)
+        return procfs.tree(self.gunicorn_pid)
 
     def gunicorn_workers(self) -> list[int]:
-        return procs.children(self.gunicorn_pid)
+        return procfs.children(self.gunicorn_pid)
 
     # --- Celery worker and Flower --------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ class Stack:
         self.worker_pid = proc.proc.pid
         node = f"{WORKER_NODE}@{socket.gethostname()}"
         concurrency = self.settings.config["workers"]["concurrency"]
-        wait_for(lambda: len(procs.children(self.worker_pid)) >= concurrency
+        wait_for(lambda: len(procfs.children(self.worker_pid)) >= concurrency
                  and self.celery().control.ping(destination=[node], timeout=0.5),
                  60, f"worker {node} ready", (proc,))
 
@@ -268,7 +268,7 @@ class Stack:
         self.stop("worker")
 
     def worker_pids(self) -> list[int]:
-        return procs.tree(self.worker_pid) if "worker" in self._procs else []
+        return procfs.tree(self.worker_pid) if "worker" in self._procs else []
 
     def start_flower(self) -> None:
         """`celery -A tasks flower` on the same broker (the app's own configuration points at it, so the

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from werkzeug.http import HTTP_STATUS_CODES
 
-from gateway.errors import ValidationFailed
+from gateway.http.errors import ValidationFailed
 from settings import Settings, load_settings_or_exit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def gunicorn_settings(path: Path = GUNICORN_CONF) -> dict[str, int]:
 
 
 def error_message(status: int) -> str:
-    """The message the gateway gives for this status (gateway/errors.py: werkzeug's name of the status,
+    """The message the gateway gives for this status (gateway/http/errors.py: werkzeug's name of the status,
     but a 400 is ValidationFailed's), so a client cannot tell which layer refused it."""
     return ValidationFailed.message if status == 400 else HTTP_STATUS_CODES[status]
 

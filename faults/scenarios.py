@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devsupport.processes import wait_until
+from devsupport.procfs import alive
 from faults import ledger
 from faults.checker import Report, check
 from faults.load import Load
@@ -81,16 +82,7 @@ def freeze_worker(run: Run) -> None:
 
 def _running_probes(stack: Stack) -> set[str]:
     return {task_id for task_id, runs in ledger.read(str(stack.ledger)).items()
-            if runs.events[-1] == "start" and _alive(runs.last_pid)}
-
-
-def _alive(pid: int) -> bool:
-    """A live process (a killed one may linger as a zombie until it is reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+            if runs.events[-1] == "start" and alive(runs.last_pid)}
 
 
 def restart_redis(run: Run, down: float = 3.0) -> None:

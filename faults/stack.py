@@ -25,6 +25,7 @@ import celeryconfig
 from devsupport import jwt as devjwt
 from devsupport.deployment import compose_argv
 from devsupport.processes import ROOT, Process, free_port, start_redis, wait_until
+from devsupport.procfs import children
 from devsupport.vault import DevVault
 from settings import load_settings
 
@@ -132,16 +133,8 @@ class Stack:
                    60, "gateway ready")
 
     def gateway_children(self) -> list[int]:
-        pid = self.procs["gateway"].proc.pid
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                stat = (entry / "stat").read_text()
-            except (OSError, ValueError):
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-                found.append(int(entry.name))
-        return found
+        """The gunicorn master's worker processes, sorted by pid."""
+        return children(self.procs["gateway"].proc.pid)
 
     # --- worker -------------------------------------------------------------------------------------------
 

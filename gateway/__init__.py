@@ -10,9 +10,10 @@ from settings.logs import setup_logging
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
-    from gateway import bodies, errors, extensions, headers, metrics, requestlog
-    from gateway.routes import docs, health, ops, tasks
-    from gateway.routes import metrics as metrics_route
+    from gateway import extensions
+    from gateway.health import metrics
+    from gateway.http import bodies, errors, requestlog, security_headers
+    from gateway.routes import docs, ops, probes, prometheus, tasks
 
     settings = settings or load_settings_or_exit()
     setup_logging(settings, process="gateway")
@@ -24,15 +25,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     hops = settings.config["proxy"]["trusted_hops"]
     if hops:
         # Only as many X-Forwarded-For entries as there are proxies of ours are believed; by default none.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
+        # Flask's documented way to add WSGI middleware, though Flask types wsgi_app as a method.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0,  # type: ignore[method-assign]
+                                x_prefix=0)
     extensions.init_app(app, settings)
     errors.init_app(app)
     requestlog.init_app(app)
-    headers.init_app(app)
+    security_headers.init_app(app)
     metrics.init_app(app)
     app.register_blueprint(tasks.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(metrics_route.bp)
+    app.register_blueprint(probes.bp)
+    app.register_blueprint(prometheus.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(docs.bp)
     return app

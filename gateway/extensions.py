@@ -8,45 +8,45 @@ from __future__ import annotations
 
 from celery import Celery
 from flask import Flask
-from redis import Redis
 
 import celeryconfig
-from gateway.authenticator import Authenticator, FailedAuthThrottle
-from gateway.breaker import GuardedConnection
-from gateway.identity import VaultIdentity
-from gateway.jwtcheck import LocalJwtCheck
-from gateway.metrics import BrokerCollector
-from gateway.publishing import Dispatcher
-from gateway.ratelimit import RateLimits
-from gateway.readiness import Readiness, redis_check, vault_token_check
+from gateway.access import decorators
+from gateway.access.authenticator import Authenticator, FailedAuthThrottle
+from gateway.access.identity import VaultIdentity
+from gateway.access.jwtcheck import LocalJwtCheck
+from gateway.access.ratelimit import RateLimits
+from gateway.health.clients import SCRAPE_TIMEOUT, redis_client
+from gateway.health.metrics import BrokerCollector
+from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
+from gateway.submission import capture
+from gateway.submission.publishing import Dispatcher
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
 from settings import Settings
 
-REDIS_TIMEOUT = 1.0
-SCRAPE_TIMEOUT = 0.5  # /metrics and the ops API read the broker with this; they must never hang
-
 
 def init_app(app: Flask, settings: Settings) -> None:
-    celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway"), set_as_current=False)
-    store = TaskStore(_redis(settings.result_url), ttl=settings.config["results"]["expires"])
+    celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway", transport=capture.Transport),
+                    set_as_current=False)
+    store = TaskStore(redis_client(settings.result_url), ttl=settings.config["results"]["expires"])
     catalogue = JobCatalogue(settings.config["jobs"])
-    broker = _redis(settings.broker_url, settings.config["queue"]["publish_timeout"])
+    broker = redis_client(settings.broker_url, settings.config["queue"]["publish_timeout"])
     identity = VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"])
     rate_limits = RateLimits(settings.result_url, settings.config["limits"])
+    app.extensions[decorators.KEY] = decorators.Access(
+        authenticator=_authenticator(settings, identity, rate_limits), rate_limits=rate_limits,
+        job_types=frozenset(settings.config["jobs"]), roles=settings.config["roles"],
+        operator_roles=tuple(settings.config["ops"]["roles"]))
     app.extensions[KEY] = Services(
         settings=settings,
         catalogue=catalogue,
         store=store,
         dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url),
         broker=broker,
-        identity=identity,
-        authenticator=_authenticator(settings, identity, rate_limits),
         celery=celery,
-        broker_collector=BrokerCollector(_redis(settings.broker_url, SCRAPE_TIMEOUT),
-                                         _redis(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
-        rate_limits=rate_limits,
+        broker_collector=BrokerCollector(redis_client(settings.broker_url, SCRAPE_TIMEOUT),
+                                         redis_client(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
         readiness=Readiness([("broker", redis_check("broker", settings.broker_url)),
                              ("result backend", redis_check("result backend", settings.result_url)),
                              ("vault", vault_token_check(settings.config["vault"]["url"],
@@ -61,8 +61,3 @@ def _authenticator(settings: Settings, identity: VaultIdentity, rate_limits: Rat
     throttle = FailedAuthThrottle(rate_limits.limiter, settings.config["limits"]["failed_auth"])
     return Authenticator(identity, jwt_check, throttle, refused_ttl=vault["refused_ttl"])
 
-
-def _redis(url: str, timeout: float = REDIS_TIMEOUT) -> Redis:
-    """Every gateway client of Redis: bounded, never retried, behind its server's breaker."""
-    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
-                          health_check_interval=30, connection_class=GuardedConnection)

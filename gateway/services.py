@@ -1,7 +1,9 @@
 """The app's long-lived services, one set per app, reached from request code with `services()`.
 
 `gateway/extensions.py` builds them once, in the factory; this module only names them, so importing
-it pulls in nothing else of the gateway (no import cycles through a locator).
+it pulls in nothing else of the gateway (no import cycles through a locator). What the route decorators
+decide with (authenticator, rate limits, roles) is kept apart, under the access package's own key
+(gateway/access/decorators.py `Access`), so `access` never reaches back up to this locator.
 """
 from __future__ import annotations
 
@@ -14,12 +16,9 @@ if TYPE_CHECKING:
     from celery import Celery
     from redis import Redis
 
-    from gateway.authenticator import Authenticator
-    from gateway.identity import VaultIdentity
-    from gateway.metrics import BrokerCollector
-    from gateway.publishing import Dispatcher
-    from gateway.ratelimit import RateLimits
-    from gateway.readiness import Readiness
+    from gateway.health.metrics import BrokerCollector
+    from gateway.health.readiness import Readiness
+    from gateway.submission.publishing import Dispatcher
     from jobs.catalogue import JobCatalogue
     from jobs.store import TaskStore
     from settings import Settings
@@ -32,11 +31,8 @@ class Services:
     store: TaskStore
     dispatcher: Dispatcher
     broker: Redis
-    identity: VaultIdentity
-    authenticator: Authenticator
     celery: Celery
     broker_collector: BrokerCollector
-    rate_limits: RateLimits
     readiness: Readiness
 
 

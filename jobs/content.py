@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 
 
 def decode(text: str, max_bytes: int) -> bytes:

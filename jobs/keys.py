@@ -20,7 +20,7 @@ STATS_HOUR_PREFIX = "gw:stats:hour:"
 # Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
 DEADLETTERS = "gw:deadletters"
 # gw:lease:<uuid>: the worker (node name) running the task, while it runs; the worker refreshes it and
-# lets it lapse `workers.visibility_timeout` seconds after it stops (tasks/leases.py). A running task
+# lets it lapse `workers.visibility_timeout` seconds after it stops (tasks/delivery/leases.py). A running task
 # without a lease has lost its worker: the gateway shows it queued again, not `pending`.
 LEASE_PREFIX = "gw:lease:"
 # gw:runs:<uuid>: how many times a worker started the task without the attempt ending (each is a
@@ -31,3 +31,20 @@ RATE_PREFIX = "gw:rate"
 # gw:content:<uuid>: an image job's result content (base64 text), kept apart from Celery's meta so that
 # reading a task's state never reads its image (jobs/results.py).
 CONTENT_PREFIX = "gw:content:"
+# gw:landing:<node>:<queue>: where a worker's transport puts a message it takes off `queue` until the
+# delivery is recorded in kombu's `unacked` (tasks/delivery/landing.py); empty within milliseconds.
+LANDING_PREFIX = "gw:landing:"
+# Hash of every landing list -> JSON {node, queue}, so a sweep finds the lists of dead workers.
+LANDINGS = "gw:landings"
+# gw:worker-alive:<node>: set by each live worker every few seconds, expiring after
+# `workers.visibility_timeout`; a node without it is dead and its landing lists go back.
+ALIVE_PREFIX = "gw:worker-alive:"
+
+# kombu's Redis transport (kombu 5.7 `Channel.unacked_key` / `unacked_index_key` defaults, pinned by
+# tests/contract): delivery tag -> message, and delivery tag -> when delivered (or last refreshed).
+KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
+
+
+def landing_key(node: str, queue: str) -> str:
+    return f"{LANDING_PREFIX}{node}:{queue}"

@@ -71,7 +71,7 @@ class Served:
 def served(uuid: str, result: Any, redis: Redis) -> Served | None:
     """An image result as its bytes, anything else as its JSON; None if the content has expired."""
     if isinstance(result, dict) and result.get(ASIDE):
-        return _set_aside_image(CONTENT_PREFIX + uuid, MEDIA_TYPES.get(result.get("format"), "application/octet-stream"), redis)
+        return _set_aside_image(CONTENT_PREFIX + uuid, MEDIA_TYPES.get(result.get("format", ""), "application/octet-stream"), redis)
     if isinstance(result, dict) and result.get("format") in MEDIA_TYPES and isinstance(result.get("content"), str):
         data = base64.b64decode(result["content"])  # stored inline by a worker older than set_aside
         return Served(MEDIA_TYPES[result["format"]], len(data), iter([data]))

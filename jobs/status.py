@@ -60,8 +60,9 @@ MESSAGES = {
 
 def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, grace: float) -> dict[str, Any]:
     """The TaskInfo body for a recorded task and its Celery result meta (None when Celery has none)."""
-    state = (meta or {}).get("status", "PENDING")
-    info = {"uuid": record.uuid, "type": record.type, "created": record.created.isoformat(),
+    meta = meta or {}
+    state = meta.get("status", "PENDING")
+    info: dict[str, Any] = {"uuid": record.uuid, "type": record.type, "created": record.created.isoformat(),
             "processed": None, "message": "", "code": 0, "result": None}
     if state == "SUCCESS":
         return info | {"status": DONE, "message": "Done", "result": meta.get("result"),
@@ -101,7 +102,7 @@ def code_for_reason(reason: str) -> ErrorCode:
 
 def failure(state: str, result: Any) -> tuple[ErrorCode, str]:
     """Error code and client-safe message for a FAILURE/REVOKED/REJECTED meta."""
-    exc_type = result.get("exc_type") if isinstance(result, dict) else None
+    exc_type = result.get("exc_type", "") if isinstance(result, dict) else ""
     if state == "REVOKED" or exc_type == "TaskRevokedError":
         reason = _exc_message(result)
         code = ErrorCode.EXPIRED if reason == "expired" else ErrorCode.CANCELLED

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 HERE = Path(__file__).resolve().parent
-JOB_SCHEMA_DIR = HERE.parent / "tasks" / "schemas"
+JOB_SCHEMA_DIR = HERE.parent / "jobs" / "schemas"
 ENV_PREFIX = "GATEWAY__"
 
 

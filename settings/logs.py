@@ -15,10 +15,14 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from loguru import Record  # loguru's stubs only: no such name at run time
 
 # Loggers that install their own handlers (gunicorn) or would double-print (werkzeug, celery).
 FOREIGN_LOGGERS = ("gunicorn", "gunicorn.error", "gunicorn.access", "werkzeug", "celery", "flask.app")
@@ -82,12 +86,12 @@ def _route_standard_logging() -> None:
 TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[process]} | {extra[_source]} | {message}{extra[_ctx]}"
 
 
-def _context(record: dict) -> str:
+def _context(record: Record) -> str:
     extra = record["extra"]
     return " ".join(f"{key}={escaped(str(extra[key]))}" for key in CONTEXT_KEYS if extra.get(key))
 
 
-def _text_patcher(record: dict) -> None:
+def _text_patcher(record: Record) -> None:
     record["message"] = escaped(record["message"])
     context = _context(record)
     record["extra"]["_ctx"] = f" | {context}" if context else ""
@@ -95,7 +99,7 @@ def _text_patcher(record: dict) -> None:
     record["extra"].setdefault("process", "-")
 
 
-def _json_patcher(record: dict) -> None:
+def _json_patcher(record: Record) -> None:
     payload = {
         "time": record["time"].isoformat(), "level": record["level"].name,
         "process": record["extra"].get("process"), "source": record["extra"].get("source", record["name"]),

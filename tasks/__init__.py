@@ -2,10 +2,10 @@
 
 tasks/app.py      the Celery app, its configuration and the per-queue worker settings
 tasks/base.py     the base class of every job task (log context, the start check, progress)
-tasks/start.py    the check before a job starts: cancelled, expired, finished, deliveries counted
-tasks/leases.py   leases on running jobs (a lost job runs again promptly) and the worker's watchdog
-tasks/transport.py kombu's Redis transport, safe to lose its connection
-tasks/alive.py    the worker healthcheck (`python -m tasks.alive <node>`)
+tasks/delivery/startcheck.py    the check before a job starts: cancelled, expired, finished, deliveries counted
+tasks/delivery/leases.py   leases on running jobs (a lost job runs again promptly) and the worker's watchdog
+tasks/delivery/transport.py kombu's Redis transport, safe to lose its connection
+tasks/delivery/heartbeat.py    the worker healthcheck (`python -m tasks.delivery.heartbeat <node>`)
 tasks/retries.py  transient failures: backoff, then the dead-letter list
 tasks/outcomes.py outcome counts and completion webhooks, from the worker's signals
 tasks/runtime.py  the worker's settings and job catalogue

@@ -14,14 +14,15 @@ from celery import Celery, signals
 import celeryconfig
 from settings.logs import setup_logging
 from tasks.base import JobTask
-from tasks.leases import Liveness
+from tasks.delivery.bootstep import Delivery
+from tasks.delivery.transport import Transport
 from tasks.runtime import worker_settings
 
 app = Celery("tasks", task_cls=JobTask,
              include=["tasks.outcomes", "tasks.hashing", "tasks.images", "tasks.webhooks"])
 app.add_defaults(lambda: _worker_config(sys.argv))
-# Leases on running jobs and the watchdog that makes a wedged worker exit (tasks/leases.py).
-app.steps["consumer"].add(Liveness)
+# Taking jobs without loss, leases on running jobs, and the watchdog that makes a wedged worker exit.
+app.steps["consumer"].add(Delivery)
 
 
 @signals.setup_logging.connect
@@ -63,7 +64,8 @@ def _worker_config(argv: list[str]) -> dict[str, Any]:
     Celery resolves --concurrency against this config while parsing the command line, so the queue
     comes from the same command line (-Q/--queues); an explicit --concurrency still wins."""
     settings = worker_settings()
-    return celeryconfig.build(settings, role="worker") | queue_overrides(settings.config["workers"], cli_queues(argv))
+    config = celeryconfig.build(settings, role="worker", transport=Transport)
+    return config | queue_overrides(settings.config["workers"], cli_queues(argv))
 
 
 def cli_queues(argv: list[str]) -> list[str]:

@@ -1,5 +1,5 @@
 """The base class of every job task: log context for the span of a task, its one log line, the check
-made before a job starts (tasks/start.py: cancelled, expired, already finished, held elsewhere, worker
+made before a job starts (tasks/delivery/startcheck.py: cancelled, expired, already finished, held elsewhere, worker
 lost too often), progress reports, and transient failures handed to tasks/retries.py."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from celery import Task, signals
 from celery.exceptions import Ignore
 from loguru import logger
 
-from jobs.errors import JobError, RetriesExhausted, TransientError, WorkerLost
+from jobs.failures import JobError, RetriesExhausted, TransientError, WorkerLost
 from jobs.headers import CLIENT_HEADER
-from tasks import start
+from tasks.delivery import startcheck as start
 from tasks.retries import dead_letter, retry_or_dead_letter
 
 

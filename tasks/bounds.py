@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from celery import Task
 
 from jobs.catalogue import Bounds
-from jobs.errors import OutOfBounds
+from jobs.failures import OutOfBounds
 from tasks.runtime import bounds_for
 
 Job = TypeVar("Job", bound=Callable[..., Any])

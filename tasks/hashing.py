@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image
 
 from jobs.content import decode
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 from tasks.app import app
 from tasks.bounds import bounded_result, memory_bounded
 from tasks.imaging import open_image
@@ -34,7 +34,8 @@ def calc_hash(content: bytes, algorithms: list[str] | tuple[str, ...] = DEFAULT_
 
 def average_hash(image: Image.Image) -> str:
     """64-bit aHash: each pixel of an 8x8 greyscale thumbnail against the thumbnail's mean."""
-    pixels = list(image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS).get_flattened_data())
+    small = image.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+    pixels = list(cast("tuple[float, ...]", small.get_flattened_data()))  # one band ("L"): a number per pixel
     mean = sum(pixels) / len(pixels)
     return _bits_to_hex(p > mean for p in pixels)
 
@@ -42,7 +43,7 @@ def average_hash(image: Image.Image) -> str:
 def difference_hash(image: Image.Image) -> str:
     """64-bit dHash: each pixel of a 9x8 greyscale thumbnail against its right-hand neighbour."""
     small = image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = list(small.get_flattened_data())
+    pixels = list(cast("tuple[float, ...]", small.get_flattened_data()))  # one band ("L"): a number per pixel
     width = HASH_SIDE + 1
     return _bits_to_hex(
         pixels[row * width + col] > pixels[row * width + col + 1]

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from jobs.catalogue import Bounds
 from jobs.content import decode, encode
-from jobs.errors import BadContent, OutOfBounds
+from jobs.failures import BadContent, OutOfBounds
 from jobs.results import stored_size
 from tasks.app import app
 from tasks.bounds import check_output_size, check_stored_size, memory_bounded
@@ -108,7 +108,7 @@ def _draw(base: Image.Image, text: str, position: str, opacity: float, size: int
     return Image.alpha_composite(base, overlay)
 
 
-def text_origin(image: tuple[int, int], text: tuple[int, int], position: str, margin: int) -> tuple[int, int]:
+def text_origin(image: tuple[int, int], text: tuple[float, float], position: str, margin: int) -> tuple[float, float]:
     """Top-left corner of the text box for a named position, `margin` pixels from the edges."""
     (img_w, img_h), (txt_w, txt_h) = image, text
     x = {"left": margin, "right": img_w - txt_w - margin, "center": (img_w - txt_w) // 2}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 
 
 def set_pixel_limit(pixels: int) -> None:

@@ -56,6 +56,7 @@ def _notify(request: Any) -> None:
 def _count_success(sender: Task | None = None, **_: Any) -> None:
     if _internal(sender):
         return
+    assert sender is not None  # Celery sends task_success with the task as sender
     _count(f"done|{_job_type(sender)}", sender.request)
     _notify(sender.request)
 
@@ -64,6 +65,7 @@ def _count_success(sender: Task | None = None, **_: Any) -> None:
 def _count_failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
     if _internal(sender):
         return
+    assert sender is not None  # Celery sends task_failure with the task as sender
     _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}", sender.request)
     _notify(sender.request)
 
@@ -80,7 +82,7 @@ def _count_revoked(sender: Task | None = None, request: Any = None, expired: boo
 class _RevokedRequest:
     """The little of a revoked task's request that the webhook needs, from the message headers."""
 
-    def __init__(self, task_id: str, headers: dict[str, Any]) -> None:
+    def __init__(self, task_id: str | None, headers: dict[str, Any]) -> None:
         self.id, self._headers = task_id, headers
 
     def get(self, key: str) -> Any:

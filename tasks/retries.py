@@ -9,7 +9,7 @@ from celery import Task
 
 from jobs import deadletters
 from jobs.catalogue import NO_RETRY
-from jobs.errors import RetriesExhausted, TransientError
+from jobs.failures import RetriesExhausted, TransientError
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER
 from jobs.retry import backoff
 from tasks.runtime import job_type

@@ -1,11 +1,13 @@
 """What a worker process runs with: its settings (read once, lazily: importing job code reads nothing
-from disk) and the job catalogue built from them."""
+from disk), the job catalogue built from them, and the one factory of the workers' own Redis clients."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from celery import Task
+from redis import Redis
 
+from celeryconfig import WORKER_REDIS_CONNECT_TIMEOUT, WORKER_REDIS_TIMEOUT
 from jobs.catalogue import Bounds, JobCatalogue, JobType
 from jobs.headers import JOB_TYPE_HEADER
 from settings import Settings, load_settings_or_exit
@@ -49,3 +51,10 @@ def content_limit(task_name: str) -> int:
 
 def no_progress(percent: int, stage: str) -> None:
     """The progress callback of a job function called outside a worker (tests, scripts)."""
+
+
+def redis_client(url: str, timeout: float = WORKER_REDIS_TIMEOUT, decode: bool = False) -> Redis:
+    """A Redis client of the workers' own (beside Celery's and kombu's): bounded by `timeout` per reply
+    and by the workers' connect timeout, never longer."""
+    return Redis.from_url(url, decode_responses=decode, socket_timeout=timeout,
+                          socket_connect_timeout=min(timeout, WORKER_REDIS_CONNECT_TIMEOUT))

@@ -34,7 +34,7 @@ from jobs.store import TaskStore
 from jobs.taskinfo import task_info as describe_task
 from settings import Settings
 from tasks.app import app
-from tasks.runtime import worker_settings
+from tasks.runtime import redis_client, worker_settings
 
 
 class DeliveryFailed(Exception):
@@ -144,5 +144,5 @@ _clients: dict[str, Redis] = {}
 
 def _redis(url: str) -> Redis:
     if url not in _clients:
-        _clients[url] = Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5)
+        _clients[url] = redis_client(url, decode=True)
     return _clients[url]

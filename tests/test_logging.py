@@ -14,7 +14,8 @@ from flask import Flask, request
 from loguru import logger
 
 from devsupport.processes import wait_until
-from gateway import auth, create_app
+from gateway import create_app
+from gateway.access import decorators as auth
 from settings import load_settings
 from settings.logs import setup_logging
 
@@ -102,7 +103,7 @@ def test_every_log_call_is_escaped_in_text_logs(app_logging_to, vault):
     response = app.test_client().get("/echo", query_string={"q": f"a\n{FORGED}{ANSI}\u2028"},
                                      headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
-    (line,) = [line for line in log.read_text().splitlines() if "echo" in line and "gateway.requestlog" not in line]
+    (line,) = [line for line in log.read_text().splitlines() if "echo" in line and "gateway.http.requestlog" not in line]
     assert f"echo a\\n{FORGED}\\x1b[31m\\u2028" in line and f"client_id=x\\n{FORGED}" in line
     assert_not_forged(log)
 

@@ -1,4 +1,4 @@
-"""/openapi.json (OpenAPI 3.1, generated from the route declarations: gateway/openapi.py), /docs
+"""/openapi.json (OpenAPI 3.1, generated from the route declarations: gateway/http/openapi.py), /docs
 (Swagger UI) and /docs/assets/<name>, which serves Swagger UI's files from gateway/static: vendored
 from npm (gateway/static/swagger-ui/NOTICE), so the page works offline and loads nothing from a CDN.
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, send_from_directory
 
-from gateway import openapi
-from gateway.contract import declare, returns
+from gateway.http import openapi
+from gateway.http.contract import declare, returns
 from gateway.services import services
 
 bp = Blueprint("docs", __name__)
@@ -35,7 +35,7 @@ PAGE = """<!doctype html>
 @declare("This document")
 @returns(200, description="OpenAPI 3.1")
 def document() -> dict:
-    app = current_app._get_current_object()
+    app = current_app
     if "openapi" not in app.extensions:
         app.extensions["openapi"] = openapi.build(app, services().settings)
     return app.extensions["openapi"]

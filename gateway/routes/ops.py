@@ -14,11 +14,11 @@ from flask import Blueprint
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
-from gateway import auth
-from gateway.contract import declare, optional_body, query, returns
-from gateway.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
-from gateway.queues import queue_stats
-from gateway.schemas import (
+from gateway.access import decorators as auth
+from gateway.health.queues import queue_stats
+from gateway.http.contract import declare, optional_body, query, returns
+from gateway.http.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
+from gateway.http.schemas import (
     Counts,
     CountsQuery,
     DeadLetters,
@@ -152,7 +152,9 @@ def dead_letters() -> dict[str, Any]:
 @auth.operator_required
 def requeue(task_id: str) -> tuple[dict[str, Any], int]:
     canonical = canonical_uuid(task_id)
-    entry = deadletters.load(services().store.redis, canonical) if canonical else None
+    if not canonical:
+        raise TaskNotFound()
+    entry = deadletters.load(services().store.redis, canonical)
     record, _ = services().store.load(canonical) if entry else (None, None)
     if entry is None or record is None:
         raise TaskNotFound()

@@ -8,21 +8,21 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from gateway import auth, idempotency, webhooks
-from gateway.contract import body, declare, query, returns
-from gateway.errors import Conflict, Forbidden, PayloadTooLarge, TaskNotFound
-from gateway.listing import Listing
-from gateway.ratelimit import rate_limited
-from gateway.schemas import (
+from gateway.access import decorators as auth
+from gateway.http.contract import body, declare, query, returns
+from gateway.http.errors import Conflict, Forbidden, PayloadTooLarge, TaskNotFound
+from gateway.http.schemas import (
     JobResult,
     SubmitRequest,
     SubmitResponse,
     TaskInfoQuery,
     TaskList,
     TaskListQuery,
-    submit_document,
 )
 from gateway.services import services
+from gateway.submission import callbacks, idempotency
+from gateway.submission.document import submit_document
+from gateway.submission.listing import Listing
 from jobs import results
 from jobs.ids import canonical_uuid
 from jobs.record import TaskRecord
@@ -47,7 +47,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
         errors.update(job.upload_errors(payload["upload"]))
     callback = payload.get("callback_url")
     if isinstance(callback, str):
-        problem = webhooks.callback_problem(callback, services().settings, auth.current_identity().client_id)
+        problem = callbacks.callback_problem(callback, services().settings, auth.current_identity().client_id)
         if problem:
             errors["callback_url"] = [problem]
     return errors
@@ -58,7 +58,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 @returns(202, SubmitResponse, "Accepted and queued", headers=LOCATION)
 @returns(200, SubmitResponse, "Idempotent repeat: the original task", headers=LOCATION)
 @auth.login_required()
-@rate_limited("submit")
+@auth.rate_limited("submit")
 @auth.job_type_allowed("type")
 @body(SubmitRequest, check=submission_errors, document=submit_document)
 def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
@@ -68,7 +68,7 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
     submitted = services().dispatcher.submit(
         services().catalogue[data["type"]], data["upload"], data["ExternalId"], identity.client_id,
         idempotency.claim(identity.client_id, data, request.headers.get(idempotency.HEADER)),
-        data.get("callback_url"), services().rate_limits.max_unfinished(identity.role, identity.client_id))
+        data.get("callback_url"), auth.access().rate_limits.max_unfinished(identity.role, identity.client_id))
     if not submitted.same_body:
         raise Conflict("This idempotency key already names a task with a different body",
                        extra={"uuid": submitted.record.uuid})
@@ -79,7 +79,7 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
 @declare("State and result of a task", errors=(404,))
 @returns(200, TaskInfo, "The task")
 @auth.login_required()
-@rate_limited("read")
+@auth.rate_limited("read")
 @query(TaskInfoQuery)
 def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
     return _describe(*_readable(args["taskid"]))
@@ -90,7 +90,7 @@ def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
 @returns(200, JobResult, "image/png, image/jpeg or image/webp for resize_image and water_marks; application/json "
                          "otherwise; Content-Length always set", content_type="*/*")
 @auth.login_required()
-@rate_limited("read")
+@auth.rate_limited("read")
 def task_result(task_id: str) -> Response:
     """The whole result, however large, read from Redis a chunk at a time: /taskinfo inlines only
     small ones (`results.max_inline_bytes`) and points larger ones here (`result_url`)."""
@@ -109,7 +109,7 @@ def task_result(task_id: str) -> Response:
 @declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)")
 @returns(200, TaskList, "A page")
 @auth.login_required()
-@rate_limited("read")
+@auth.rate_limited("read")
 @query(TaskListQuery)
 def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
     identity = auth.current_identity()
@@ -128,7 +128,7 @@ def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
 @declare("Cancel a task (owner or admin)", errors=(404, 409))
 @returns(202, TaskInfo, "Cancelled")
 @auth.login_required()
-@rate_limited("submit")
+@auth.rate_limited("submit")
 def cancel(task_id: str) -> tuple[dict[str, Any], int]:
     """A queued task never runs, a running one is revoked (terminated only where the job type allows
     it). Repeating it is harmless; a task that already finished is a 409."""
@@ -138,7 +138,9 @@ def cancel(task_id: str) -> tuple[dict[str, Any], int]:
         raise Conflict("Task already finished", extra={"uuid": record.uuid})
     job = services().catalogue.get(record.type)
     services().dispatcher.cancel(record, terminate=bool(job and job.cancel_terminates))
-    return _describe(*services().store.load(record.uuid)), 202
+    cancelled, meta = services().store.load(record.uuid)
+    assert cancelled is not None  # read a moment ago; cancelling keeps the record
+    return _describe(cancelled, meta), 202
 
 
 def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:

@@ -282,7 +282,7 @@ def test_every_decision_is_audited_without_secrets(api_as, vault, gateway_log):
     bad = basic_raw(b"service:wrong-password-xyz")
     response = submit_with(api_as(None).base_url, bad)
     assert response.status_code == 401
-    lines = wait_until(lambda: [l for l in gateway_log.read_text().splitlines() if "gateway.requestlog" in l
+    lines = wait_until(lambda: [l for l in gateway_log.read_text().splitlines() if "gateway.http.requestlog" in l
                                 and ("job_type_not_allowed" in l or "vault_refused" in l)], 10, "audit lines")
     assert any("POST /submit 403" in l and "auth=denied reason=job_type_not_allowed role=copytrust_site" in l
                and "client_id=client-copytrust" in l for l in lines)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import auth, create_app
+from gateway import create_app
+from gateway.access import decorators as auth
 from tests.support.api import b64, basic_header
 
 SUBMISSION = {"type": "calc_hash", "upload": {"content": b64(b"x")}}

@@ -15,7 +15,7 @@ import pytest
 
 from devsupport.processes import wait_until
 from gateway import create_app
-from gateway.contract import contract_of
+from gateway.http.contract import contract_of
 from tests.gateway.test_errors import assert_envelope
 from tests.support.api import b64
 

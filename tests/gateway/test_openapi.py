@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from devsupport.processes import BIN, ROOT, free_port, start_gunicorn, wait_until
 from gateway import create_app
-from gateway.listing import encode_cursor
+from gateway.submission.listing import encode_cursor
 from tests.support.api import b64
 
 

@@ -11,9 +11,9 @@ import requests
 from PIL import Image
 
 from devsupport.processes import free_port, start_gunicorn, wait_until
+from devsupport.procfs import children, status_kib
 from tests.support.api import Api, b64
 from tests.support.images import noise_png, png
-from tests.support.procfs import children, status_kib
 
 BIG = (1800, 1800)  # random pixels: a PNG of about 8 MB, 10.7 MB of base64 (results.max_inline_bytes: 1 MiB)
 

@@ -15,10 +15,10 @@ import pytest
 
 from devsupport.deployment import compose_argv
 from devsupport.processes import wait_until
+from devsupport.procfs import children, cmdline, environ, status_kib
 from jobs import webhooks
 from jobs.webhooks import verify
 from tests.support.api import b64
-from tests.support.procfs import children, cmdline, environ, status_kib
 
 
 class Receiver:

@@ -8,7 +8,7 @@ import os
 import signal
 from typing import Any
 
-from jobs.errors import TransientError
+from jobs.failures import TransientError
 from tasks import app
 
 

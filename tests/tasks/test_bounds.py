@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from jobs.catalogue import Bounds
-from jobs.errors import BadContent, OutOfBounds
+from jobs.failures import BadContent, OutOfBounds
 from tasks.hashing import calc_hash
 from tasks.images import fit_size, resize_image, water_marks
 from tests.support.api import b64

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from jobs.content import decode
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 from tasks.hashing import average_hash, calc_hash, difference_hash
 from tests.support.images import decode as open_png
 from tests.support.images import gradient_png

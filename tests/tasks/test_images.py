@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 from tasks import images
 from tasks.images import fit_size, resize_image, text_origin, water_marks
 from tests.support.images import decode, png

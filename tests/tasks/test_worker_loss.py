@@ -17,10 +17,9 @@ import pytest
 
 from devsupport.processes import ROOT, start_worker, wait_until
 from jobs.headers import JOB_TYPE_HEADER, SUBMITTED_HEADER
-from jobs.keys import LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from jobs.keys import ALIVE_PREFIX, KOMBU_UNACKED, LANDINGS, LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX, landing_key
 from jobs.status import REQUEUED
-from tasks import landing
-from tasks.start import START_SCRIPT
+from tasks.delivery.startcheck import START_SCRIPT
 
 VISIBILITY = 10  # workers.visibility_timeout of these tests' workers (45 by default)
 SWEEP = 5  # celeryconfig.RESTORE_INTERVAL
@@ -64,11 +63,11 @@ def test_a_job_whose_worker_is_killed_with_its_process_group_is_queued_again_and
 
 def _land(redis_client, task_id: str, node: str) -> None:
     """Do what a worker killed right after taking the job off its queue left behind: the message in its
-    landing place (tasks/landing.py), nowhere else."""
+    landing place (tasks/delivery/landing.py), nowhere else."""
     wait_until(lambda: any(task_id in item for item in redis_client.lrange("loss", 0, -1)), 10, "the job queued")
     assert redis_client.llen("loss") == 1
-    redis_client.lmove("loss", landing.key(node, "loss"), "RIGHT", "LEFT")
-    redis_client.hset(landing.LANDINGS, landing.key(node, "loss"), json.dumps({"node": node, "queue": "loss"}))
+    redis_client.lmove("loss", landing_key(node, "loss"), "RIGHT", "LEFT")
+    redis_client.hset(LANDINGS, landing_key(node, "loss"), json.dumps({"node": node, "queue": "loss"}))
     assert redis_client.llen("loss") == 0 and not _unacked(redis_client, task_id)
 
 
@@ -82,7 +81,7 @@ def test_a_job_a_dead_worker_took_off_its_queue_and_never_recorded_goes_back_and
     wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", VISIBILITY + SWEEP + 10, "the job running")
     redis_client.rpush(f"release:{task_id}", "go")
     assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
-    assert redis_client.llen(landing.key("ghost@nowhere", "loss")) == 0
+    assert redis_client.llen(landing_key("ghost@nowhere", "loss")) == 0
 
 
 def test_a_worker_starting_again_puts_back_what_its_previous_life_took(api, loss_worker, redis_client):
@@ -90,7 +89,7 @@ def test_a_worker_starting_again_puts_back_what_its_previous_life_took(api, loss
     node = f"{name}@{socket.gethostname()}"
     task_id = api.submitted("hold_loss", {"tag": "restarted"})
     _land(redis_client, task_id, node)
-    redis_client.set(landing.ALIVE_PREFIX + node, "1", ex=300)  # no sweep would touch it: only the start
+    redis_client.set(ALIVE_PREFIX + node, "1", ex=300)  # no sweep would touch it: only the start
     loss_worker(name)
     wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", 10, "the job running")
     redis_client.rpush(f"release:{task_id}", "go")
@@ -106,8 +105,8 @@ def test_a_job_left_in_a_live_workers_landing_place_goes_back_and_runs(api, loss
     name = f"loss-f-{uuid.uuid4().hex[:6]}"
     loss_worker(name)
     node = f"{name}@{socket.gethostname()}"
-    wait_until(lambda: redis_client.hexists(landing.LANDINGS, landing.key(node, "loss")), 10, "its landing place named")
-    redis_client.lmove("loss-aside", landing.key(node, "loss"), "RIGHT", "LEFT")
+    wait_until(lambda: redis_client.hexists(LANDINGS, landing_key(node, "loss")), 10, "its landing place named")
+    redis_client.lmove("loss-aside", landing_key(node, "loss"), "RIGHT", "LEFT")
     wait_until(lambda: redis_client.get(f"starts:{task_id}") == "1", 3 * 5 + 5, "the job running")
     redis_client.rpush(f"release:{task_id}", "go")
     assert api.wait_status(task_id, "done", "error", timeout=30)["status"] == "done"
@@ -138,7 +137,7 @@ def test_a_redelivered_finished_job_is_skipped_not_run_again(api, redis_client, 
 
 
 def _unacked(redis_client, task_id: str) -> bool:
-    return any(task_id in value for value in redis_client.hvals("unacked"))
+    return any(task_id in value for value in redis_client.hvals(KOMBU_UNACKED))
 
 
 def start_verdict(redis_client, task_id: str, expires_at: float, holder: str = "me@host") -> list:
@@ -173,10 +172,10 @@ def test_a_finished_job_is_never_started_again(redis_client):
 
 
 def test_the_worker_healthcheck_passes_for_a_consuming_worker_and_fails_for_an_unknown_one(worker):
-    """`python -m tasks.alive <node>`: the heartbeat file the consumer's event loop touches."""
+    """`python -m tasks.delivery.heartbeat <node>`: the heartbeat file the consumer's event loop touches."""
     node = f"main@{socket.gethostname()}"
-    alive = subprocess.run([sys.executable, "-m", "tasks.alive", node], cwd=ROOT, capture_output=True, timeout=30)
+    alive = subprocess.run([sys.executable, "-m", "tasks.delivery.heartbeat", node], cwd=ROOT, capture_output=True, timeout=30)
     assert alive.returncode == 0, alive.stdout
-    unknown = subprocess.run([sys.executable, "-m", "tasks.alive", "nobody@nowhere"], cwd=ROOT, capture_output=True,
+    unknown = subprocess.run([sys.executable, "-m", "tasks.delivery.heartbeat", "nobody@nowhere"], cwd=ROOT, capture_output=True,
                              timeout=30)
     assert unknown.returncode == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
+from devsupport.procfs import address_space_limit, children
 from tests.support.api import b64
 from tests.support.images import one_by_hundred
-from tests.support.procfs import address_space_limit, children
 
 
 def test_every_pool_process_runs_under_the_address_space_limit(worker, settings):

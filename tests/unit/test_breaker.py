@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from devsupport.processes import wait_until
-from gateway.breaker import Breaker
+from gateway.health.breaker import Breaker
 
 
 def test_breaker_refuses_while_open_then_lets_exactly_one_probe_through():

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from gateway.auth import metric_reason
-from gateway.credentials import parse_authorization
-from gateway.errors import ValidationFailed
-from gateway.identity import AuthFailed, Identity, TtlCache
-from gateway.listing import decode_cursor, encode_cursor
-from gateway.webhooks import host_allowed
+from gateway.access.credentials import parse_authorization
+from gateway.access.decorators import metric_reason
+from gateway.access.identity import AuthFailed, Identity, TtlCache
+from gateway.http.errors import ValidationFailed
+from gateway.submission.callbacks import host_allowed
+from gateway.submission.listing import decode_cursor, encode_cursor
 from jobs.ids import canonical_uuid
 from jobs.retry import backoff
 from settings.logs import escaped

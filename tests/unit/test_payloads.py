@@ -7,7 +7,7 @@ import pytest
 
 from jobs.catalogue import JobCatalogue
 from jobs.content import decode, decoded_length
-from jobs.errors import BadContent
+from jobs.failures import BadContent
 from settings import load_settings
 
 

@@ -1,0 +1,120 @@
+"""Prometheus metrics (SPEC §7), correct under several gunicorn worker processes.
+
+Counters and histograms live in this process and, under gunicorn, in prometheus_client's multiprocess
+files (gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this), so a scrape of
+any worker returns the sum over all of them. Broker-side values (queue depth, oldest message age) and
+task outcomes (counted in Redis by the workers, tasks/stats.py) are read at scrape time.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from redis.exceptions import RedisError
+
+from gateway.health.queues import queue_stats
+from gateway.http import requestinfo
+from jobs import stats
+from jobs.status import code_for_reason
+
+REQUESTS = Counter("gateway_http_requests_total", "HTTP requests by route, method and status",
+                   ["route", "method", "status"])
+LATENCY = Histogram("gateway_http_request_duration_seconds", "HTTP request latency by route and method",
+                    ["route", "method"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+SUBMISSIONS = Counter("gateway_submissions_total", "POST /submit by job type and outcome", ["type", "outcome"])
+AUTH = Counter("gateway_auth_decisions_total", "Authentication/authorization decisions", ["outcome", "reason"])
+VAULT_LATENCY = Histogram("gateway_vault_request_duration_seconds", "Vault calls by operation and outcome",
+                          ["operation", "outcome"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2))
+LOGIN_CACHE = Counter("gateway_login_cache_lookups_total", "Login cache lookups by result (hit, miss)", ["result"])
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+SUBMIT_OUTCOMES = {202: "accepted", 400: "invalid", 401: "unauthorized", 403: "forbidden", 413: "too_large",
+                   415: "invalid", 409: "conflict", 429: "rate_limited", 503: "broker_down"}
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_observe)
+
+
+def _observe(response: Response) -> Response:
+    """Every label from a closed set: routes as declared (else <unmatched>), methods Flask knows (else
+    OTHER), job types from the catalogue; the body is never read here (SPEC §8)."""
+    info = requestinfo.current()
+    route = request.url_rule.rule if request.url_rule else "<unmatched>"
+    method = request.method if request.method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    if info is not None:
+        LATENCY.labels(route, method).observe(time.perf_counter() - info.started)
+    if request.endpoint == "tasks.submit":
+        outcome = (info.submit_outcome if info else None) or SUBMIT_OUTCOMES.get(response.status_code, "error")
+        SUBMISSIONS.labels((info.job_type if info else None) or "<unknown>", outcome).inc()
+    return response
+
+
+def render(broker_collector: BrokerCollector) -> Response:
+    """The exposition text: this process's (or all workers') metrics plus the scrape-time ones."""
+    scrape = CollectorRegistry()
+    scrape.register(broker_collector)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers)
+        body = generate_latest(workers) + generate_latest(scrape)
+    else:
+        body = generate_latest(REGISTRY) + generate_latest(scrape)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class BrokerCollector:
+    """Queue depth and oldest-message age per queue, task outcomes per type, and whether Redis answered."""
+
+    def __init__(self, broker, results, queues: list[str]) -> None:
+        self.broker, self.results, self.queues = broker, results, queues
+
+    def collect(self):
+        up = GaugeMetricFamily("gateway_broker_up", "1 if the broker answered this scrape")
+        depth = GaugeMetricFamily("gateway_queue_depth", "Messages waiting in the queue", labels=["queue"])
+        age = GaugeMetricFamily("gateway_queue_oldest_message_age_seconds",
+                                "Age of the oldest waiting message published by the gateway (0 when empty)",
+                                labels=["queue"])
+        try:
+            for queue in queue_stats(self.broker, self.queues):
+                depth.add_metric([queue.name], queue.depth)
+                age.add_metric([queue.name], queue.oldest_age or 0.0)
+            up.add_metric([], 1)
+        except RedisError:
+            up.add_metric([], 0)
+        yield from (up, depth, age)
+        yield from self._outcomes()
+
+    def _outcomes(self):
+        submitted = CounterMetricFamily("gateway_tasks_submitted", "Tasks accepted and queued, by job type",
+                                        labels=["type"])
+        outcomes = CounterMetricFamily("gateway_task_outcomes", "Finished tasks by job type, status and error code",
+                                       labels=["type", "status", "code"])
+        try:
+            counts = self.results.hgetall(stats.TOTAL_KEY)
+        except RedisError:
+            counts = {}
+        merged: dict[tuple[str, str, str], int] = {}
+        for field, value in counts.items():
+            kind, job_type, reason = stats.parse(field)
+            if kind == "submitted":
+                submitted.add_metric([job_type], int(value))
+            elif kind in ("done", "error"):
+                key = (job_type, kind, str(int(code_for_reason(reason))) if kind == "error" else "0")
+                merged[key] = merged.get(key, 0) + int(value)
+        for labels, value in sorted(merged.items()):
+            outcomes.add_metric(list(labels), value)
+        yield submitted
+        yield outcomes

@@ -1,0 +1,143 @@
+"""marshmallow request and response schemas: the exact field names of SPEC §2. No I/O here.
+
+The OpenAPI document is generated from these and the route declarations (gateway/http/openapi.py); the
+submit body's document is built from the job catalogue's payload schemas (gateway/submission/document.py)."""
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, fields, validate
+
+from jobs.taskinfo import TaskInfo, TaskRow
+from settings import Settings
+
+__all__ = ["TaskInfo", "TaskRow"]  # re-exported: the API's TaskInfo is the one the webhook task sends too
+
+
+class SubmitRequest(Schema):
+    ExternalId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=256))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    upload = fields.Dict(required=True)
+    callback_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2048))
+
+
+class SubmitResponse(Schema):
+    ExternalId = fields.String(attribute="external_id", allow_none=True)
+    type = fields.String()
+    uuid = fields.String()
+    created = fields.Function(lambda record: record.created.isoformat())
+
+
+class TaskInfoQuery(Schema):
+    taskid = fields.String(required=True)
+
+
+class TaskListQuery(Schema):
+    status = fields.String(validate=validate.OneOf(["created", "pending", "done", "error"]))
+    type = fields.String(validate=validate.Length(min=1, max=64))
+    ExternalId = fields.String(validate=validate.Length(min=1, max=256))
+    created_after = fields.AwareDateTime(default_timezone=UTC)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=200))
+    client_id = fields.String(validate=validate.Length(min=1, max=256))
+
+
+class TaskList(Schema):
+    tasks = fields.List(fields.Nested(TaskRow))
+    next_cursor = fields.String(allow_none=True)
+
+
+class JobResult(Schema):
+    """GET /tasks/<uuid>/result: an image job's image (image/png, image/jpeg or image/webp), any other
+    job's result as JSON (any object). No fields: the route answers with the bytes themselves."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class Status(Schema):
+    """/health and /ping."""
+
+    message = fields.String()
+    code = fields.Integer()
+
+
+class Error(Schema):
+    code = fields.Integer(required=True)
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    uuid = fields.String(metadata={"description": "409: the task the idempotency key or the request names"})
+
+
+# --- ops ------------------------------------------------------------------------------------------
+
+class QueueState(Schema):
+    name = fields.String()
+    depth = fields.Integer()
+    oldest_age_seconds = fields.Float(allow_none=True)
+
+
+class Queues(Schema):
+    queues = fields.List(fields.Nested(QueueState))
+
+
+class WorkerState(Schema):
+    name = fields.String()
+    queues = fields.List(fields.String())
+    active = fields.Integer()
+
+
+class Workers(Schema):
+    workers = fields.List(fields.Nested(WorkerState))
+    waited_seconds = fields.Float()
+
+
+class CountsQuery(Schema):
+    """`hours` is checked against the retention by the route (it is configuration): counts_document."""
+
+    hours = fields.Integer(validate=validate.Range(min=1))
+
+
+def retention_hours(settings: Settings) -> int:
+    """The longest window /ops/tasks/counts reads, and its default: the hours results are kept."""
+    return max(1, settings.config["results"]["expires"] // 3600)
+
+
+def counts_document(settings: Settings) -> dict[str, Any]:
+    return {"hours": {"type": "integer", "minimum": 1, "maximum": retention_hours(settings),
+                      "description": "Window in hours, newest first (default and most: the retention)"}}
+
+
+class Counts(Schema):
+    window_hours = fields.Integer()
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_type = fields.Dict(keys=fields.String(), values=fields.Dict())
+
+
+class RevokeRequest(Schema):
+    terminate = fields.Boolean(load_default=False)
+
+
+class Revoked(Schema):
+    uuid = fields.String()
+    revoked = fields.Boolean()
+    terminate = fields.Boolean()
+
+
+class DeadLetter(Schema):
+    uuid = fields.String()
+    type = fields.String(allow_none=True)
+    owner = fields.String(allow_none=True)
+    attempts = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    failed_at = fields.Float(allow_none=True)
+
+
+class DeadLetters(Schema):
+    deadletters = fields.List(fields.Nested(DeadLetter))
+
+
+class Requeued(Schema):
+    uuid = fields.String()
+    requeued = fields.Boolean()

@@ -1,0 +1,249 @@
+"""The one way a job reaches the workers: its record and its standard Celery task message, written
+together, never hanging, never half-done. Submits and operator requeues both come through here.
+
+The message is built by Celery and kombu as usual, but its Redis commands are captured
+(gateway/submission/capture.py) and run inside the save script below, with the record, the owner's index, the
+unfinished set, the submission count and the idempotency claim: one round trip, all or nothing. When
+the broker is another Redis than the task store, the record is written first and the message then
+published on the broker; a publish that fails takes the record with it. Either way a failure leaves
+nothing behind and answers 503.
+
+One failure is different: the script (or the publish) was sent and no answer came in time. A stalled
+Redis runs it when it resumes, so the task may exist: that 503 says the outcome is unknown and carries
+the uuid the task has if it does (`/taskinfo` tells later). A retry with the same Idempotency-Key or
+ExternalId is safe either way: the claim is checked and taken inside the same script.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+from loguru import logger
+from redis import Redis
+from redis.exceptions import RedisError
+
+from gateway.health.breaker import Unanswered
+from gateway.http.errors import ServiceUnavailable, TooManyRequests
+from gateway.submission import capture
+from jobs import stats
+from jobs.catalogue import JobType
+from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
+from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from jobs.record import TaskRecord
+from jobs.store import TaskStore
+
+PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
+Commands = list[tuple[str, tuple]]
+
+# KEYS: record, owner index, stats total, stats hour, open set[, idempotency key]
+# ARGV: ttl, score, uuid, stats field, idempotency value, cap ("" = none), expires score,
+#       commands (JSON list of [name, [args...]], "[]" for none), then the record's field/value pairs
+# The commands are the task message's LPUSH and its task-sent event's PUBLISH, exactly as kombu builds
+# them (gateway/submission/capture.py), and for a requeue the reset of the old outcome: they run only when the
+# task is recorded, in the same script.
+SAVE_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+if #KEYS == 6 then
+  local existing = redis.call('GET', KEYS[6])
+  if existing then return existing end
+end
+if ARGV[6] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then return '!cap' end
+end
+if #KEYS == 6 then redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
+redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('EXPIRE', KEYS[4], ttl + 3600)
+for _, command in ipairs(cjson.decode(ARGV[8])) do
+  redis.call(command[1], unpack(command[2]))
+end
+return false
+"""
+
+
+OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued under this uuid. "
+                   "Read it with /taskinfo, or repeat the request with the same Idempotency-Key")
+
+
+def _outcome_unknown(record: TaskRecord) -> ServiceUnavailable:
+    logger.warning("broker did not answer, task {} may have been queued", record.uuid)
+    return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
+
+
+def message_commands(celery: Celery, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> Commands:
+    """The Redis commands of one standard Celery task message and its task-sent event."""
+    with capture.capture() as captured, celery.producer_or_acquire() as producer, producer.batch():
+        celery.send_task(
+            job.task, kwargs={"upload": upload}, task_id=record.uuid, queue=job.queue,
+            # No message `expires`: the TTL means "no worker started it in time", so the worker
+            # checks it against the record when it starts the job (tasks/delivery/startcheck.py). kombu would
+            # discard an old message unasked, even one whose job a dead worker had started.
+            time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
+            headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
+                     SUBMITTED_HEADER: record.created.timestamp(),
+                     **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
+            # Flower and worker logs show these instead of the payload itself.
+            argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
+            # Nothing to declare: the message goes to the anonymous exchange, straight to its queue's list
+            # (the workers declare their queues); a declare would reach Redis outside the save script.
+            retry=False, producer=producer, declare=[],
+        )
+    commands = capture.captured_commands(captured)
+    if not any(name == "lpush" for name, _ in commands):
+        raise OperationalError("the task message was not captured")  # never publish half a task
+    return commands
+
+
+class CapReached(Exception):
+    """The owner has as many unfinished tasks as its cap allows."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An idempotency claim: its key (already hashed with the owner) and the hash of the request body."""
+
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The task an idempotency key already names."""
+
+    uuid: str
+    body_hash: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: TaskRecord
+    new: bool  # False: an idempotency key named an existing task, nothing was queued
+    same_body: bool  # for an existing task: whether this request's body matches the one that made it
+
+
+class Dispatcher:
+    """Records tasks and publishes their messages (see the module's docstring)."""
+
+    def __init__(self, celery: Celery, store: TaskStore, broker: Redis, same_redis: bool) -> None:
+        self.celery = celery
+        self.store = store
+        self.broker = broker
+        self.same_redis = same_redis
+        self._save = store.redis.register_script(SAVE_SCRIPT)
+
+    def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
+               idempotency: Idempotency | None = None, callback_url: str | None = None,
+               max_unfinished: int | None = None) -> Submitted:
+        """With `idempotency`, a key that already names a task returns that task and queues nothing."""
+        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
+        existing = self._publish(job, record, upload, idempotency, max_unfinished)
+        if existing is not None:
+            assert idempotency is not None  # only a claimed idempotency key names an existing task
+            return Submitted(TaskRecord.from_hash(existing.uuid, existing.record), new=False,
+                             same_body=existing.body_hash == idempotency.body_hash)
+        return Submitted(record, new=True, same_body=True)
+
+    def requeue(self, record: TaskRecord, job: JobType, upload: dict[str, Any]) -> None:
+        """Send a dead-lettered job again under its own id, with a fresh TTL, as if just accepted: the
+        old outcome, any cancel, its start and its count of lost deliveries are forgotten in the same
+        round trip that queues the message."""
+        created = datetime.now(UTC)
+        again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
+        reset = [("del", (META_PREFIX + record.uuid, RUNS_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
+                 ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started"))]
+        self._publish(job, again, upload, None, None, reset)
+
+    def cancel(self, record: TaskRecord, terminate: bool) -> None:
+        """Mark the record (the worker checks it before running) and revoke the task in every worker."""
+        try:
+            self.store.mark_cancelled(record)
+            self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
+        except PUBLISH_ERRORS as exc:
+            logger.warning("could not revoke task {}: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable") from None
+
+    def _publish(self, job: JobType, record: TaskRecord, upload: dict[str, Any], idempotency: Idempotency | None,
+                 max_unfinished: int | None, store_commands: Sequence[tuple[str, tuple]] = ()) -> Existing | None:
+        try:
+            message = message_commands(self.celery, job, record, upload)
+        except PUBLISH_ERRORS as exc:
+            logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable") from None
+        try:
+            existing = self._record(record, idempotency, max_unfinished,
+                                    [*store_commands, *(message if self.same_redis else ())])
+        except CapReached:
+            raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
+                                  "at once; wait for some to finish") from None
+        except Unanswered:
+            raise _outcome_unknown(record) from None
+        except RedisError as exc:
+            logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
+        if existing is None and not self.same_redis:
+            try:
+                self._run_on_broker(message)
+            except Unanswered:
+                raise _outcome_unknown(record) from None  # the message may be queued: keep its record
+            except PUBLISH_ERRORS as exc:
+                logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+                self._forget(record, idempotency)
+                raise ServiceUnavailable("Broker unavailable") from None
+        return existing
+
+    def _record(self, record: TaskRecord, idempotency: Idempotency | None, max_unfinished: int | None,
+                commands: Commands) -> Existing | None:
+        """Run the save script; the Existing task when the idempotency key already names one."""
+        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key(),
+                OPEN_PREFIX + record.owner]
+        claim = ""
+        if idempotency is not None:
+            keys.append(idempotency.key)
+            claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
+        fields = [item for pair in record.to_hash().items() for item in pair]
+        found = self._save(keys=keys, args=[self.store.ttl, record.created.timestamp(), record.uuid,
+                                            f"submitted|{record.type}", claim, max_unfinished or "",
+                                            record.expires.timestamp(),
+                                            json.dumps([[name, list(args)] for name, args in commands]), *fields])
+        if not found:
+            return None
+        if found == "!cap":
+            raise CapReached()
+        existing = json.loads(found)
+        return Existing(existing["uuid"], existing["body"], existing["record"])
+
+    def _run_on_broker(self, commands: Commands) -> None:
+        with self.broker.pipeline(transaction=False) as pipe:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            pipe.execute()
+
+    def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
+        """Undo the save of a task that was never queued: record, index entry, claim and count go."""
+        try:
+            with self.store.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(RECORD_PREFIX + record.uuid)
+                pipe.zrem(OWNER_PREFIX + record.owner, record.uuid)
+                pipe.zrem(OPEN_PREFIX + record.owner, record.uuid)
+                if idempotency is not None:
+                    pipe.delete(idempotency.key)
+                stats.add(pipe, f"submitted|{record.type}", self.store.ttl, amount=-1)
+                pipe.execute()
+        except RedisError:
+            logger.error("could not remove the record of unqueued task {}", record.uuid)

@@ -1,0 +1,73 @@
+"""The delivery state of one worker process, in one object: its node name, its landing lists
+(tasks/delivery/landing.py), its leases (tasks/delivery/leases.py) and its watchdog
+(tasks/delivery/watchdog.py), with the thread that ticks them. The consumer bootstep
+(tasks/delivery/bootstep.py) owns it, the way Celery's own consumer steps own their timers, and hands
+it to the consumer connection's transport (tasks/delivery/transport.py), which asks it what to do.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from loguru import logger
+
+from tasks.delivery import heartbeat, landing
+from tasks.delivery.landing import Landings
+from tasks.delivery.leases import Leases, running_requests
+from tasks.delivery.watchdog import Watchdog
+from tasks.runtime import redis_client
+
+CLIENT_TIMEOUT = 2.0  # seconds: the keeper's own Redis calls, off the event loop
+
+
+class Keeper:
+    """One per worker process (see the module's docstring)."""
+
+    def __init__(self, node: str, broker_url: str, result_url: str, visibility: float, shutdown_grace: float) -> None:
+        self.node = node
+        self.visibility = visibility
+        self.broker = redis_client(broker_url, timeout=CLIENT_TIMEOUT)
+        self.landings = Landings(node)
+        self.leases = Leases(node, self.broker, redis_client(result_url, timeout=CLIENT_TIMEOUT), visibility)
+        self.watchdog = Watchdog(node, shutdown_grace)
+        self._thread = threading.Thread(target=self._run, name="delivery-keeper", daemon=True)
+
+    def start(self) -> None:
+        """Put back what this node's previous life left in its landing lists, say it lives, start ticking."""
+        try:
+            moved = self.landings.put_back_own(self.broker)
+            if moved:
+                logger.warning("put back {} message(s) a previous {} took and never recorded", moved, self.node)
+            landing.mark_alive(self.broker, self.node, self.visibility)
+        except Exception as exc:  # noqa: BLE001 - the other workers' sweeps put them back later
+            logger.warning("could not put back landed messages: {}", exc.__class__.__name__)
+        self._thread.start()
+
+    def running(self) -> set[str]:
+        """Delivery tags of the jobs this worker's children run (the transport never puts those back)."""
+        return set(running_requests())
+
+    def release(self, message: Any) -> None:
+        self.leases.release(message)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(heartbeat.TICK)
+            self.tick()
+
+    def tick(self) -> None:
+        self.watchdog.check()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Say this worker lives, put back what dead workers or lost replies left in landing lists, and
+        refresh the leases of what this worker runs."""
+        try:
+            landing.mark_alive(self.broker, self.node, self.visibility)
+            moved = self.landings.sweep(self.broker)
+            if moved:
+                logger.warning("put back {} landed message(s) a dead worker or a lost reply left", moved)
+        except Exception as exc:  # noqa: BLE001 - retried next tick
+            logger.warning("could not sweep landing places: {}", exc.__class__.__name__)
+        self.leases.refresh(running_requests())

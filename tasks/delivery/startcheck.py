@@ -1,0 +1,104 @@
+"""The check a worker makes before it starts a gateway job, in one atomic script on the task store.
+
+Deliveries are counted here. kombu delivers a job again when its worker died (a killed child at once,
+a killed worker after its lease lapsed, tasks/delivery/leases.py), and a delivery can also come back after the
+job finished (its acknowledgement was lost with the broker connection). In order, a delivery:
+
+- of a job with no gateway record (sent by something else) simply runs;
+- of a job that already finished (SUCCESS, FAILURE, REVOKED) is skipped: never run twice;
+- of a cancelled job ends as cancelled, without running;
+- of a job another live worker holds the lease of is checked again later (no two runs at once);
+- of a job never started and past its TTL ends `expired` (code 3): the TTL means "no worker started it
+  in time", so it is checked here, at the start, against the record, and not in the message (kombu
+  would discard an old message without asking, even one whose job a dead worker had started);
+- of a job started `workers.max_deliveries` times by workers that died (the attempt never ended) ends
+  `error 6` and is dead-lettered: a job that kills its worker does not loop forever;
+- otherwise it runs: the attempt is counted, the lease taken, the record marked `started`.
+`ended()` clears the count when an attempt ends, however it ends, so only deaths accumulate.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Task
+
+from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
+from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from tasks.runtime import job_type, worker_settings
+
+RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
+    "run", "unrecorded", "finished", "cancelled", "held", "expired", "lost")
+
+# KEYS: record, runs, lease, meta. ARGV: now, expires at ("" unknown), max deliveries, keep (s), lease (s),
+# this worker's node name. Returns {verdict, deliveries whose worker died}.
+START_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unrecorded', 0} end
+local meta = redis.call('GET', KEYS[4])
+if meta then
+  local ok, decoded = pcall(cjson.decode, meta)
+  local status = ok and decoded['status'] or nil
+  if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return {'finished', 0} end
+end
+if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', 0} end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[6] then return {'held', 0} end
+local started = redis.call('HGET', KEYS[1], 'started')
+if not started and ARGV[2] ~= '' and tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {'expired', 0} end
+local lost = tonumber(redis.call('GET', KEYS[2]) or '0')
+if lost >= tonumber(ARGV[3]) then return {'lost', lost} end
+redis.call('SET', KEYS[2], lost + 1, 'EX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[5])
+if not started then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
+return {'run', lost}
+"""
+
+
+def check(task: Task) -> tuple[str, int]:
+    """(verdict, deliveries whose worker died) for the delivery `task.request` is running."""
+    request = task.request
+    if not request.id or request.get(JOB_TYPE_HEADER) is None:
+        return UNRECORDED, 0
+    workers = worker_settings().config["workers"]
+    script = task.backend.client.register_script(START_SCRIPT)  # EVALSHA, loaded once per server
+    verdict, lost = script(keys=[RECORD_PREFIX + request.id, RUNS_PREFIX + request.id, LEASE_PREFIX + request.id,
+                                 META_PREFIX + request.id],
+                           args=[time.time(), _expires_at(task), workers["max_deliveries"],
+                                 worker_settings().config["results"]["expires"], int(workers["visibility_timeout"]),
+                                 request.hostname or ""])
+    return (verdict.decode() if isinstance(verdict, bytes) else verdict), int(lost)
+
+
+def ended(task: Task) -> None:
+    """The attempt ended (done, failed, retrying): it was not a delivery whose worker died."""
+    request = task.request
+    if request.id and not request.called_directly and request.get(JOB_TYPE_HEADER) is not None:
+        try:
+            task.backend.client.delete(RUNS_PREFIX + request.id)
+        except Exception:  # noqa: BLE001 - a stale count only matters if this job's worker dies again
+            pass
+
+
+def held_retry_delay() -> float:
+    """Check a job held by another worker again once that worker's lease would have lapsed."""
+    return float(worker_settings().config["workers"]["visibility_timeout"])
+
+
+def revoked_request(task: Task) -> Any:
+    """What tasks/outcomes.py reads from a revoked task's request, for a job that expired at its start."""
+    request = task.request
+    return _Revoked(request.id, {key: request.get(key) for key in (JOB_TYPE_HEADER, CLIENT_HEADER, CALLBACK_HEADER)})
+
+
+class _Revoked:
+    def __init__(self, task_id: str, headers: dict[str, Any]) -> None:
+        self.id, self.request_dict = task_id, headers
+
+
+def _expires_at(task: Task) -> float | str:
+    """When the job's TTL ends: submitted + its type's ttl (both from the gateway); "" if unknown."""
+    submitted = task.request.get(SUBMITTED_HEADER)
+    job = job_type(task.request.get(JOB_TYPE_HEADER), task.name)
+    return float(submitted) + job.ttl if submitted is not None and job is not None else ""
+
+

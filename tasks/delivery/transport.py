@@ -1,0 +1,165 @@
+"""kombu's Redis transport for the workers (celeryconfig: handed over by tasks/app.py), made safe to lose
+its connection and to be killed while it takes a message. Read from kombu 5.7.0; every kombu internal
+named here is pinned by tests/contract (docs/architecture.md: upgrading kombu or Celery).
+
+Stock kombu, four changes around a lost broker connection or a killed worker, none in the wire format:
+
+1. A closed channel never crashes the worker. kombu rebuilds a channel's Redis pool from its
+   connection's parameters; after the connection is gone those are None, and the restore that runs
+   when the channel closes died with `AttributeError: 'NoneType' object has no attribute 'hostname'`,
+   an "unrecoverable error" after which the worker stayed alive with no pool children, consuming
+   nothing. Here that is a connection error, which every caller already handles.
+2. Closing a channel puts back only what no child is running. Stock kombu puts back every message the
+   channel delivered, including jobs still running (they keep running through a connection loss,
+   celeryconfig): those would run twice. What is not put back stays in the `unacked` hash, where the
+   lease sweep (tasks/delivery/leases.py) returns it to its queue once nobody refreshes it, or the
+   finished job's redelivery is skipped (tasks/delivery/startcheck.py). A restore that fails because
+   Redis is down is left to the same sweep instead of failing the close.
+3. Recording a delivery in `unacked` (right after it was taken off the queue) is retried while Redis
+   comes back, for a while: giving up lost it for good (jobs that vanished across a Redis restart).
+4. Taking a message off its queue never loses it. Stock kombu takes it with BRPOP and records it in
+   `unacked` afterwards: a worker killed in between lost the job (the fault suite's worker-kill-long
+   lost 1 job in 10 kills). Here the message is moved (BLMOVE, atomic in Redis) into this worker's
+   landing list (tasks/delivery/landing.py), recorded in `unacked`, then removed from the landing list.
+   BLMOVE reads one list, so a worker consuming several queues polls them in turn, `MULTI_QUEUE_WAIT`
+   seconds each; celeryconfig keeps one list per queue (`priority_steps` [0]).
+
+What the transport needs to know of its worker — its node name, its landing lists, the jobs its
+children run — it asks the worker's Keeper (tasks/delivery/keeper.py), which the consumer bootstep
+(tasks/delivery/bootstep.py) hands to the consumer connection's transport as `keeper`. A transport
+without one (a `celery inspect` client, Flower) takes messages as stock kombu does.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kombu.transport import redis as kombu_redis
+from loguru import logger
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from tasks.delivery.keeper import Keeper
+
+MULTI_QUEUE_WAIT = 0.2  # seconds one queue is waited on before the next, when a worker consumes several
+APPEND_PATIENCE = 20.0  # seconds a delivery's record in `unacked` is retried before it is given up
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class LandingUnavailable(RuntimeError):
+    """The channel's options rule out landing lists: taking with BRPOP would lose jobs again."""
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        deadline = time.monotonic() + APPEND_PATIENCE
+        pause = 0.1
+        while True:
+            try:
+                return super().append(message, delivery_tag)
+            except TRANSIENT as exc:
+                if time.monotonic() >= deadline:
+                    logger.error("could not record delivery {} of task {}: {}", delivery_tag,
+                                 _task_id(message), exc.__class__.__name__)
+                    raise
+                time.sleep(pause)  # the event loop has nothing else to do without its broker
+                pause = min(1.0, pause * 2)
+
+    def restore_unacked(self, client: Any = None) -> list:
+        keeper = _keeper(self.channel)
+        keep = keeper.running() if keeper is not None else set()
+        for tag in list(self._delivered):
+            if tag in keep:
+                continue
+            try:
+                self.restore_by_tag(tag, client=client)
+            except TRANSIENT as exc:
+                logger.warning("delivery {} left for the lease sweep: {}", tag, exc.__class__.__name__)
+        self._delivered.clear()
+        return []
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        message = self._delivered.get(delivery_tag)
+        super().reject(delivery_tag, requeue=requeue)
+        keeper = _keeper(self.channel)
+        if requeue and message is not None and keeper is not None:
+            keeper.release(message)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    _landing: tuple[str, str] | None = None  # (landing list, queue) of the BLMOVE in flight
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        keeper = _keeper(self)
+        if keeper is None:
+            return super()._brpop_start(timeout)
+        self.check_landing_possible()
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        queue = queues[0]
+        wait = timeout if timeout is not None else self.brpop_timeout
+        if len(queues) > 1:
+            wait = min(wait, MULTI_QUEUE_WAIT)
+        self._landing = (keeper.landings.register(self.conn_or_acquire, queue), queue)
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command("BLMOVE", queue, self._landing[0], "RIGHT", "LEFT", wait)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if self._landing is None:
+            return super()._brpop_read(**options)
+        landed, queue = self._landing
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            self._queue_cycle.rotate(queue)
+            if not item:
+                raise kombu_redis.Empty()
+            self.connection._deliver(kombu_redis.loads(kombu_redis.bytes_to_str(item)), queue)
+            self._landed(landed, item)
+            return True
+        finally:
+            self._landing = None
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def check_landing_possible(self) -> None:
+        """Landing lists need one Redis list per queue, unprefixed: say so loudly instead of losing jobs."""
+        if self.global_keyprefix or list(self.priority_steps) != [0]:
+            raise LandingUnavailable("the worker transport needs broker_transport_options priority_steps [0] "
+                                     "and no global_keyprefix (celeryconfig.py)")
+
+    def _landed(self, landed: str, item: bytes) -> None:
+        """The delivery is in `unacked` now: it no longer needs its landing place."""
+        try:
+            with self.conn_or_acquire() as client:
+                client.lrem(landed, 1, item)
+        except TRANSIENT as exc:
+            # Left there, this worker's next sweeps put it back (tasks/delivery/landing.py); the second
+            # delivery of the job is skipped or held by its start check (tasks/delivery/startcheck.py).
+            logger.warning("landing place of a delivery not cleared: {}", exc.__class__.__name__)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError("the channel's broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+    keeper: Keeper | None = None  # set on the consumer connection's transport by tasks/delivery/bootstep.py
+
+
+def _keeper(channel: Any) -> Keeper | None:
+    return getattr(channel.connection, "keeper", None)
+
+
+def _task_id(message: Any) -> str:
+    headers = getattr(message, "headers", None) or {}
+    return str(headers.get("id", "?"))

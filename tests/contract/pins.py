@@ -1,0 +1,126 @@
+"""The third-party internals this project overrides or calls, each with the code of ours that relies on
+it, and a digest of the source it was read from (pins.json).
+
+    python -m tests.contract.pins            # show what differs from the pins
+    python -m tests.contract.pins --update   # after re-reading each named override: record the new pins
+
+Upgrading kombu or Celery: run `./scripts/test.sh tests/contract`; each failure names the internal that
+changed and the override to re-read against the new source (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import inspect
+import json
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PINS_FILE = Path(__file__).with_name("pins.json")
+
+
+@dataclass(frozen=True)
+class Pin:
+    target: str  # "module:Qualified.name" of the third-party function
+    ours: str  # the code of ours written against it: what to re-read when it changes
+
+
+PINS = [
+    # The workers' transport (tasks/delivery/transport.py).
+    Pin("kombu.transport.redis:QoS.append", "tasks/delivery/transport.py QoS.append (retried across a Redis restart)"),
+    Pin("kombu.transport.redis:QoS.restore_unacked", "tasks/delivery/transport.py QoS.restore_unacked (keeps running jobs)"),
+    Pin("kombu.transport.redis:QoS.restore_by_tag", "tasks/delivery/transport.py QoS.restore_unacked calls it"),
+    Pin("kombu.transport.redis:QoS.reject", "tasks/delivery/transport.py QoS.reject (releases the lease on requeue)"),
+    Pin("kombu.transport.virtual.base:QoS.__init__", "tasks/delivery/transport.py reads QoS._delivered"),
+    Pin("kombu.transport.redis:Channel._brpop_start", "tasks/delivery/transport.py Channel._brpop_start re-implements it (BLMOVE)"),
+    Pin("kombu.transport.redis:Channel._brpop_read", "tasks/delivery/transport.py Channel._brpop_read re-implements it"),
+    Pin("kombu.transport.redis:Channel._flush_brpop_reauth", "tasks/delivery/transport.py Channel._brpop_read calls it"),
+    Pin("kombu.transport.redis:Channel._connparams", "tasks/delivery/transport.py Channel._connparams (closed channel)"),
+    Pin("kombu.transport.redis:Channel.__init__", "tasks/delivery/transport.py uses _queue_cycle, _in_poll, active_queues"),
+    Pin("kombu.transport.redis:MultiChannelPoller.on_poll_start", "tasks/delivery/transport.py: when _brpop_start runs"),
+    Pin("kombu.transport.redis:MultiChannelPoller.handle_event", "tasks/delivery/transport.py: when _brpop_read runs"),
+    Pin("kombu.transport.virtual.base:Transport._deliver", "tasks/delivery/transport.py Channel._brpop_read calls connection._deliver"),
+    Pin("kombu.transport.redis:Channel.basic_consume", "tasks/delivery/transport.py: queues consumed with BRPOP, fanout with LISTEN"),
+    # The gateway's publisher (gateway/submission/capture.py).
+    Pin("kombu.transport.redis:Channel.conn_or_acquire", "gateway/submission/capture.py Channel.conn_or_acquire (shared client)"),
+    Pin("kombu.transport.redis:Channel._create_client", "gateway/submission/capture.py Channel.conn_or_acquire calls it"),
+    Pin("kombu.transport.redis:Channel.create_publish_batch", "gateway/submission/capture.py Channel.create_publish_batch"),
+    Pin("kombu.transport.virtual.base:Channel.basic_publish", "gateway/submission/capture.py Channel.basic_publish (refuses unbatched)"),
+    Pin("kombu.transport.redis:Channel._put", "gateway/submission/capture.py: the LPUSH a publish adds to its batch"),
+    Pin("kombu.transport.redis:Channel._put_fanout", "gateway/submission/capture.py: the PUBLISH a publish adds to its batch"),
+    Pin("kombu.transport.redis:PublishBatch.publish", "gateway/submission/capture.py CapturedPublish.publish stands in for it"),
+    Pin("kombu.transport.redis:PublishBatch.add", "gateway/submission/capture.py CapturedPublish.add stands in for it"),
+    Pin("kombu.messaging:_ProducerBatchState._get_session", "gateway/submission/capture.py: when kombu batches or publishes at once"),
+    Pin("kombu.messaging:_ProducerBatchState.publish", "gateway/submission/capture.py: a batched publish goes to the batch"),
+    # Celery's worker (tasks/delivery/bootstep.py, leases.py, watchdog.py).
+    Pin("celery.worker.consumer.consumer:Consumer.start", "tasks/delivery/bootstep.py: steps start again after a reconnect"),
+    Pin("celery.worker.consumer.tasks:Tasks.start", "tasks/delivery/bootstep.py requires it: the task consumer exists first"),
+    Pin("celery.worker.request:Request.__init__", "tasks/delivery/leases.py reads request.message.delivery_tag and request.id"),
+    Pin("celery.concurrency.prefork:TaskPool.on_start", "tasks/delivery/watchdog.py pool_pids reads consumer.pool._pool._pool"),
+]
+
+
+def resolve(target: str) -> Any:
+    module_name, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = obj.__dict__[part] if isinstance(obj, type) and part in obj.__dict__ else getattr(obj, part)
+    return obj
+
+
+def fingerprint(target: str) -> dict[str, str]:
+    """The signature and a digest of the source of `target`, as installed."""
+    function = resolve(target)
+    source = textwrap.dedent(inspect.getsource(function))
+    signature = re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(function)))  # defaults' addresses vary
+    return {"signature": signature, "sha256": hashlib.sha256(source.encode()).hexdigest()}
+
+
+def recorded() -> dict[str, dict[str, str]]:
+    return json.loads(PINS_FILE.read_text())
+
+
+def differences() -> list[str]:
+    """One line per pin whose installed source or signature is not the one recorded."""
+    pins, found = recorded(), []
+    for pin in PINS:
+        try:
+            now = fingerprint(pin.target)
+        except (AttributeError, KeyError, ImportError) as exc:
+            found.append(f"{pin.target} is gone ({exc.__class__.__name__}): re-read {pin.ours}")
+            continue
+        was = pins.get(pin.target)
+        if was is None:
+            found.append(f"{pin.target} has no pin: read {pin.ours}, then run python -m tests.contract.pins --update")
+        elif now != {key: was[key] for key in ("signature", "sha256")}:
+            what = "signature" if now["signature"] != was["signature"] else "source"
+            found.append(f"{pin.target} changed its {what} since it was pinned ({was.get('version', '?')}): re-read {pin.ours}")
+    return found
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+    return f"kombu {version('kombu')}, celery {version('celery')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.contract.pins")
+    parser.add_argument("--update", action="store_true", help="record the installed sources as the pins")
+    args = parser.parse_args(argv)
+    if args.update:
+        pins = {pin.target: {**fingerprint(pin.target), "version": _versions(), "ours": pin.ours} for pin in PINS}
+        PINS_FILE.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+        print(f"pinned {len(pins)} internals of {_versions()} in {PINS_FILE}")
+        return 0
+    found = differences()
+    print("\n".join(found) or f"all {len(PINS)} pins hold")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

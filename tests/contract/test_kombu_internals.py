@@ -1,0 +1,114 @@
+"""The kombu and Celery internals the delivery machinery and the publisher rely on, checked without any
+server in well under a second, so a kombu or Celery upgrade fails here, naming what to re-read, instead
+of in a long fault scenario (tests/contract/pins.py; docs/architecture.md: upgrading kombu or Celery)."""
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from unittest import mock
+
+import pytest
+import redis
+from celery import Celery
+from kombu.transport import redis as kombu_redis
+
+import celeryconfig
+from gateway.http.errors import ServiceUnavailable
+from gateway.submission import capture
+from gateway.submission.publishing import Dispatcher, message_commands
+from jobs.catalogue import JobCatalogue
+from jobs.keys import KOMBU_UNACKED, KOMBU_UNACKED_INDEX
+from jobs.record import TaskRecord
+from jobs.store import TaskStore
+from settings import Settings, load_settings
+from tasks.delivery import transport as worker_transport
+from tests.contract.pins import differences
+
+
+def test_pinned_internals_are_the_ones_the_overrides_were_written_against():
+    assert differences() == []
+
+
+def test_kombu_redis_keys_are_the_ones_jobs_keys_names():
+    assert (kombu_redis.Channel.unacked_key, kombu_redis.Channel.unacked_index_key) == (KOMBU_UNACKED, KOMBU_UNACKED_INDEX)
+
+
+def test_kombu_redis_names_the_transport_uses_exist():
+    assert all(hasattr(kombu_redis, name) for name in ("Empty", "loads", "bytes_to_str", "QoS", "Channel", "Transport"))
+    assert worker_transport.Transport.Channel.QoS is worker_transport.QoS
+    assert issubclass(capture.Transport.Channel, kombu_redis.Channel)
+
+
+@pytest.fixture
+def nowhere() -> Iterator[str]:
+    """A redis:// URL on a port nobody listens on: anything actually sent fails loudly."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with mock.patch.object(redis.Redis, "ping", return_value=True):  # kombu PINGs when it opens a channel
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def _settings(url: str, **overrides: str) -> Settings:
+    return load_settings("config.example.json", ".secrets.example.json",
+                         environ={"GATEWAY__QUEUE__URL": url, "GATEWAY__QUEUE__RESULT_URL": url, **overrides})
+
+
+def _gateway_celery(settings: Settings, **transport_options: object) -> Celery:
+    conf = celeryconfig.build(settings, role="gateway", transport=capture.Transport)
+    conf["broker_transport_options"].update(transport_options)
+    return Celery("contract", config_source=conf, set_as_current=False)
+
+
+def _record(job_name: str) -> TaskRecord:
+    return TaskRecord.new("8c1f5a52-2f7e-4a0e-9a59-6f5b0c6c3f11", job_name, 60, None, "client-a", None)
+
+
+def test_worker_channel_has_the_private_state_the_transport_uses(nowhere):
+    settings = _settings(nowhere)
+    conf = celeryconfig.build(settings, role="worker", transport=worker_transport.Transport)
+    app = Celery("contract", config_source=conf, set_as_current=False)
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, worker_transport.Channel)
+        assert callable(channel._queue_cycle.consume) and callable(channel._queue_cycle.rotate)
+        assert hasattr(channel, "_in_poll") and isinstance(channel.qos._delivered, dict)
+        assert list(channel.priority_steps) == [0] and not channel.global_keyprefix
+        assert callable(channel.connection._deliver) and channel.connection.keeper is None
+        channel.check_landing_possible()
+
+
+def test_captured_publish_is_exactly_one_lpush_and_its_sent_event(nowhere):
+    settings = _settings(nowhere)
+    job = JobCatalogue(settings.config["jobs"]).get("calc_hash")
+    record = _record("calc_hash")
+    commands = message_commands(_gateway_celery(settings), job, record, {"content": "aGk="})
+    assert [name for name, _ in commands] == ["lpush", "publish"]
+    (queue, body), (channel, event) = commands[0][1], commands[1][1]
+    message = json.loads(body)
+    assert queue == job.queue and message["headers"]["id"] == record.uuid and message["headers"]["task"] == job.task
+    assert channel.endswith("celeryev/task.sent") and json.loads(event)["body"]
+
+
+def test_capture_refuses_a_publish_kombu_would_send_unbatched(nowhere):
+    """retry_on_timeout makes kombu's channel say batching is unsafe: kombu then publishes at once."""
+    settings = _settings(nowhere)
+    job = JobCatalogue(settings.config["jobs"]).get("calc_hash")
+    with pytest.raises(capture.NotCaptured):
+        message_commands(_gateway_celery(settings, retry_on_timeout=True), job, _record("calc_hash"), {"content": "aGk="})
+
+
+def test_submit_answers_503_and_queues_nothing_when_batching_is_unavailable(nowhere):
+    settings = _settings(nowhere)
+    catalogue = JobCatalogue(settings.config["jobs"])
+    store = TaskStore(redis.Redis.from_url(nowhere, socket_timeout=0.2, socket_connect_timeout=0.2), ttl=60)
+    dispatcher = Dispatcher(_gateway_celery(settings, retry_on_timeout=True), store, store.redis, same_redis=True)
+    with pytest.raises(ServiceUnavailable):
+        dispatcher.submit(catalogue.get("calc_hash"), {"content": "aGk="}, None, "client-a")
+
+
+def test_record_creation_time_is_utc():
+    assert _record("calc_hash").created.tzinfo == UTC and _record("calc_hash").created <= datetime.now(UTC)
