@@ -16,6 +16,22 @@ import time
 from jobs.keys import STATS_HOUR_PREFIX as HOUR_PREFIX
 from jobs.keys import STATS_TOTAL as TOTAL_KEY
 
+SUBMITTED, DONE, ERROR = "submitted", "done", "error"  # the kinds of count
+HOUR_MARGIN = 3600  # seconds an hour's counts outlive the results of that hour
+
+
+def field(kind: str, job_type: str, reason: str | None = None) -> str:
+    """The one way a count's field is written: `kind|type[|reason]` (read back by `parse`)."""
+    return f"{kind}|{job_type}|{reason}" if reason is not None else f"{kind}|{job_type}"
+
+
+def lua_increment(total: str, hour: str, field: str, retention: str) -> str:
+    """What `add` does, as Lua for a script that counts inside its own atomic step (gateway/submission/
+    publishing.py); the arguments are Lua expressions (KEYS[n], ARGV[n])."""
+    return (f"redis.call('HINCRBY', {total}, {field}, 1)\n"
+            f"redis.call('HINCRBY', {hour}, {field}, 1)\n"
+            f"redis.call('EXPIRE', {hour}, tonumber({retention}) + {HOUR_MARGIN})\n")
+
 
 def hour_key(timestamp: float | None = None) -> str:
     return HOUR_PREFIX + time.strftime("%Y%m%d%H", time.gmtime(time.time() if timestamp is None else timestamp))
@@ -24,7 +40,7 @@ def hour_key(timestamp: float | None = None) -> str:
 def add(pipe, field: str, retention: int, amount: int = 1) -> None:
     """Queue the increments of `field` on a Redis pipeline (the caller executes it)."""
     key = hour_key()
-    pipe.hincrby(TOTAL_KEY, field, amount).hincrby(key, field, amount).expire(key, retention + 3600)
+    pipe.hincrby(TOTAL_KEY, field, amount).hincrby(key, field, amount).expire(key, retention + HOUR_MARGIN)
 
 
 def parse(field: str) -> tuple[str, str, str]:

@@ -26,7 +26,10 @@ class ErrorCode(IntEnum):
 
 
 CREATED, PENDING, DONE, ERROR = "created", "pending", "done", "error"
-FAILED_STATES = {"FAILURE", "REVOKED", "REJECTED"}
+STATUSES = (CREATED, PENDING, DONE, ERROR)  # the four public statuses (SPEC §2)
+FAILED_STATES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+# Celery states after which a job never runs again: a redelivery is skipped (tasks/delivery/startcheck.py).
+FINISHED_STATES = frozenset({"SUCCESS", *FAILED_STATES})
 # States a worker writes while it runs the job: they mean `pending` only while its lease lives.
 RUNNING_STATES = {"STARTED", "PROGRESS"}
 REQUEUED = "Queued again: the worker running it was lost"

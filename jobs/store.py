@@ -54,9 +54,9 @@ class TaskStore:
     def page(self, owner: str, before: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:
         """Up to `count` of the owner's task ids, newest first, strictly after the cursor `before`."""
         high = f"{before[0]!r}" if before else "+inf"
-        # Members sharing the cursor's score come in reverse lexicographic order: skip those not past it.
-        # The client decodes replies (gateway/extensions.py) and withscores gives (member, score) pairs,
+        # The client decodes replies (gateway/health/clients.py) and withscores gives (member, score) pairs,
         # which redis-py's return type cannot tell apart from its other shapes.
+        # Members sharing the cursor's score come in reverse lexicographic order: skip those not past it.
         rows = cast("list[tuple[str, float]]",
                     self.redis.zrevrangebyscore(OWNER_PREFIX + owner, high, "-inf", start=0,
                                                 num=count + 64 if before else count, withscores=True))

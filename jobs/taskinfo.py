@@ -10,7 +10,7 @@ from redis import Redis
 
 from jobs.record import TaskRecord
 from jobs.results import present
-from jobs.status import describe
+from jobs.status import STATUSES, describe
 
 
 class Progress(Schema):
@@ -21,7 +21,7 @@ class Progress(Schema):
 class TaskInfo(Schema):
     uuid = fields.String()
     type = fields.String()
-    status = fields.String(metadata={"enum": ["created", "pending", "done", "error"]})
+    status = fields.String(metadata={"enum": list(STATUSES)})
     created = fields.String()
     processed = fields.String(allow_none=True)
     message = fields.String()

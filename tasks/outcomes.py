@@ -57,7 +57,7 @@ def _count_success(sender: Task | None = None, **_: Any) -> None:
     if _internal(sender):
         return
     assert sender is not None  # Celery sends task_success with the task as sender
-    _count(f"done|{_job_type(sender)}", sender.request)
+    _count(stats.field(stats.DONE, _job_type(sender)), sender.request)
     _notify(sender.request)
 
 
@@ -66,7 +66,8 @@ def _count_failure(sender: Task | None = None, exception: BaseException | None =
     if _internal(sender):
         return
     assert sender is not None  # Celery sends task_failure with the task as sender
-    _count(f"error|{_job_type(sender)}|{exception.__class__.__name__ if exception else 'Exception'}", sender.request)
+    reason = exception.__class__.__name__ if exception else "Exception"
+    _count(stats.field(stats.ERROR, _job_type(sender), reason), sender.request)
     _notify(sender.request)
 
 
@@ -75,7 +76,7 @@ def _count_revoked(sender: Task | None = None, request: Any = None, expired: boo
     headers = getattr(request, "request_dict", None) or {}
     job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
     revoked = _RevokedRequest(getattr(request, "id", None), headers)
-    _count(f"error|{job_type}|{'expired' if expired else 'revoked'}", revoked)
+    _count(stats.field(stats.ERROR, job_type, "expired" if expired else "revoked"), revoked)
     _notify(revoked)
 
 

@@ -109,10 +109,10 @@ class BrokerCollector:
         merged: dict[tuple[str, str, str], int] = {}
         for field, value in counts.items():
             kind, job_type, reason = stats.parse(field)
-            if kind == "submitted":
+            if kind == stats.SUBMITTED:
                 submitted.add_metric([job_type], int(value))
-            elif kind in ("done", "error"):
-                key = (job_type, kind, str(int(code_for_reason(reason))) if kind == "error" else "0")
+            elif kind in (stats.DONE, stats.ERROR):
+                key = (job_type, kind, str(int(code_for_reason(reason))) if kind == stats.ERROR else "0")
                 merged[key] = merged.get(key, 0) + int(value)
         for labels, value in sorted(merged.items()):
             outcomes.add_metric(list(labels), value)

@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from jobs.status import STATUSES
 from jobs.taskinfo import TaskInfo, TaskRow
 from settings import Settings
 
@@ -34,7 +35,7 @@ class TaskInfoQuery(Schema):
 
 
 class TaskListQuery(Schema):
-    status = fields.String(validate=validate.OneOf(["created", "pending", "done", "error"]))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     type = fields.String(validate=validate.Length(min=1, max=64))
     ExternalId = fields.String(validate=validate.Length(min=1, max=256))
     created_after = fields.AwareDateTime(default_timezone=UTC)

@@ -99,10 +99,10 @@ def _summarise(buckets: list[dict[str, str]]) -> dict[str, Any]:
     for bucket in buckets:
         for field, value in bucket.items():
             kind, job_type, reason = stats.parse(field)
-            entry = by_type.setdefault(job_type, {"submitted": 0, "done": 0, "error": {}})
-            if kind in ("submitted", "done"):
+            entry = by_type.setdefault(job_type, {stats.SUBMITTED: 0, stats.DONE: 0, stats.ERROR: {}})
+            if kind in (stats.SUBMITTED, stats.DONE):
                 entry[kind] += int(value)
-            elif kind == "error":
+            elif kind == stats.ERROR:
                 code = str(int(code_for_reason(reason)))
                 entry["error"][code] = entry["error"].get(code, 0) + int(value)
     for entry in by_type.values():

@@ -134,7 +134,7 @@ def cancel(task_id: str) -> tuple[dict[str, Any], int]:
     it). Repeating it is harmless; a task that already finished is a 409."""
     record, meta = _readable(task_id)
     info = _describe(record, meta)
-    if info["status"] == "done" or (info["status"] == ERROR and info["code"] != int(ErrorCode.CANCELLED)):
+    if info["status"] == DONE or (info["status"] == ERROR and info["code"] != int(ErrorCode.CANCELLED)):
         raise Conflict("Task already finished", extra={"uuid": record.uuid})
     job = services().catalogue.get(record.type)
     services().dispatcher.cancel(record, terminate=bool(job and job.cancel_terminates))

@@ -66,9 +66,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
 redis.call('EXPIRE', KEYS[5], ttl)
-redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
-redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-redis.call('EXPIRE', KEYS[4], ttl + 3600)
+""" + stats.lua_increment("KEYS[3]", "KEYS[4]", "ARGV[4]", "ttl") + """
 for _, command in ipairs(cjson.decode(ARGV[8])) do
   redis.call(command[1], unpack(command[2]))
 end
@@ -218,7 +216,7 @@ class Dispatcher:
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
         found = self._save(keys=keys, args=[self.store.ttl, record.created.timestamp(), record.uuid,
-                                            f"submitted|{record.type}", claim, max_unfinished or "",
+                                            stats.field(stats.SUBMITTED, record.type), claim, max_unfinished or "",
                                             record.expires.timestamp(),
                                             json.dumps([[name, list(args)] for name, args in commands]), *fields])
         if not found:
@@ -243,7 +241,7 @@ class Dispatcher:
                 pipe.zrem(OPEN_PREFIX + record.owner, record.uuid)
                 if idempotency is not None:
                     pipe.delete(idempotency.key)
-                stats.add(pipe, f"submitted|{record.type}", self.store.ttl, amount=-1)
+                stats.add(pipe, stats.field(stats.SUBMITTED, record.type), self.store.ttl, amount=-1)
                 pipe.execute()
         except RedisError:
             logger.error("could not remove the record of unqueued task {}", record.uuid)

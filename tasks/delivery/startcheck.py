@@ -5,7 +5,7 @@ a killed worker after its lease lapsed, tasks/delivery/leases.py), and a deliver
 job finished (its acknowledgement was lost with the broker connection). In order, a delivery:
 
 - of a job with no gateway record (sent by something else) simply runs;
-- of a job that already finished (SUCCESS, FAILURE, REVOKED) is skipped: never run twice;
+- of a job that already finished (jobs/status.py FINISHED_STATES) is skipped: never run twice;
 - of a cancelled job ends as cancelled, without running;
 - of a job another live worker holds the lease of is checked again later (no two runs at once);
 - of a job never started and past its TTL ends `expired` (code 3): the TTL means "no worker started it
@@ -25,6 +25,7 @@ from celery import Task
 
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from jobs.status import FINISHED_STATES
 from tasks.runtime import job_type, worker_settings
 
 RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
@@ -33,12 +34,13 @@ RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
 # KEYS: record, runs, lease, meta. ARGV: now, expires at ("" unknown), max deliveries, keep (s), lease (s),
 # this worker's node name. Returns {verdict, deliveries whose worker died}.
 START_SCRIPT = """
+local FINISHED = {""" + ", ".join(f"{state}=true" for state in sorted(FINISHED_STATES)) + """}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unrecorded', 0} end
 local meta = redis.call('GET', KEYS[4])
 if meta then
   local ok, decoded = pcall(cjson.decode, meta)
   local status = ok and decoded['status'] or nil
-  if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return {'finished', 0} end
+  if status and FINISHED[status] then return {'finished', 0} end
 end
 if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', 0} end
 local holder = redis.call('GET', KEYS[3])
