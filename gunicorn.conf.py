@@ -5,7 +5,7 @@ with every problem listed and exit status 2, instead of a crash loop of workers.
 
 Worker class: gthread, 2 processes per core x 4 threads by default. Each request spends part of its
 time waiting on Redis or Vault, so threads overlap those waits; processes spread the Python work over
-the cores (one GIL each). Measured on 2 cores (bench/, README "Performance"): 4 x 4 served 30-65 %
+the cores (one GIL each). Measured on 2 cores (bench/, docs/performance.md): 4 x 4 served 30-65 %
 more requests per second than 2 x 8 at the same CPU per request. Override with GATEWAY_WORKERS /
 GATEWAY_THREADS.
 """

@@ -20,8 +20,10 @@ from celery import Celery
 
 import celeryconfig
 from bench.payload import upload as make_upload
+from gateway.submission import capture
 from jobs.headers import CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from settings import load_settings_or_exit
+from tasks.delivery import transport as worker_transport
 
 
 def main() -> int:
@@ -34,7 +36,9 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = load_settings_or_exit()
-    app = Celery("bench-publish", config_source=celeryconfig.build(settings, role=args.role), set_as_current=False)
+    transport = capture.Transport if args.role == "gateway" else worker_transport.Transport
+    app = Celery("bench-publish", config_source=celeryconfig.build(settings, role=args.role, transport=transport),
+                 set_as_current=False)
     job = settings.config["jobs"]["calc_hash"]
     upload = make_upload(args.content_bytes)
 

@@ -33,7 +33,7 @@ ERROR_LOCATION = "/_gateway_error/"
 ERROR_STATUSES = (400, 404, 405, 408, 411, 413, 414, 500, 501, 502, 503, 504, 505)
 ALSO_ANSWERED_AS = {400: (494,)}
 # The CRLF that ends a line counts in nginx's header buffer and in gunicorn's limit_request_field_size,
-# not in its limit_request_line (measured with gunicorn 27 and nginx 1.22: README "Behind nginx").
+# not in its limit_request_line (measured with gunicorn 27 and nginx 1.22: docs/operations.md "Behind nginx").
 CRLF = 2
 
 

@@ -1,4 +1,4 @@
-"""The load a scenario runs while its fault strikes: clients that behave as README tells them to.
+"""The load a scenario runs while its fault strikes: clients that behave as docs/api.md tells them to.
 
 Each client thread submits at a steady pace, every submit with its own `Idempotency-Key`, and repeats a
 submit that got no `2xx` (a `503`, a `429`, no answer) with the same key until it is acknowledged;

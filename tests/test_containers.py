@@ -71,7 +71,7 @@ def test_every_job_queue_and_the_webhook_queue_have_a_worker_service():
 def test_redis_keeps_data_and_never_evicts():
     command = " ".join(SERVICES["redis"]["command"])
     assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
-    assert "--appendfsync always" in command  # an acknowledged job survives a Redis crash (README Durability)
+    assert "--appendfsync always" in command  # an acknowledged job survives a Redis crash (docs/guarantees.md Durability)
 
 
 def test_workers_scale_so_none_pins_a_name_or_host_port():

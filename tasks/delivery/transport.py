@@ -105,7 +105,7 @@ class Channel(kombu_redis.Channel):
             wait = min(wait, MULTI_QUEUE_WAIT)
         self._landing = (keeper.landings.register(self.conn_or_acquire, queue), queue)
         self._in_poll = self.client.connection
-        self._brpop_sent_at = time.monotonic()
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu declares it None, then stores floats
         self.client.connection.send_command("BLMOVE", queue, self._landing[0], "RIGHT", "LEFT", wait)
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -126,7 +126,7 @@ class Channel(kombu_redis.Channel):
             return True
         finally:
             self._landing = None
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # kombu declares it False, then stores a connection or None
             self._flush_brpop_reauth()
 
     def check_landing_possible(self) -> None:
