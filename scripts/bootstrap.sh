@@ -29,7 +29,7 @@ ensure_nginx() {
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256"
   local want
-  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/client/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
   echo "bootstrap: installing Python requirements into $VENV" >&2
   python3 -m venv "$VENV"
@@ -38,6 +38,21 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# The client library and its `jobgw` command (client/), installed as a user would (`pip install ./client`,
+# not editable, so the tests exercise the package as built). Installed again whenever a file of it changes;
+# its dependencies are pinned in requirements-dev.txt, installed first.
+ensure_client() {
+  local stamp="$VENV/.client.sha256"
+  local want
+  want="$(cd "$ROOT" && find client -type f \( -name '*.py' -o -name '*.toml' -o -name 'py.typed' -o -name '*.md' \) \
+          -not -path 'client/build/*' -not -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  echo "bootstrap: installing the client library (pip install ./client) into $VENV" >&2
+  "$PY" -m pip install -q --disable-pip-version-check "$ROOT/client"
+  echo "$want" > "$stamp"
+}
+
 ensure_redis_server
 ensure_nginx
 ensure_venv
+ensure_client
