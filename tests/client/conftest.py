@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,19 @@ from redis import Redis
 from devsupport.processes import free_port, start_gunicorn, start_redis, wait_until
 from jobgateway_client import BasicAuth, Client, RetryEvent
 from tests.support.vault import SeededVault
+
+# Vault's JWT auth accepts a token up to its role's clock skew leeway past `exp` (a leeway of 0 means 60 s);
+# the gateway's local check allows that plus 10 s (gateway/access/jwtcheck.py). A token whose exp is 55 s
+# ago is one Vault takes for about 5 s more: a short-lived token that expires between two calls.
+VAULT_SKEW = 60
+EXPIRES_IN = 5
+
+
+def expiring_claims() -> dict[str, int]:
+    """Claims for vault.jwt(...) of a token Vault accepts for about EXPIRES_IN seconds more."""
+    now = int(time.time())
+    return {"iat": now - 120, "nbf": now - 120, "exp": now - VAULT_SKEW + EXPIRES_IN}
+
 
 # The one client the own gateway rate-limits: one submit a second, so Retry-After is about a second.
 LIMITED_CLIENT = "client-lib-limited"
@@ -80,6 +94,7 @@ class OwnGateway:
     url: str
     redis_pid: int
     redis: Redis
+    admin: tuple[str, str]
 
     def stop_redis(self) -> None:
         os.kill(self.redis_pid, signal.SIGSTOP)
@@ -88,11 +103,15 @@ class OwnGateway:
         os.kill(self.redis_pid, signal.SIGCONT)
 
     def healthy(self) -> None:
-        wait_until(lambda: requests.get(self.url + "/health", timeout=5).status_code == 200, 20, "own gateway healthy")
+        """Its Redis answering and its breaker closed (gateway/health/breaker.py): a test that stopped
+        Redis leaves the breaker open a while after it resumes; /tasks reads the task store through it."""
+        wait_until(lambda: requests.get(self.url + "/tasks", params={"limit": 1}, auth=self.admin,
+                                        timeout=5).status_code == 200, 20, "own gateway's task store answering")
 
 
 @pytest.fixture(scope="session")
-def own_gateway_session(config_files: tuple[Path, Path], service_env: dict[str, str], run_dir: Path) -> Iterator[OwnGateway]:
+def own_gateway_session(config_files: tuple[Path, Path], service_env: dict[str, str], run_dir: Path,
+                        vault: SeededVault) -> Iterator[OwnGateway]:
     """One gunicorn worker process (one breaker, one script cache). Submits are not rate-limited except
     for LIMITED_CLIENT's, so for everyone else the save script is a submit's first Redis call (what an
     outcome-unknown 503 needs: tests/gateway/test_redis_stalls.py)."""
@@ -109,7 +128,7 @@ def own_gateway_session(config_files: tuple[Path, Path], service_env: dict[str, 
                GATEWAY_CONFIG=str(folder / "config.json"), PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-client-lib"))
     port = free_port()
     proc = start_gunicorn(port, env, run_dir, workers=1)
-    gateway = OwnGateway(f"http://127.0.0.1:{port}", redis_proc.proc.pid, redis)
+    gateway = OwnGateway(f"http://127.0.0.1:{port}", redis_proc.proc.pid, redis, vault.basic("admin"))
     wait_until(lambda: proc.alive() and requests.get(gateway.url + "/health", timeout=1).status_code == 200, 30,
                "own gateway ready")
     yield gateway

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobgateway_client.errors import ApiError
+from jobgateway_client.errors import ApiError, GatewayUnavailable
 
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+OUTCOME_STATUSES = frozenset({503})  # a 503 carrying a uuid: that task may exist
 logger = logging.getLogger("jobgateway_client")
 
 
@@ -73,10 +74,16 @@ class Attempts:
         if until is not None:
             self.end = min(self.end, until)
         self.count = 0
+        self.maybe_created: str | None = None  # a uuid a 503 said may exist (outcome unknown)
         self.told: object = None  # what on_retry last returned (AsyncClient awaits it if awaitable)
 
     def delay(self, error: ApiError) -> float:
-        """Seconds to wait before repeating after `error`; raises `error` when no repeat fits."""
+        """Seconds to wait before repeating after `error`; raises `error` when no repeat fits. A task
+        an earlier attempt's 503 named (outcome unknown) stays named on the error finally raised."""
+        if error.status in OUTCOME_STATUSES and error.uuid:
+            self.maybe_created = self.maybe_created or error.uuid  # the first: its script reached Redis first
+        elif isinstance(error, GatewayUnavailable) and error.uuid is None:
+            error.uuid = self.maybe_created
         if error.status is not None and error.status not in RETRIED_STATUSES:
             raise error
         if error.status == 429 and error.retry_after is not None:

@@ -13,7 +13,8 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from jobgateway_client.errors import WebhookVerificationError
 from jobgateway_client.models import TaskInfo
@@ -23,6 +24,12 @@ SIGNATURE_HEADER = "X-Gateway-Signature"
 TASK_HEADER = "X-Gateway-Task"
 TOLERANCE = 300.0  # seconds a delivery's timestamp may be from now
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+class Headers(Protocol):
+    """A request's headers: a dict, or a framework's headers object (http.server's, Flask's, Starlette's)."""
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
 
 
 def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
@@ -43,12 +50,12 @@ def verify_signature(secret: str | bytes, timestamp: str, body: bytes, signature
     return hmac.compare_digest(expected, signature.encode("utf-8", "replace")) and fresh
 
 
-def verify_delivery(secret: str | bytes, headers: Mapping[str, str], body: bytes, *,
+def verify_delivery(secret: str | bytes, headers: Headers, body: bytes, *,
                     tolerance: float = TOLERANCE, now: float | None = None) -> TaskInfo:
     """The delivered TaskInfo, once its headers and raw `body` check out; WebhookVerificationError
     (answer 400/401, do not act) otherwise. `headers`: any mapping of the request's headers, matched
     without regard to case (a framework's headers object, or a plain dict)."""
-    found = {name.lower(): value for name, value in headers.items()}
+    found = {str(name).lower(): str(value) for name, value in headers.items()}
     timestamp, signature = found.get(TIMESTAMP_HEADER.lower()), found.get(SIGNATURE_HEADER.lower())
     if timestamp is None or signature is None:
         raise WebhookVerificationError("not a gateway delivery: signature headers missing")
