@@ -359,7 +359,7 @@ def result_lines(info: TaskInfo) -> list[str]:
     lines = []
     for key, value in flatten(result):
         if key == "content" and isinstance(value, str):
-            value = f"<{len(value) * 3 // 4} bytes: jobgw result {info.uuid} --out FILE>"
+            value = f"<{len(value) * 3 // 4 - value[-2:].count('=')} bytes: jobgw result {info.uuid} --out FILE>"
         elif key == "result_url":
             value = f"{value}  (jobgw result {info.uuid} --out FILE)"
         lines.append(f"{key}: {value}")

@@ -86,7 +86,7 @@ class Attempts:
             error.uuid = self.maybe_created
         if error.status is not None and error.status not in RETRIED_STATUSES:
             raise error
-        if error.status == 429 and error.retry_after is not None:
+        if error.status == 429 and error.retry_after:  # Retry-After: 0 (or none) is backed off, never spun on
             if error.retry_after > self.policy.retry_after_max:
                 raise error
             wait = error.retry_after
