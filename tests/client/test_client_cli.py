@@ -164,6 +164,8 @@ def test_cli_token_command_is_run_again_after_a_401(gateway_url, worker, vault, 
     (["submit", "calc_hash", "--set", "novalue"], {}, "--set takes KEY=VALUE"),
     (["submit", "calc_hash", "--file", "/nonexistent/photo.png"], {}, "cannot read"),
     (["get", "x"], {"GATEWAY_TOKEN": "also-a-token"}, "give exactly one of"),
+    (["get", "x", "--token", "two words"], {}, "the token is empty or not a single word"),
+    (["get", "x"], {"GATEWAY_URL": "ftp://127.0.0.1"}, "must be http"),
     (["frobnicate"], {}, "invalid choice"),
 ])
 def test_cli_usage_error_exits_2(cli, args, env, message):

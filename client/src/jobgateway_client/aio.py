@@ -152,6 +152,8 @@ class AsyncClient:
                                                headers=proto.request_headers(headers, authorization))
             try:
                 response = await self._http.send(request, stream=stream)
+                if response.status_code >= 400:
+                    await response.aread()  # an error's envelope, even on a streamed request
             except httpx.TransportError as exc:
                 try:
                     wait = attempts.delay(proto.connection_error(exc))
@@ -162,7 +164,6 @@ class AsyncClient:
                 continue
             if response.status_code < 400:
                 return response
-            await response.aread()
             await response.aclose()
             error = proto.error_from(response)
             if response.status_code == 401 and not relogged and await self._credentials.refresh(generation):

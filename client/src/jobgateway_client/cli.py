@@ -168,12 +168,12 @@ def connect(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Client
     url = args.url or env.get("GATEWAY_URL")
     if not url:
         raise UsageError("no gateway: set GATEWAY_URL or give --url")
-    auth = None if args.command == "health" else credentials(args, env)
     hook = (lambda event: print_retry(event)) if args.verbose else None
     try:
+        auth = None if args.command == "health" else credentials(args, env)
         client = Client(url, auth, timeout=args.request_timeout, retry=RetryPolicy(deadline=args.retry_deadline),
                         on_retry=hook)
-    except ValueError as exc:
+    except ValueError as exc:  # a malformed URL, token or username: the message names none of them
         raise UsageError(str(exc)) from None
     with client:
         yield client

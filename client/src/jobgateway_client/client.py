@@ -171,6 +171,8 @@ class Client:
                                                headers=proto.request_headers(headers, authorization))
             try:
                 response = self._http.send(request, stream=stream)
+                if response.status_code >= 400:
+                    response.read()  # an error's envelope, even on a streamed request
             except httpx.TransportError as exc:
                 try:
                     wait = attempts.delay(proto.connection_error(exc))
@@ -180,7 +182,6 @@ class Client:
                 continue
             if response.status_code < 400:
                 return response
-            response.read()
             response.close()
             error = proto.error_from(response)
             if response.status_code == 401 and not relogged and self._credentials.refresh(generation):

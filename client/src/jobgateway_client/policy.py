@@ -81,7 +81,7 @@ class Attempts:
         """Seconds to wait before repeating after `error`; raises `error` when no repeat fits. A task
         an earlier attempt's 503 named (outcome unknown) stays named on the error finally raised."""
         if error.status in OUTCOME_STATUSES and error.uuid:
-            self.maybe_created = self.maybe_created or error.uuid  # the first: its script reached Redis first
+            self.maybe_created = self.maybe_created or error.uuid  # the first attempt's: sent first, likeliest to run first
         elif isinstance(error, GatewayUnavailable) and error.uuid is None:
             error.uuid = self.maybe_created
         if error.status is not None and error.status not in RETRIED_STATUSES:
@@ -99,7 +99,8 @@ class Attempts:
         return wait
 
     def relogin(self, error: ApiError) -> None:
-        self._tell(RetryEvent(self.count + 1, 0.0, "re-login", error))
+        self.count += 1
+        self._tell(RetryEvent(self.count, 0.0, "re-login", error))
 
     def _tell(self, event: RetryEvent) -> None:
         logger.info("retrying (%d) in %.2fs, %s: %s", event.attempt, event.delay, event.reason, event.error)
