@@ -26,7 +26,10 @@ from celery import Task
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.status import FINISHED_STATES
+from tasks.delivery.transport import TRANSIENT
 from tasks.runtime import job_type, worker_settings
+
+PATIENCE = 20.0  # seconds the start check waits for the task store to answer again
 
 RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
     "run", "unrecorded", "finished", "cancelled", "held", "expired", "lost")
@@ -56,11 +59,32 @@ return {'run', lost}
 """
 
 
+class StartUnchecked(Exception):
+    """The task store did not answer the start check within `PATIENCE`: the job has not started."""
+
+
 def check(task: Task) -> tuple[str, int]:
-    """(verdict, deliveries whose worker died) for the delivery `task.request` is running."""
+    """(verdict, deliveries whose worker died) for the delivery `task.request` is running.
+
+    A job that reaches a worker while Redis restarts waits for it, `PATIENCE` seconds at most (a restart
+    from the AOF takes a few): failing there was reported as the job's own failure, `error 1` (the fault
+    suite's redis-restart found it). Past that, StartUnchecked: the delivery goes back, unstarted."""
     request = task.request
     if not request.id or request.get(JOB_TYPE_HEADER) is None:
         return UNRECORDED, 0
+    deadline, pause = time.monotonic() + PATIENCE, 0.1
+    while True:
+        try:
+            return _check(task)
+        except TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise StartUnchecked(exc.__class__.__name__) from None
+            time.sleep(pause)  # the job cannot start before its check; nothing else waits on this child
+            pause = min(1.0, pause * 2)
+
+
+def _check(task: Task) -> tuple[str, int]:
+    request = task.request
     workers = worker_settings().config["workers"]
     script = task.backend.client.register_script(START_SCRIPT)  # EVALSHA, loaded once per server
     verdict, lost = script(keys=[RECORD_PREFIX + request.id, RUNS_PREFIX + request.id, LEASE_PREFIX + request.id,
