@@ -7,7 +7,8 @@ job finished (its acknowledgement was lost with the broker connection). In order
 - of a job with no gateway record (sent by something else) simply runs;
 - of a job that already finished (jobs/status.py FINISHED_STATES) is skipped: never run twice;
 - of a cancelled job ends as cancelled, without running;
-- of a job another live worker holds the lease of is checked again later (no two runs at once);
+- of a job another pool process holds the lease of (tasks/delivery/leases.py `holder`: of another worker,
+  or of this one, delivered again while it still runs it) is checked again later (no two runs at once);
 - of a job never started and past its TTL ends `expired` (code 3): the TTL means "no worker started it
   in time", so it is checked here, at the start, against the record, and not in the message (kombu
   would discard an old message without asking, even one whose job a dead worker had started);
@@ -18,6 +19,7 @@ job finished (its acknowledgement was lost with the broker connection). In order
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -26,6 +28,7 @@ from celery import Task
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.status import FINISHED_STATES
+from tasks.delivery.leases import holder
 from tasks.delivery.transport import TRANSIENT
 from tasks.runtime import job_type, worker_settings
 
@@ -35,7 +38,7 @@ RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
     "run", "unrecorded", "finished", "cancelled", "held", "expired", "lost")
 
 # KEYS: record, runs, lease, meta. ARGV: now, expires at ("" unknown), max deliveries, keep (s), lease (s),
-# this worker's node name. Returns {verdict, deliveries whose worker died}.
+# the lease holder this delivery would be (node|pid). Returns {verdict, deliveries whose worker died}.
 START_SCRIPT = """
 local FINISHED = {""" + ", ".join(f"{state}=true" for state in sorted(FINISHED_STATES)) + """}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unrecorded', 0} end
@@ -91,7 +94,7 @@ def _check(task: Task) -> tuple[str, int]:
                                  META_PREFIX + request.id],
                            args=[time.time(), _expires_at(task), workers["max_deliveries"],
                                  worker_settings().config["results"]["expires"], int(workers["visibility_timeout"]),
-                                 request.hostname or ""])
+                                 holder(request.hostname or "", os.getpid())])
     return (verdict.decode() if isinstance(verdict, bytes) else verdict), int(lost)
 
 
