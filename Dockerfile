@@ -24,8 +24,7 @@ COPY tasks/ tasks/
 COPY jobs/ jobs/
 COPY settings/ settings/
 COPY deploy/ deploy/
-COPY celeryconfig/ celeryconfig/
-COPY wsgi.py gunicorn.conf.py config.example.json ./
+COPY celeryconfig.py wsgi.py gunicorn.conf.py config.example.json ./
 
 # /app/nginx: where the proxy-config service writes nginx.conf; a new named volume mounted there takes
 # this folder's owner, so the non-root user can write it (docker-compose.yml).

@@ -598,7 +598,7 @@ def _code() -> str:
                                                      text=True).stdout.split()[2].removeprefix("v=")
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "jobs", "tasks", "settings",
-                            "celeryconfig/__init__.py", "gunicorn.conf.py", "wsgi.py"], cwd=ROOT, capture_output=True,
+                            "celeryconfig.py", "gunicorn.conf.py", "wsgi.py"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     changed = f" + uncommitted changes in {len(dirty.splitlines())} gateway/jobs/tasks/settings files" if dirty else ""
     return f"git {head}{changed} at start; {versions}; {redis_version}"

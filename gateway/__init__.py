@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                                 x_prefix=0)
     extensions.init_app(app, settings)
     errors.init_app(app)
+    bodies.init_app(app, behind_proxy=hops > 0)
     requestlog.init_app(app)
     security_headers.init_app(app)
     metrics.init_app(app)

@@ -19,7 +19,7 @@ STATS_TOTAL = "gw:stats:total"
 STATS_HOUR_PREFIX = "gw:stats:hour:"
 # Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
 DEADLETTERS = "gw:deadletters"
-# gw:lease:<uuid>: the worker (node name) running the task, while it runs; the worker refreshes it and
+# gw:lease:<uuid>: the worker and pool process running the task ("<node>|<pid>"), while it runs; the worker refreshes it and
 # lets it lapse `workers.visibility_timeout` seconds after it stops (tasks/delivery/leases.py). A running task
 # without a lease has lost its worker: the gateway shows it queued again, not `pending`.
 LEASE_PREFIX = "gw:lease:"

@@ -12,7 +12,7 @@ QUEUE = "webhooks"
 TASK_NAME = "gateway.deliver_webhook"
 # One delivery — connect, send, and read the answer — ends within DEADLINE seconds, and reads at most
 # MAX_RESPONSE_BYTES of the answer's body: a slow or huge receiver holds a webhook worker this long and
-# this much at most. The task's own time limits (celeryconfig/__init__.py) are a backstop around it.
+# this much at most. The task's own time limits (celeryconfig.py) are a backstop around it.
 DEADLINE = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
 SOFT_TIME_LIMIT = DEADLINE + 10

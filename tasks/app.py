@@ -44,7 +44,7 @@ def _limit_address_space(**_: Any) -> None:
     """In each pool process as it starts: an allocation past `workers.max_address_space_mib` raises
     MemoryError inside the job (an error, code 2) instead of taking the host's memory, and with it
     the whole worker, the way an unbounded one would. Together with `max_memory_per_child_mib`
-    (celeryconfig/__init__.py), which replaces a process left large, a job that blows up ends once, as an
+    (celeryconfig.py), which replaces a process left large, a job that blows up ends once, as an
     error, and the worker keeps serving."""
     mib = worker_settings().config["workers"]["max_address_space_mib"]
     if mib:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from celery import Task, signals
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 from loguru import logger
 
 from jobs.failures import JobError, RetriesExhausted, TransientError, WorkerLost
@@ -58,7 +58,13 @@ class JobTask(Task):
         STARTED is stored only after it (celeryconfig: Celery's own tracking is off)."""
         if self.request.called_directly:
             return
-        verdict, lost = start.check(self)
+        try:
+            verdict, lost = start.check(self)
+        except start.StartUnchecked as exc:
+            # Not started, not failed: back to its queue (or, with the broker away too, left in `unacked`
+            # for the lease sweep, tasks/delivery/leases.py).
+            logger.warning("task {} could not be checked before it started ({}): handed back", self.name, exc)
+            raise Reject(str(exc), requeue=True) from None
         if verdict == start.CANCELLED:
             logger.info("task {} cancelled before it started", self.name)
             self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)

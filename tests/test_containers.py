@@ -170,7 +170,7 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck():
 
 
 def test_image_copies_every_package_the_services_import():
-    """What wsgi.py, celeryconfig/, gateway/ and tasks/ import from this repository is in the image."""
+    """What wsgi.py, celeryconfig.py, gateway/ and tasks/ import from this repository is in the image."""
     local = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()} | {"celeryconfig"}
     needed, todo = set(), ["gateway", "tasks", "wsgi", "celeryconfig"]
     while todo:

@@ -3,7 +3,7 @@
 A request never waits on Redis longer than its client's timeout, and no client retries: while a server
 fails, its breaker (gateway/health/breaker.py) answers at once, so a stalled Redis costs one timeout per
 process, not one per request (SPEC §8: every route answers within 2 s at the client). The publisher's
-own timeout is configuration (`queue.publish_timeout`, celeryconfig/__init__.py). /health's probes get clients of
+own timeout is configuration (`queue.publish_timeout`, celeryconfig.py). /health's probes get clients of
 their own, outside the breaker: they must see a server come back.
 """
 from __future__ import annotations

@@ -11,6 +11,11 @@ again. The same refresh keeps each running job's lease (`gw:lease:<uuid>`, jobs/
 without one has lost its worker, and the gateway shows it queued again instead of `pending`. A child
 that dies while its worker lives hands its job back at once (Celery's reject-on-worker-lost) and its
 lease is dropped (`release`).
+
+A lease names the pool process that runs the job, `<node>|<pid>` (`holder`), not only its worker: a
+worker frozen past its visibility timeout (SIGSTOP, a stalled VM) can find its own running job
+delivered to it again when it wakes, and the start check must hold that second delivery instead of
+running it beside the first (the fault suite's worker-freeze found a job run twice this way).
 """
 from __future__ import annotations
 
@@ -24,13 +29,19 @@ from redis import Redis
 from jobs.keys import KOMBU_UNACKED_INDEX, LEASE_PREFIX
 
 
-def running_requests() -> dict[str, str]:
-    """Delivery tag -> task id of every job a child of this worker is running. Read from another
-    thread than the event loop's: a copy that meets a concurrent change is taken again."""
+def holder(node: str, pid: int | None) -> str:
+    """The value of a lease: which pool process of which worker runs the job."""
+    return f"{node}|{pid}"
+
+
+def running_requests() -> dict[str, tuple[str, int | None]]:
+    """Delivery tag -> (task id, pid of the pool process running it) of every job a child of this
+    worker is running. Read from another thread than the event loop's: a copy that meets a concurrent
+    change is taken again."""
     for _ in range(5):
         try:
-            return {request.message.delivery_tag: request.id for request in list(state.active_requests)
-                    if request.message is not None}
+            return {request.message.delivery_tag: (request.id, request.worker_pid)
+                    for request in list(state.active_requests) if request.message is not None}
         except RuntimeError:  # the WeakSet changed while it was copied
             continue
     return {}
@@ -45,15 +56,15 @@ class Leases:
         self.results = results
         self.visibility = visibility
 
-    def refresh(self, held: dict[str, str]) -> None:
-        """Re-score `held` (delivery tag -> task id) in kombu's index and extend their leases."""
+    def refresh(self, held: dict[str, tuple[str, int | None]]) -> None:
+        """Re-score `held` (delivery tag -> (task id, pid)) in kombu's index and extend their leases."""
         if not held:
             return
         try:
             self.broker.zadd(KOMBU_UNACKED_INDEX, dict.fromkeys(held, time.time()), xx=True)
             with self.results.pipeline(transaction=False) as pipe:
-                for task_id in held.values():
-                    pipe.set(LEASE_PREFIX + task_id, self.node, ex=int(self.visibility))
+                for task_id, pid in held.values():
+                    pipe.set(LEASE_PREFIX + task_id, holder(self.node, pid), ex=int(self.visibility))
                 pipe.execute()
         except Exception as exc:  # noqa: BLE001 - retried next tick; the watchdog judges the loop, not this
             logger.warning("could not refresh {} leases: {}", len(held), exc.__class__.__name__)
@@ -61,8 +72,11 @@ class Leases:
     def release(self, message: Any) -> None:
         """A child died running this job and it went back to its queue: its lease is no longer ours."""
         task_id = (getattr(message, "headers", None) or {}).get("id")
+        if not task_id:
+            return
         try:
-            if task_id and self.results.get(LEASE_PREFIX + task_id) == self.node.encode():
+            lease = self.results.get(LEASE_PREFIX + task_id)
+            if isinstance(lease, bytes) and lease.decode().partition("|")[0] == self.node:
                 self.results.delete(LEASE_PREFIX + task_id)
         except Exception as exc:  # noqa: BLE001 - the lease then lapses on its own
             logger.warning("could not release lease of {}: {}", task_id, exc.__class__.__name__)

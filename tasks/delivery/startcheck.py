@@ -7,7 +7,8 @@ job finished (its acknowledgement was lost with the broker connection). In order
 - of a job with no gateway record (sent by something else) simply runs;
 - of a job that already finished (jobs/status.py FINISHED_STATES) is skipped: never run twice;
 - of a cancelled job ends as cancelled, without running;
-- of a job another live worker holds the lease of is checked again later (no two runs at once);
+- of a job another pool process holds the lease of (tasks/delivery/leases.py `holder`: of another worker,
+  or of this one, delivered again while it still runs it) is checked again later (no two runs at once);
 - of a job never started and past its TTL ends `expired` (code 3): the TTL means "no worker started it
   in time", so it is checked here, at the start, against the record, and not in the message (kombu
   would discard an old message without asking, even one whose job a dead worker had started);
@@ -18,6 +19,7 @@ job finished (its acknowledgement was lost with the broker connection). In order
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -26,13 +28,17 @@ from celery import Task
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.status import FINISHED_STATES
+from tasks.delivery.leases import holder
+from tasks.delivery.transport import TRANSIENT
 from tasks.runtime import job_type, worker_settings
+
+PATIENCE = 20.0  # seconds the start check waits for the task store to answer again
 
 RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
     "run", "unrecorded", "finished", "cancelled", "held", "expired", "lost")
 
 # KEYS: record, runs, lease, meta. ARGV: now, expires at ("" unknown), max deliveries, keep (s), lease (s),
-# this worker's node name. Returns {verdict, deliveries whose worker died}.
+# the lease holder this delivery would be (node|pid). Returns {verdict, deliveries whose worker died}.
 START_SCRIPT = """
 local FINISHED = {""" + ", ".join(f"{state}=true" for state in sorted(FINISHED_STATES)) + """}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unrecorded', 0} end
@@ -56,18 +62,39 @@ return {'run', lost}
 """
 
 
+class StartUnchecked(Exception):
+    """The task store did not answer the start check within `PATIENCE`: the job has not started."""
+
+
 def check(task: Task) -> tuple[str, int]:
-    """(verdict, deliveries whose worker died) for the delivery `task.request` is running."""
+    """(verdict, deliveries whose worker died) for the delivery `task.request` is running.
+
+    A job that reaches a worker while Redis restarts waits for it, `PATIENCE` seconds at most (a restart
+    from the AOF takes a few): failing there was reported as the job's own failure, `error 1` (the fault
+    suite's redis-restart found it). Past that, StartUnchecked: the delivery goes back, unstarted."""
     request = task.request
     if not request.id or request.get(JOB_TYPE_HEADER) is None:
         return UNRECORDED, 0
+    deadline, pause = time.monotonic() + PATIENCE, 0.1
+    while True:
+        try:
+            return _check(task)
+        except TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise StartUnchecked(exc.__class__.__name__) from None
+            time.sleep(pause)  # the job cannot start before its check; nothing else waits on this child
+            pause = min(1.0, pause * 2)
+
+
+def _check(task: Task) -> tuple[str, int]:
+    request = task.request
     workers = worker_settings().config["workers"]
     script = task.backend.client.register_script(START_SCRIPT)  # EVALSHA, loaded once per server
     verdict, lost = script(keys=[RECORD_PREFIX + request.id, RUNS_PREFIX + request.id, LEASE_PREFIX + request.id,
                                  META_PREFIX + request.id],
                            args=[time.time(), _expires_at(task), workers["max_deliveries"],
                                  worker_settings().config["results"]["expires"], int(workers["visibility_timeout"]),
-                                 request.hostname or ""])
+                                 holder(request.hostname or "", os.getpid())])
     return (verdict.decode() if isinstance(verdict, bytes) else verdict), int(lost)
 
 

@@ -133,7 +133,7 @@ class Channel(kombu_redis.Channel):
         """Landing lists need one Redis list per queue, unprefixed: say so loudly instead of losing jobs."""
         if self.global_keyprefix or list(self.priority_steps) != [0]:
             raise LandingUnavailable("the worker transport needs broker_transport_options priority_steps [0] "
-                                     "and no global_keyprefix (celeryconfig/__init__.py)")
+                                     "and no global_keyprefix (celeryconfig.py)")
 
     def _landed(self, landed: str, item: bytes) -> None:
         """The delivery is in `unacked` now: it no longer needs its landing place."""

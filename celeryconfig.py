@@ -31,7 +31,9 @@ def build(settings: Settings, role: str = "worker", transport: type | str = "red
     catalogue = JobCatalogue(jobs)
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
-        "broker_transport": transport,
+        # As "module:Class": kombu imports it, and the worker's stats and Flower show it as text (a class
+        # object in the connection info makes `celery inspect stats` fail to encode its reply).
+        "broker_transport": transport if isinstance(transport, str) else f"{transport.__module__}:{transport.__qualname__}",
         # Completion webhooks (tasks/webhooks.py) travel on their own queue (jobs/webhooks.py).
         "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in catalogue.queues],
         "task_routes": {webhooks.TASK_NAME: {"queue": webhooks.QUEUE, "routing_key": webhooks.QUEUE},
