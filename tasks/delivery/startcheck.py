@@ -98,13 +98,23 @@ def _check(task: Task) -> tuple[str, int]:
     return (verdict.decode() if isinstance(verdict, bytes) else verdict), int(lost)
 
 
+# KEYS: runs, lease. ARGV: this attempt's lease holder. The attempt ended: its count and its lease go.
+END_SCRIPT = """
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+"""
+
+
 def ended(task: Task) -> None:
-    """The attempt ended (done, failed, retrying): it was not a delivery whose worker died."""
+    """The attempt ended (done, failed, retrying): it was not a delivery whose worker died, and its lease
+    is no longer needed. Dropping the lease matters for a retry: run by another pool process of the same
+    worker, it would otherwise find this attempt's lease and wait for it to lapse (`held`)."""
     request = task.request
     if request.id and not request.called_directly and request.get(JOB_TYPE_HEADER) is not None:
         try:
-            task.backend.client.delete(RUNS_PREFIX + request.id)
-        except Exception:  # noqa: BLE001 - a stale count only matters if this job's worker dies again
+            task.backend.client.register_script(END_SCRIPT)(keys=[RUNS_PREFIX + request.id, LEASE_PREFIX + request.id],
+                                                            args=[holder(request.hostname or "", os.getpid())])
+        except Exception:  # noqa: BLE001 - a stale count only matters if this job's worker dies again; a lease lapses
             pass
 
 

@@ -19,7 +19,8 @@ from devsupport.processes import ROOT, start_worker, wait_until
 from jobs.headers import JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import ALIVE_PREFIX, KOMBU_UNACKED, LANDINGS, LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX, landing_key
 from jobs.status import REQUEUED
-from tasks.delivery.startcheck import START_SCRIPT
+from tasks.delivery.leases import holder
+from tasks.delivery.startcheck import END_SCRIPT, START_SCRIPT
 
 VISIBILITY = 10  # workers.visibility_timeout of these tests' workers (45 by default)
 SWEEP = 5  # celeryconfig.RESTORE_INTERVAL
@@ -162,6 +163,27 @@ def test_a_job_another_live_worker_holds_is_not_started_twice(redis_client):
     redis_client.set(LEASE_PREFIX + task_id, "other@host", ex=30)
     assert start_verdict(redis_client, task_id, time.time() + 60)[0] == "held"
     assert start_verdict(redis_client, task_id, time.time() + 60, holder="other@host")[0] == "run"
+
+
+def test_a_running_job_delivered_again_to_another_pool_process_of_its_worker_is_held(redis_client):
+    """A worker frozen past its visibility timeout is handed its own running job again (worker-freeze)."""
+    task_id = str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 101))[0] == "run"
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 102))[0] == "held"
+
+
+def test_an_ended_attempt_leaves_no_lease_to_hold_its_retry(redis_client):
+    """A retry run by another pool process of the same worker starts at once, not after the lease lapses."""
+    task_id = str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 101))[0] == "run"
+    end = redis_client.register_script(END_SCRIPT)
+    end(keys=[RUNS_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 999)])  # not its lease
+    assert redis_client.exists(LEASE_PREFIX + task_id)
+    end(keys=[RUNS_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 101)])
+    assert not redis_client.exists(LEASE_PREFIX + task_id)
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 102))[0] == "run"
 
 
 def test_a_finished_job_is_never_started_again(redis_client):
