@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from gateway import create_app
+from jobs import stats
 from settings import load_settings
 from tests.support.api import b64, basic_header
 
@@ -62,11 +63,15 @@ def test_payload_schema_requires_a_box_for_resize(api):
 
 
 def test_oversized_content_is_refused_with_413_before_queueing(api, settings, redis_client):
+    """Nothing is recorded or queued: the save script, which records and queues together, never ran (its
+    submission count is unchanged). The queue's length is no witness: the worker may take an earlier
+    test's job from it meanwhile."""
     limit = settings.config["jobs"]["calc_hash"]["max_content_bytes"]
-    before = redis_client.llen("hash")
+    field = stats.field(stats.SUBMITTED, "calc_hash")
+    before = redis_client.hget(stats.TOTAL_KEY, field)
     response = api.submit("calc_hash", {"content": b64(b"\0" * (limit + 3))})
     assert_envelope(response, 413)
-    assert redis_client.llen("hash") == before
+    assert redis_client.hget(stats.TOTAL_KEY, field) == before
 
 
 def test_validation_errors_do_not_echo_the_payload(api):
