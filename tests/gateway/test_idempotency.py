@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from gateway.submission import idempotency
 from jobs.keys import RECORD_PREFIX
 from tests.support.api import b64
 
@@ -112,6 +113,9 @@ def test_key_sent_after_its_external_id_names_the_same_task(api, redis_client):
     assert first.json()["uuid"] == with_key.json()["uuid"] == key_alone.json()["uuid"]
     assert submit_with(api, body, key).status_code == 200
     assert redis_client.llen("parked") == queued
+    # The bound key lives no longer than the claim it was bound to (read second, it has had longer to run down).
+    external_id_left = redis_client.pttl(idempotency.external_id_key("client-admin", external_id))
+    assert 0 < redis_client.pttl(idempotency.key("client-admin", "key:" + key)) <= external_id_left
 
 
 def test_key_and_external_id_naming_two_tasks_is_a_409(api, redis_client):
