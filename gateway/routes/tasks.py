@@ -26,7 +26,7 @@ from gateway.submission.listing import Listing
 from jobs import results
 from jobs.ids import canonical_uuid
 from jobs.record import TaskRecord
-from jobs.status import DONE, ERROR, ErrorCode, describe
+from jobs.status import DONE, describe
 from jobs.taskinfo import TaskInfo
 
 bp = Blueprint("tasks", __name__)
@@ -95,7 +95,7 @@ def task_result(task_id: str) -> Response:
     """The whole result, however large, read from Redis a chunk at a time: /taskinfo inlines only
     small ones (`results.max_inline_bytes`) and points larger ones here (`result_url`)."""
     record, meta = _readable(task_id)
-    info = describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+    info = _status(record, meta)
     if info["status"] != DONE:
         raise Conflict(f"Task is {info['status']}: only a done task has a result", extra={"uuid": record.uuid})
     served = results.served(record.uuid, info["result"], services().store.redis)
@@ -131,13 +131,10 @@ def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
 @auth.rate_limited("submit")
 def cancel(task_id: str) -> tuple[dict[str, Any], int]:
     """A queued task never runs, a running one is revoked (terminated only where the job type allows
-    it). Repeating it is harmless; a task that already finished is a 409."""
+    it). Repeating it is harmless; a task that already finished is a 409 (`Dispatcher.cancel`)."""
     record, meta = _readable(task_id)
-    info = _describe(record, meta)
-    if info["status"] == DONE or (info["status"] == ERROR and info["code"] != int(ErrorCode.CANCELLED)):
-        raise Conflict("Task already finished", extra={"uuid": record.uuid})
     job = services().catalogue.get(record.type)
-    services().dispatcher.cancel(record, terminate=bool(job and job.cancel_terminates))
+    services().dispatcher.cancel(record, _status(record, meta), terminate=bool(job and job.cancel_terminates))
     cancelled, meta = services().store.load(record.uuid)
     assert cancelled is not None  # read a moment ago; cancelling keeps the record
     return _describe(cancelled, meta), 202
@@ -152,8 +149,13 @@ def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:
     return record, meta
 
 
+def _status(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """TaskInfo as the Celery meta says, the result as stored (jobs/status.py)."""
+    return describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+
+
 def _describe(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
     """TaskInfo, its result inline only when small (jobs/results.py)."""
     conf = services().settings.config["results"]
-    info = describe(record, meta, datetime.now(UTC), conf["expired_grace"])
+    info = _status(record, meta)
     return info | {"result": results.present(record.uuid, info["result"], services().store.redis, conf["max_inline_bytes"])}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.record import TaskRecord
+from jobs.status import cancellable
 from jobs.store import TaskStore
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
@@ -141,6 +142,7 @@ class ClaimsDisagree(Exception):
 
 
 CLAIMS_DISAGREE = "The Idempotency-Key and the ExternalId name two different tasks"
+FINISHED = "Task already finished"
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,12 @@ class Dispatcher:
                  ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started"))]
         self._publish(job, again, upload, None, None, reset)
 
-    def cancel(self, record: TaskRecord, terminate: bool) -> None:
-        """Mark the record (the worker checks it before running) and revoke the task in every worker."""
+    def cancel(self, record: TaskRecord, info: Mapping[str, Any], terminate: bool) -> None:
+        """Mark the record (the worker checks it before running) and revoke the task in every worker.
+        Every route that cancels comes here (DELETE /tasks/<uuid>, POST /ops/tasks/<uuid>/revoke), with
+        the task's TaskInfo as just read: a task that already finished is refused with one 409."""
+        if not cancellable(info):
+            raise Conflict(FINISHED, extra={"uuid": record.uuid})
         try:
             self.store.mark_cancelled(record)
             self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
