@@ -41,7 +41,7 @@ BROKER_ERRORS = (RedisError, OperationalError, KombuError, OSError)
 
 
 @bp.get("/queues")
-@declare("Queue depth and oldest message age")
+@declare("Queue depth and oldest message age", tag="operations")
 @returns(200, Queues, "Queues")
 @auth.login_required()
 @auth.operator_required
@@ -54,7 +54,7 @@ def queues() -> dict[str, Any]:
 
 
 @bp.get("/workers")
-@declare("Workers online, their queues and running tasks")
+@declare("Workers online, their queues and running tasks", tag="operations")
 @returns(200, Workers, "Workers")
 @auth.login_required()
 @auth.operator_required
@@ -74,7 +74,7 @@ def workers() -> dict[str, Any]:
 
 
 @bp.get("/tasks/counts")
-@declare("Task counts by type and outcome over a window of hours (default and most: the retention)")
+@declare("Task counts by type and outcome over a window of hours (default and most: the retention)", tag="operations")
 @returns(200, Counts, "Counts")
 @auth.login_required()
 @auth.operator_required
@@ -117,7 +117,7 @@ def _summarise(buckets: list[dict[str, str]]) -> dict[str, Any]:
 
 
 @bp.post("/tasks/<task_id>/revoke")
-@declare("Revoke any task that has not finished", errors=(404, 409))
+@declare("Revoke any task that has not finished", tag="operations", errors=(404, 409))
 @returns(202, Revoked, "Revoked")
 @auth.login_required()
 @auth.operator_required
@@ -135,7 +135,7 @@ def revoke(data: dict[str, Any], task_id: str) -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/deadletters")
-@declare("Jobs set aside after their retries: who, what, when, why; never the payload")
+@declare("Jobs set aside after their retries: who, what, when, why; never the payload", tag="operations")
 @returns(200, DeadLetters, "Dead letters")
 @auth.login_required()
 @auth.operator_required
@@ -150,7 +150,7 @@ def dead_letters() -> dict[str, Any]:
 
 
 @bp.post("/deadletters/<task_id>/requeue")
-@declare("Send a dead-lettered job again, under its own id", errors=(404, 409))
+@declare("Send a dead-lettered job again, under its own id", tag="operations", errors=(404, 409))
 @returns(202, Requeued, "Requeued")
 @auth.login_required()
 @auth.operator_required

@@ -54,7 +54,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 @bp.post("/submit")
-@declare("Submit a job", errors=(409,), headers=(idempotency.HEADER,))
+@declare("Submit a job", tag="jobs", errors=(409,), headers=(idempotency.HEADER,))
 @returns(202, SubmitResponse, "Accepted and queued", headers=LOCATION)
 @returns(200, SubmitResponse, "Idempotent repeat: the original task", headers=LOCATION)
 @auth.login_required()
@@ -76,7 +76,7 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
 
 
 @bp.get("/taskinfo")
-@declare("State and result of a task", errors=(404,))
+@declare("State and result of a task", tag="tasks", errors=(404,))
 @returns(200, TaskInfo, "The task")
 @auth.login_required()
 @auth.rate_limited("read")
@@ -86,7 +86,7 @@ def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/tasks/<task_id>/result")
-@declare("The result of a done task: an image job's image bytes, any other job's JSON result", errors=(404, 409))
+@declare("The result of a done task: an image job's image bytes, any other job's JSON result", tag="tasks", errors=(404, 409))
 @returns(200, JobResult, "image/png, image/jpeg or image/webp for resize_image and water_marks; application/json "
                          "otherwise; Content-Length always set", content_type="*/*")
 @auth.login_required()
@@ -106,7 +106,7 @@ def task_result(task_id: str) -> Response:
 
 
 @bp.get("/tasks")
-@declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)")
+@declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)", tag="tasks")
 @returns(200, TaskList, "A page")
 @auth.login_required()
 @auth.rate_limited("read")
@@ -125,7 +125,7 @@ def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.delete("/tasks/<task_id>")
-@declare("Cancel a task (owner or admin)", errors=(404, 409))
+@declare("Cancel a task (owner or admin)", tag="tasks", errors=(404, 409))
 @returns(202, TaskInfo, "Cancelled")
 @auth.login_required()
 @auth.rate_limited("submit")
