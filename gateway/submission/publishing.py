@@ -29,6 +29,7 @@ from loguru import logger
 from redis import Redis
 from redis.exceptions import RedisError
 
+from gateway.health import metrics
 from gateway.health.breaker import Unanswered
 from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
 from gateway.submission import capture
@@ -102,6 +103,7 @@ OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued
 
 def _outcome_unknown(record: TaskRecord) -> ServiceUnavailable:
     logger.warning("broker did not answer, task {} may have been queued", record.uuid)
+    metrics.note_submit_outcome("outcome_unknown")
     return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
 
 
@@ -228,12 +230,15 @@ class Dispatcher:
         except ClaimsDisagree as split:
             raise Conflict(CLAIMS_DISAGREE, extra={"uuid": split.uuid}) from None
         except CapReached:
+            metrics.note_submit_outcome("over_cap")
             raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
                                   "at once; wait for some to finish") from None
         except Unanswered:
             raise _outcome_unknown(record) from None
         except RedisError as exc:
             logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            if not self.same_redis:
+                metrics.note_submit_outcome("store_down")
             raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
         if existing is None and not self.same_redis:
             try:
