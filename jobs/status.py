@@ -6,6 +6,7 @@ from "no such task", and the raw meta is what tells an expiry from a cancel.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
@@ -92,6 +93,15 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
     if isinstance(progress, dict) and isinstance(progress.get("percent"), (int, float)):
         running["progress"] = {"percent": progress["percent"], "stage": str(progress.get("stage", ""))}
     return running
+
+
+def cancellable(info: Mapping[str, Any]) -> bool:
+    """Whether a cancel still applies to a task, from its TaskInfo: the one rule of every route that
+    cancels (gateway/submission/publishing.py `Dispatcher.cancel`). A task that finished — done, or
+    error for any reason but a cancel — cannot be cancelled; cancelling a cancelled one again is harmless."""
+    if info["status"] == DONE:
+        return False
+    return info["status"] != ERROR or info["code"] == int(ErrorCode.CANCELLED)
 
 
 def code_for_reason(reason: str) -> ErrorCode:

@@ -138,11 +138,12 @@ def _authenticate() -> Identity:
         _audit(None, "denied", failure.reason)
         raise Unauthorized(headers={"WWW-Authenticate": CHALLENGE}) from None
     except Throttled as throttled:
+        metrics.note_submit_outcome("throttled")
         _audit(None, "denied", "throttled")
         raise TooManyRequests("Too many failed authentications; retry later",
                               headers={"Retry-After": str(throttled.retry_after)}) from None
     except VaultUnavailable:
-        requestinfo.required().submit_outcome = "auth_unavailable"
+        metrics.note_submit_outcome("auth_unavailable")
         _audit(None, "error", "vault_unavailable")
         raise ServiceUnavailable("Authentication service unavailable") from None
     _audit(identity, "allowed", how)

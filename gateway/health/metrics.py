@@ -39,12 +39,36 @@ VAULT_LATENCY = Histogram("gateway_vault_request_duration_seconds", "Vault calls
 LOGIN_CACHE = Counter("gateway_login_cache_lookups_total", "Login cache lookups by result (hit, miss)", ["result"])
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SUBMIT_OUTCOMES = {202: "accepted", 400: "invalid", 401: "unauthorized", 403: "forbidden", 413: "too_large",
-                   415: "invalid", 409: "conflict", 429: "rate_limited", 503: "broker_down"}
+# POST /submit: one outcome per answer (docs/operations.md lists them). By status, for every status the
+# route declares and a bug's 500 ...
+SUBMIT_OUTCOMES = {200: "repeat", 202: "accepted", 400: "invalid", 401: "unauthorized", 403: "forbidden",
+                   409: "conflict", 413: "too_large", 415: "invalid", 429: "rate_limited", 500: "internal_error",
+                   503: "broker_down"}
+# ... except where one status has several answers: the code that decides such an answer names it
+# (note_submit_outcome), and the name counts only with its own status.
+NAMED_OUTCOMES = {"throttled": 429, "over_cap": 429, "auth_unavailable": 503, "store_down": 503, "outcome_unknown": 503}
+OTHER_OUTCOME = "other"  # a status outside SUBMIT_OUTCOMES (none today): the label's values stay a closed set
 
 
 def init_app(app: Flask) -> None:
     app.after_request(_observe)
+
+
+def note_submit_outcome(outcome: str) -> None:
+    """Name this request's outcome where its status alone does not tell it (one of NAMED_OUTCOMES),
+    for the submissions counter; outside a request (a dispatcher driven directly) there is nothing to name."""
+    if outcome not in NAMED_OUTCOMES:
+        raise ValueError(f"not a named submit outcome: {outcome}")
+    info = requestinfo.current()
+    if info is not None:
+        info.submit_outcome = outcome
+
+
+def submit_outcome(status: int, named: str | None) -> str:
+    """The outcome label of a POST /submit answered with `status`, `named` by the code that decided it."""
+    if named is not None and NAMED_OUTCOMES.get(named) == status:
+        return named
+    return SUBMIT_OUTCOMES.get(status, OTHER_OUTCOME)
 
 
 def _observe(response: Response) -> Response:
@@ -56,8 +80,8 @@ def _observe(response: Response) -> Response:
     REQUESTS.labels(route, method, str(response.status_code)).inc()
     if info is not None:
         LATENCY.labels(route, method).observe(time.perf_counter() - info.started)
-    if request.endpoint == "tasks.submit":
-        outcome = (info.submit_outcome if info else None) or SUBMIT_OUTCOMES.get(response.status_code, "error")
+    if request.endpoint == "tasks.submit" and request.method == "POST":  # not Flask's automatic OPTIONS
+        outcome = submit_outcome(response.status_code, info.submit_outcome if info else None)
         SUBMISSIONS.labels((info.job_type if info else None) or "<unknown>", outcome).inc()
     return response
 

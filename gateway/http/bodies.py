@@ -26,9 +26,9 @@ from typing import Any
 
 from flask import Flask, Request, Response, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway.http.errors import ValidationFailed
+from gateway.http.errors import ApiError, UnsupportedMediaType, ValidationFailed
 
 STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 OPEN, CLOSE = b"[{", b"]}"
@@ -113,7 +113,7 @@ class StrictJSONProvider(DefaultJSONProvider):
 class GatewayRequest(Request):
     """app.request_class: the body read and parsed with the failures above as 4xx envelopes."""
 
-    _json_failure: HTTPException | ValidationFailed | None = None
+    _json_failure: HTTPException | ApiError | None = None
 
     def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> Any:
         try:
@@ -133,7 +133,7 @@ class GatewayRequest(Request):
         if self._json_failure is None:
             try:
                 return super().get_json(force=force, silent=False, cache=cache)
-            except (HTTPException, ValidationFailed) as failure:
+            except (HTTPException, ApiError) as failure:
                 self._json_failure = failure
         if silent:
             return None
@@ -141,7 +141,7 @@ class GatewayRequest(Request):
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if e is None:
-            raise UnsupportedMediaType("Content-Type must be application/json")
+            raise UnsupportedMediaType()
         raise ValidationFailed(str(e) if isinstance(e, JsonRefused) else NOT_JSON)
 
 

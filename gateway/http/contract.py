@@ -1,6 +1,6 @@
 """Route decorators that declare a route's contract, and the declarations the OpenAPI document is
-generated from (gateway/http/openapi.py): summary, body or query schema, responses and their schemas,
-error statuses, who may call it.
+generated from (gateway/http/openapi.py): summary, the tag that groups it, body or query schema,
+responses and their schemas, error statuses, who may call it.
 
 Views receive validated data and return plain objects; parsing, validation, the 400 envelope and the
 serialisation of the response through its declared schema happen here, with every problem reported at
@@ -19,6 +19,15 @@ from marshmallow import Schema, ValidationError
 
 from gateway.http.errors import ValidationFailed
 
+# The groups of the API (OpenAPI tags, in this order in the document and the docs page), each route in one.
+TAGS = {
+    "jobs": "Submit a job: its type and upload, checked against the type's schema; idempotent with an ExternalId "
+            "or an Idempotency-Key",
+    "tasks": "The caller's tasks: state and progress, results, listing, cancel",
+    "operations": "For the operator roles (`ops.roles`): queues, workers, task counts, revoke, dead letters",
+    "health": "Readiness, liveness and Prometheus metrics",
+    "docs": "Where to start: the index at /, this document and the documentation page",
+}
 Check = Callable[[Mapping[str, Any]], dict[str, list[str]]]
 Document = Callable[[Any], Mapping[str, Any]]  # settings -> a JSON Schema, for bodies built from config
 
@@ -37,6 +46,7 @@ class Reply:
 @dataclass
 class Contract:
     summary: str = ""
+    tag: str = ""  # one of TAGS
     body: type[Schema] | None = None
     body_document: Document | None = None
     query: type[Schema] | None = None
@@ -52,12 +62,16 @@ def contract_of(view: Callable) -> Contract:
     return view.__dict__.setdefault("contract", Contract())
 
 
-def declare(summary: str, errors: tuple[int, ...] = (), headers: tuple[str, ...] = ()) -> Callable:
-    """What the route is for, the error statuses its own logic may answer, request headers it reads."""
+def declare(summary: str, *, tag: str, errors: tuple[int, ...] = (), headers: tuple[str, ...] = ()) -> Callable:
+    """What the route is for, its group (one of TAGS), the error statuses its own logic may answer,
+    request headers it reads."""
+    if tag not in TAGS:
+        raise ValueError(f"unknown tag {tag!r}: declare it in TAGS (gateway/http/contract.py)")
 
     def decorator(view: Callable) -> Callable:
         found = contract_of(view)
         found.summary = summary
+        found.tag = tag
         found.errors.update(errors)
         found.headers = tuple(headers)
         return view

@@ -60,6 +60,13 @@ class PayloadTooLarge(ApiError):
     message = "Payload Too Large"
 
 
+class UnsupportedMediaType(ApiError):
+    """A body the route reads as JSON, sent as something else: the answer says what to send."""
+
+    status = 415
+    message = "Content-Type must be application/json"
+
+
 class TooManyRequests(ApiError):
     status = 429
     message = "Too Many Requests"

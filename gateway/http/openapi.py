@@ -12,14 +12,15 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
-from gateway.http.contract import Contract, Reply, contract_of
+from gateway.http.contract import TAGS, Contract, Reply, contract_of
 from gateway.http.schemas import Error
 from settings import Settings
 
+TITLE, VERSION = "Job gateway", "1.0.0"  # the API's name and version (GET / says them too)
 ERROR = {"$ref": "#/components/schemas/Error"}
 STATUS_TEXT = {400: "Invalid request; `errors` lists every bad field", 401: "Missing or refused credentials",
                403: "The caller's role may not do this", 404: "Unknown, malformed or another client's task",
-               409: "Conflict", 413: "Payload too large", 415: "Body is not application/json",
+               409: "Conflict", 413: "Payload too large", 415: "Body is not application/json: send Content-Type: application/json",
                429: "Rate limit, unfinished-task cap or failed-authentication throttle reached",
                503: "Broker, task store or Vault unavailable"}
 PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -27,12 +28,14 @@ PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 def build(app: Flask, settings: Settings) -> dict[str, Any]:
     marshmallow = MarshmallowPlugin()
-    spec = APISpec(title="Job gateway", version="1.0.0", openapi_version="3.1.0", plugins=[marshmallow],
+    spec = APISpec(title=TITLE, version=VERSION, openapi_version="3.1.0", plugins=[marshmallow],
                    info={"description": "Submit jobs to Celery workers and read their state and results. "
                                         "Authenticate with HTTP Basic (Vault userpass) or a Bearer JWT (Vault JWT auth)."})
     spec.components.security_scheme("basicAuth", {"type": "http", "scheme": "basic"})
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", schema=Error)
+    for name, description in TAGS.items():  # this order is the docs page's order of groups
+        spec.tag({"name": name, "description": description})
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint == "static":
@@ -51,6 +54,8 @@ def _operation(spec: APISpec, marshmallow: MarshmallowPlugin, contract: Contract
                settings: Settings) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": contract.summary, "security": contract.security or [],
                                  "responses": _responses(contract)}
+    if contract.tag:
+        operation["tags"] = [contract.tag]
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                   for name in sorted(path_arguments)]
     parameters += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"}}

@@ -23,7 +23,7 @@ class RequestInfo:
     started: float
     auth: AuthDecision | None = None
     job_type: str | None = None  # a submit's job type, set once the caller may submit it
-    submit_outcome: str | None = None  # overrides the outcome derived from the status (auth_unavailable)
+    submit_outcome: str | None = None  # a submit's outcome where the status alone does not tell it (gateway/health/metrics.py)
 
 
 def current() -> RequestInfo | None:

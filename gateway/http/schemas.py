@@ -64,6 +64,20 @@ class Status(Schema):
     code = fields.Integer()
 
 
+class IndexLinks(Schema):
+    docs = fields.String(required=True, metadata={"description": "The documentation page (Swagger UI)"})
+    openapi = fields.String(required=True, metadata={"description": "The OpenAPI 3.1 document"})
+    health = fields.String(required=True, metadata={"description": "Readiness: 200, or 503 naming what is down"})
+
+
+class Index(Schema):
+    """GET /: what this is and where to start."""
+
+    name = fields.String(required=True)
+    version = fields.String(required=True, metadata={"description": "The API's version (the document's info.version)"})
+    links = fields.Nested(IndexLinks, required=True)
+
+
 class Error(Schema):
     code = fields.Integer(required=True)
     message = fields.String(required=True)

@@ -1,6 +1,7 @@
-"""/openapi.json (OpenAPI 3.1, generated from the route declarations: gateway/http/openapi.py), /docs
-(Swagger UI) and /docs/assets/<name>, which serves Swagger UI's files from gateway/static: vendored
-from npm (gateway/static/swagger-ui/NOTICE), so the page works offline and loads nothing from a CDN.
+"""/ (a small JSON index: name, version, where to start), /openapi.json (OpenAPI 3.1, generated from
+the route declarations: gateway/http/openapi.py), /docs (Swagger UI, operations grouped by their tags)
+and /docs/assets/<name>, which serves Swagger UI's files from gateway/static: vendored from npm
+(gateway/static/swagger-ui/NOTICE), so the page works offline and loads nothing from a CDN.
 
 The page's Content-Security-Policy admits only this origin (images also as data: URIs, which Swagger
 UI's stylesheet uses for its icons), and no framing. Asset URLs carry a hash of the file's content,
@@ -12,10 +13,11 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory, url_for
 
 from gateway.http import openapi
 from gateway.http.contract import declare, returns
+from gateway.http.schemas import Index
 from gateway.services import services
 
 bp = Blueprint("docs", __name__)
@@ -31,8 +33,16 @@ PAGE = """<!doctype html>
 """
 
 
+@bp.get("/")
+@declare("What this is and where to start: links to the documentation, the OpenAPI document and the health check", tag="docs")
+@returns(200, Index, "Name, version and links")
+def index() -> dict:
+    return {"name": openapi.TITLE, "version": openapi.VERSION,
+            "links": {"docs": url_for("docs.docs"), "openapi": url_for("docs.document"), "health": url_for("health.health")}}
+
+
 @bp.get("/openapi.json")
-@declare("This document")
+@declare("This document", tag="docs")
 @returns(200, description="OpenAPI 3.1")
 def document() -> dict:
     app = current_app
@@ -42,7 +52,7 @@ def document() -> dict:
 
 
 @bp.get("/docs")
-@declare("Interactive documentation")
+@declare("Interactive documentation", tag="docs")
 @returns(200, description="HTML", content_type="text/html")
 def docs() -> Response:
     response = Response(_page(), content_type="text/html; charset=utf-8")
@@ -51,7 +61,7 @@ def docs() -> Response:
 
 
 @bp.get("/docs/assets/<path:name>")
-@declare("A file of the documentation page (Swagger UI's script and stylesheet, their licence)", errors=(404,))
+@declare("A file of the documentation page (Swagger UI's script and stylesheet, their licence)", tag="docs", errors=(404,))
 @returns(200, description="The file", content_type="*/*")
 def asset(name: str) -> Response:
     response = send_from_directory(STATIC, name, max_age=ASSET_MAX_AGE)

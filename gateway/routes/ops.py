@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint
@@ -33,14 +34,14 @@ from gateway.http.schemas import (
 from gateway.services import services
 from jobs import deadletters, stats
 from jobs.ids import canonical_uuid
-from jobs.status import code_for_reason
+from jobs.status import code_for_reason, describe
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 BROKER_ERRORS = (RedisError, OperationalError, KombuError, OSError)
 
 
 @bp.get("/queues")
-@declare("Queue depth and oldest message age")
+@declare("Queue depth and oldest message age", tag="operations")
 @returns(200, Queues, "Queues")
 @auth.login_required()
 @auth.operator_required
@@ -53,7 +54,7 @@ def queues() -> dict[str, Any]:
 
 
 @bp.get("/workers")
-@declare("Workers online, their queues and running tasks")
+@declare("Workers online, their queues and running tasks", tag="operations")
 @returns(200, Workers, "Workers")
 @auth.login_required()
 @auth.operator_required
@@ -73,7 +74,7 @@ def workers() -> dict[str, Any]:
 
 
 @bp.get("/tasks/counts")
-@declare("Task counts by type and outcome over a window of hours (default and most: the retention)")
+@declare("Task counts by type and outcome over a window of hours (default and most: the retention)", tag="operations")
 @returns(200, Counts, "Counts")
 @auth.login_required()
 @auth.operator_required
@@ -116,22 +117,25 @@ def _summarise(buckets: list[dict[str, str]]) -> dict[str, Any]:
 
 
 @bp.post("/tasks/<task_id>/revoke")
-@declare("Revoke any task", errors=(404,))
+@declare("Revoke any task that has not finished", tag="operations", errors=(404, 409))
 @returns(202, Revoked, "Revoked")
 @auth.login_required()
 @auth.operator_required
 @optional_body(RevokeRequest)
 def revoke(data: dict[str, Any], task_id: str) -> tuple[dict[str, Any], int]:
+    """As DELETE /tasks/<uuid> for any client's task, with the choice to terminate a running one; a task
+    that already finished is the same 409 (`Dispatcher.cancel`)."""
     canonical = canonical_uuid(task_id)
-    record, _ = services().store.load(canonical) if canonical else (None, None)
+    record, meta = services().store.load(canonical) if canonical else (None, None)
     if record is None:
         raise TaskNotFound()
-    services().dispatcher.cancel(record, terminate=data["terminate"])
+    info = describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+    services().dispatcher.cancel(record, info, terminate=data["terminate"])
     return {"uuid": canonical, "revoked": True, "terminate": data["terminate"]}, 202
 
 
 @bp.get("/deadletters")
-@declare("Jobs set aside after their retries: who, what, when, why; never the payload")
+@declare("Jobs set aside after their retries: who, what, when, why; never the payload", tag="operations")
 @returns(200, DeadLetters, "Dead letters")
 @auth.login_required()
 @auth.operator_required
@@ -146,7 +150,7 @@ def dead_letters() -> dict[str, Any]:
 
 
 @bp.post("/deadletters/<task_id>/requeue")
-@declare("Send a dead-lettered job again, under its own id", errors=(404, 409))
+@declare("Send a dead-lettered job again, under its own id", tag="operations", errors=(404, 409))
 @returns(202, Requeued, "Requeued")
 @auth.login_required()
 @auth.operator_required

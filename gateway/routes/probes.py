@@ -13,7 +13,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.route("/health", methods=["GET", "POST"])
-@declare("Readiness: broker, result backend, Vault and the gateway's Vault token")
+@declare("Readiness: broker, result backend, Vault and the gateway's Vault token", tag="health")
 @returns(200, Status, "Everything answers")
 @returns(503, Status, "Something is down; the message names each part (broker, result backend, vault, vault token)")
 def health() -> tuple[dict, int]:
@@ -24,7 +24,7 @@ def health() -> tuple[dict, int]:
 
 
 @bp.get("/ping")
-@declare("Liveness: answers without touching anything behind the gateway")
+@declare("Liveness: answers without touching anything behind the gateway", tag="health")
 @returns(200, Status, "Alive")
 def ping() -> dict:
     return {"message": "pong", "code": 1}

@@ -15,7 +15,7 @@ bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
-@declare("Prometheus metrics", errors=(401,))
+@declare("Prometheus metrics", tag="health", errors=(401,))
 @returns(200, description="Prometheus text format", content_type="text/plain")
 def scrape() -> Response:
     token = (services().settings.secrets.get("metrics") or {}).get("token")

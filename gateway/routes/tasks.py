@@ -26,7 +26,7 @@ from gateway.submission.listing import Listing
 from jobs import results
 from jobs.ids import canonical_uuid
 from jobs.record import TaskRecord
-from jobs.status import DONE, ERROR, ErrorCode, describe
+from jobs.status import DONE, describe
 from jobs.taskinfo import TaskInfo
 
 bp = Blueprint("tasks", __name__)
@@ -54,7 +54,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 @bp.post("/submit")
-@declare("Submit a job", errors=(409,), headers=(idempotency.HEADER,))
+@declare("Submit a job", tag="jobs", errors=(409,), headers=(idempotency.HEADER,))
 @returns(202, SubmitResponse, "Accepted and queued", headers=LOCATION)
 @returns(200, SubmitResponse, "Idempotent repeat: the original task", headers=LOCATION)
 @auth.login_required()
@@ -76,7 +76,7 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
 
 
 @bp.get("/taskinfo")
-@declare("State and result of a task", errors=(404,))
+@declare("State and result of a task", tag="tasks", errors=(404,))
 @returns(200, TaskInfo, "The task")
 @auth.login_required()
 @auth.rate_limited("read")
@@ -86,7 +86,7 @@ def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/tasks/<task_id>/result")
-@declare("The result of a done task: an image job's image bytes, any other job's JSON result", errors=(404, 409))
+@declare("The result of a done task: an image job's image bytes, any other job's JSON result", tag="tasks", errors=(404, 409))
 @returns(200, JobResult, "image/png, image/jpeg or image/webp for resize_image and water_marks; application/json "
                          "otherwise; Content-Length always set", content_type="*/*")
 @auth.login_required()
@@ -95,7 +95,7 @@ def task_result(task_id: str) -> Response:
     """The whole result, however large, read from Redis a chunk at a time: /taskinfo inlines only
     small ones (`results.max_inline_bytes`) and points larger ones here (`result_url`)."""
     record, meta = _readable(task_id)
-    info = describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+    info = _status(record, meta)
     if info["status"] != DONE:
         raise Conflict(f"Task is {info['status']}: only a done task has a result", extra={"uuid": record.uuid})
     served = results.served(record.uuid, info["result"], services().store.redis)
@@ -106,7 +106,7 @@ def task_result(task_id: str) -> Response:
 
 
 @bp.get("/tasks")
-@declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)")
+@declare("The caller's tasks, newest first, without their results (admin: any client's, with client_id)", tag="tasks")
 @returns(200, TaskList, "A page")
 @auth.login_required()
 @auth.rate_limited("read")
@@ -125,19 +125,16 @@ def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.delete("/tasks/<task_id>")
-@declare("Cancel a task (owner or admin)", errors=(404, 409))
+@declare("Cancel a task (owner or admin)", tag="tasks", errors=(404, 409))
 @returns(202, TaskInfo, "Cancelled")
 @auth.login_required()
 @auth.rate_limited("submit")
 def cancel(task_id: str) -> tuple[dict[str, Any], int]:
     """A queued task never runs, a running one is revoked (terminated only where the job type allows
-    it). Repeating it is harmless; a task that already finished is a 409."""
+    it). Repeating it is harmless; a task that already finished is a 409 (`Dispatcher.cancel`)."""
     record, meta = _readable(task_id)
-    info = _describe(record, meta)
-    if info["status"] == DONE or (info["status"] == ERROR and info["code"] != int(ErrorCode.CANCELLED)):
-        raise Conflict("Task already finished", extra={"uuid": record.uuid})
     job = services().catalogue.get(record.type)
-    services().dispatcher.cancel(record, terminate=bool(job and job.cancel_terminates))
+    services().dispatcher.cancel(record, _status(record, meta), terminate=bool(job and job.cancel_terminates))
     cancelled, meta = services().store.load(record.uuid)
     assert cancelled is not None  # read a moment ago; cancelling keeps the record
     return _describe(cancelled, meta), 202
@@ -152,8 +149,13 @@ def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:
     return record, meta
 
 
+def _status(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """TaskInfo as the Celery meta says, the result as stored (jobs/status.py)."""
+    return describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
+
+
 def _describe(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
     """TaskInfo, its result inline only when small (jobs/results.py)."""
     conf = services().settings.config["results"]
-    info = describe(record, meta, datetime.now(UTC), conf["expired_grace"])
+    info = _status(record, meta)
     return info | {"result": results.present(record.uuid, info["result"], services().store.redis, conf["max_inline_bytes"])}

@@ -1,6 +1,11 @@
 """Idempotent submits (SPEC §8): an `Idempotency-Key` header or an `ExternalId` names at most one task
-per client. The claim is checked and written inside the save script (gateway/submission/publishing.py), so
-concurrent duplicates queue exactly one task."""
+per client. The claims are checked and written inside the save script (gateway/submission/publishing.py), so
+concurrent duplicates queue exactly one task.
+
+A submit carrying both makes two claims on one task, and either names it later: a retry with the
+ExternalId alone, or `GET /tasks?ExternalId=`, finds a task submitted with a key too. Where one of them
+already names a task, the other is bound to that task on a repeat; where they name two different tasks,
+the submit is refused (409)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,14 +20,11 @@ HEADER = "Idempotency-Key"
 
 
 def claim(owner: str, data: Mapping[str, Any], header: str | None) -> Idempotency | None:
-    """The header wins over ExternalId; both are scoped to the client (hashed, so any text is a safe key)."""
-    if header:
-        name = "key:" + header
-    elif data.get("ExternalId"):
-        name = "ext:" + data["ExternalId"]
-    else:
-        return None
-    return Idempotency(key(owner, name), body_hash(data))
+    """The claims of a submit: its Idempotency-Key, then its ExternalId, whichever it has, each scoped to
+    the client (hashed, so any text is a safe key); None when it has neither."""
+    keys = ([key(owner, "key:" + header)] if header else []) + (
+        [external_id_key(owner, data["ExternalId"])] if data.get("ExternalId") else [])
+    return Idempotency(tuple(keys), body_hash(data)) if keys else None
 
 
 def external_id_key(owner: str, external_id: str) -> str:

@@ -11,14 +11,14 @@ nothing behind and answers 503.
 One failure is different: the script (or the publish) was sent and no answer came in time. A stalled
 Redis runs it when it resumes, so the task may exist: that 503 says the outcome is unknown and carries
 the uuid the task has if it does (`/taskinfo` tells later). A retry with the same Idempotency-Key or
-ExternalId is safe either way: the claim is checked and taken inside the same script.
+ExternalId is safe either way: the claims are checked and taken inside the same script.
 """
 from __future__ import annotations
 
 import json
 import socket
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,36 +29,59 @@ from loguru import logger
 from redis import Redis
 from redis.exceptions import RedisError
 
+from gateway.health import metrics
 from gateway.health.breaker import Unanswered
-from gateway.http.errors import ServiceUnavailable, TooManyRequests
+from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
 from gateway.submission import capture
 from jobs import stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.record import TaskRecord
+from jobs.status import cancellable
 from jobs.store import TaskStore
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 Commands = list[tuple[str, tuple]]
 
-# KEYS: record, owner index, stats total, stats hour, open set[, idempotency key]
-# ARGV: ttl, score, uuid, stats field, idempotency value, cap ("" = none), expires score,
+# KEYS: record, owner index, stats total, stats hour, open set[, idempotency claims: the key's, the ExternalId's]
+# ARGV: ttl, score, uuid, stats field, claim value (JSON: uuid, body hash, record), cap ("" = none), expires score,
 #       commands (JSON list of [name, [args...]], "[]" for none), then the record's field/value pairs
 # The commands are the task message's LPUSH and its task-sent event's PUBLISH, exactly as kombu builds
 # them (gateway/submission/capture.py), and for a requeue the reset of the old outcome: they run only when the
 # task is recorded, in the same script.
+# Claims (gateway/submission/idempotency.py): when one already names a task, that task is the answer; a
+# claim not yet taken is bound to it for as long as the one found lives, when the bodies match (a repeat).
+# Two claims naming two different tasks answer '!split:<uuid of the first>'. A new task takes every claim.
 SAVE_SCRIPT = """
 local ttl = tonumber(ARGV[1])
-if #KEYS == 6 then
-  local existing = redis.call('GET', KEYS[6])
-  if existing then return existing end
+if #KEYS > 5 then
+  local found, found_at, found_key, unclaimed = nil, nil, nil, {}
+  for i = 6, #KEYS do
+    local existing = redis.call('GET', KEYS[i])
+    if not existing then
+      table.insert(unclaimed, KEYS[i])
+    elseif not found then
+      found, found_at, found_key = existing, cjson.decode(existing), KEYS[i]
+    elseif cjson.decode(existing).uuid ~= found_at.uuid then
+      return '!split:' .. found_at.uuid
+    end
+  end
+  if found then
+    if #unclaimed > 0 and found_at.body == cjson.decode(ARGV[5]).body then
+      local left = redis.call('PTTL', found_key)
+      for _, key in ipairs(unclaimed) do
+        if left > 0 then redis.call('SET', key, found, 'PX', left) else redis.call('SET', key, found, 'EX', ttl) end
+      end
+    end
+    return found
+  end
 end
 if ARGV[6] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
   if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then return '!cap' end
 end
-if #KEYS == 6 then redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl) end
+for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EX', ttl) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -80,6 +103,7 @@ OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued
 
 def _outcome_unknown(record: TaskRecord) -> ServiceUnavailable:
     logger.warning("broker did not answer, task {} may have been queued", record.uuid)
+    metrics.note_submit_outcome("outcome_unknown")
     return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
 
 
@@ -111,17 +135,30 @@ class CapReached(Exception):
     """The owner has as many unfinished tasks as its cap allows."""
 
 
+class ClaimsDisagree(Exception):
+    """A submit's Idempotency-Key and ExternalId already name two different tasks."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(uuid)
+        self.uuid = uuid  # the task the first claim (the Idempotency-Key) names
+
+
+CLAIMS_DISAGREE = "The Idempotency-Key and the ExternalId name two different tasks"
+FINISHED = "Task already finished"
+
+
 @dataclass(frozen=True)
 class Idempotency:
-    """An idempotency claim: its key (already hashed with the owner) and the hash of the request body."""
+    """A submit's idempotency claims: their keys (already hashed with the owner; the Idempotency-Key's
+    first, then the ExternalId's) and the hash of the request body."""
 
-    key: str
+    keys: tuple[str, ...]
     body_hash: str
 
 
 @dataclass(frozen=True)
 class Existing:
-    """The task an idempotency key already names."""
+    """The task an idempotency claim already names."""
 
     uuid: str
     body_hash: str
@@ -148,7 +185,7 @@ class Dispatcher:
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
                max_unfinished: int | None = None) -> Submitted:
-        """With `idempotency`, a key that already names a task returns that task and queues nothing."""
+        """With `idempotency`, a claim that already names a task returns that task and queues nothing."""
         record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
         existing = self._publish(job, record, upload, idempotency, max_unfinished)
         if existing is not None:
@@ -167,8 +204,12 @@ class Dispatcher:
                  ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started"))]
         self._publish(job, again, upload, None, None, reset)
 
-    def cancel(self, record: TaskRecord, terminate: bool) -> None:
-        """Mark the record (the worker checks it before running) and revoke the task in every worker."""
+    def cancel(self, record: TaskRecord, info: Mapping[str, Any], terminate: bool) -> None:
+        """Mark the record (the worker checks it before running) and revoke the task in every worker.
+        Every route that cancels comes here (DELETE /tasks/<uuid>, POST /ops/tasks/<uuid>/revoke), with
+        the task's TaskInfo as just read: a task that already finished is refused with one 409."""
+        if not cancellable(info):
+            raise Conflict(FINISHED, extra={"uuid": record.uuid})
         try:
             self.store.mark_cancelled(record)
             self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
@@ -186,13 +227,18 @@ class Dispatcher:
         try:
             existing = self._record(record, idempotency, max_unfinished,
                                     [*store_commands, *(message if self.same_redis else ())])
+        except ClaimsDisagree as split:
+            raise Conflict(CLAIMS_DISAGREE, extra={"uuid": split.uuid}) from None
         except CapReached:
+            metrics.note_submit_outcome("over_cap")
             raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
                                   "at once; wait for some to finish") from None
         except Unanswered:
             raise _outcome_unknown(record) from None
         except RedisError as exc:
             logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
+            if not self.same_redis:
+                metrics.note_submit_outcome("store_down")
             raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
         if existing is None and not self.same_redis:
             try:
@@ -207,12 +253,12 @@ class Dispatcher:
 
     def _record(self, record: TaskRecord, idempotency: Idempotency | None, max_unfinished: int | None,
                 commands: Commands) -> Existing | None:
-        """Run the save script; the Existing task when the idempotency key already names one."""
+        """Run the save script; the Existing task when an idempotency claim already names one."""
         keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key(),
                 OPEN_PREFIX + record.owner]
         claim = ""
         if idempotency is not None:
-            keys.append(idempotency.key)
+            keys.extend(idempotency.keys)
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
         found = self._save(keys=keys, args=[self.store.ttl, record.created.timestamp(), record.uuid,
@@ -223,6 +269,8 @@ class Dispatcher:
             return None
         if found == "!cap":
             raise CapReached()
+        if found.startswith("!split:"):
+            raise ClaimsDisagree(found.removeprefix("!split:"))
         existing = json.loads(found)
         return Existing(existing["uuid"], existing["body"], existing["record"])
 
@@ -233,14 +281,14 @@ class Dispatcher:
             pipe.execute()
 
     def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
-        """Undo the save of a task that was never queued: record, index entry, claim and count go."""
+        """Undo the save of a task that was never queued: record, index entry, claims and count go."""
         try:
             with self.store.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(RECORD_PREFIX + record.uuid)
                 pipe.zrem(OWNER_PREFIX + record.owner, record.uuid)
                 pipe.zrem(OPEN_PREFIX + record.owner, record.uuid)
                 if idempotency is not None:
-                    pipe.delete(idempotency.key)
+                    pipe.delete(*idempotency.keys)
                 stats.add(pipe, stats.field(stats.SUBMITTED, record.type), self.store.ttl, amount=-1)
                 pipe.execute()
         except RedisError:

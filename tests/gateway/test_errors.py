@@ -30,8 +30,10 @@ def test_wrong_method_is_a_json_405_with_allow(api):
     assert "POST" in response.headers["Allow"]
 
 
-def test_non_json_body_is_a_json_415(api):
-    assert_envelope(api.request("POST", "/submit", data="type=calc_hash", headers={"Content-Type": "text/plain"}), 415)
+@pytest.mark.parametrize("headers", [{"Content-Type": "text/plain"}, {}], ids=["text-plain", "no-content-type"])
+def test_non_json_body_is_a_json_415_naming_what_to_send(api, headers):
+    body = assert_envelope(api.request("POST", "/submit", data="type=calc_hash", headers=headers), 415)
+    assert body["message"] == "Content-Type must be application/json"
 
 
 def test_malformed_json_is_a_400(api):

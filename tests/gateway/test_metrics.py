@@ -1,17 +1,27 @@
 """/metrics: counters summed over both gunicorn workers, live queue depth, task outcomes, access control."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import re
 import string
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
+from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
-from devsupport.processes import wait_until
-from gateway import create_app
+from devsupport.processes import ROOT, free_port, wait_until
+from gateway import create_app, services
+from gateway.health.metrics import NAMED_OUTCOMES, OTHER_OUTCOME, SUBMIT_OUTCOMES
+from gateway.http.contract import contract_of
 from settings import load_settings
-from tests.support.api import b64
+from tests.support.api import b64, basic_header
 
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
@@ -129,3 +139,175 @@ def test_random_methods_and_paths_add_a_handful_of_series(gateway_url, worker):
             session.request(method, gateway_url + path, timeout=5)
     added = series(gateway_url) - before
     assert len(added) <= 4, sorted(added)
+
+
+# --- POST /submit: one documented outcome per answer ---------------------------------------------------
+
+def submissions() -> dict[tuple[str, str], float]:
+    """This process's gateway_submissions_total by (type, outcome): the in-process apps below count here."""
+    return {(sample.labels["type"], sample.labels["outcome"]): sample.value
+            for family in REGISTRY.collect() if family.name == "gateway_submissions"
+            for sample in family.samples if sample.name == "gateway_submissions_total"}
+
+
+def parked(external_id: str | None = None, tag: str = "outcome") -> dict[str, Any]:
+    return {"type": "calc_hash_parked", "upload": {"content": b64(tag.encode())}} | (
+        {"ExternalId": external_id} if external_id else {})
+
+
+@dataclasses.dataclass
+class Gateways:
+    """In-process gateways on the session's Redis, Vault and worker: the main one, and ones whose
+    configuration or dependencies provoke the rarer answers."""
+
+    settings: Any
+    config_files: tuple[Path, Path]
+    run_dir: Path
+    vault: Any
+    main: FlaskClient
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return basic_header(*self.vault.basic("admin"))
+
+    def bearer(self, client_id: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.vault.jwt(client_id=client_id, client_role="admin")}
+
+    def own(self, change: Callable[[dict], None] = lambda config: None, **environ: str) -> FlaskClient:
+        config = json.loads(self.config_files[0].read_text())
+        change(config)
+        path = self.run_dir / f"config-outcomes-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps(config))
+        return create_app(load_settings(path, self.config_files[1], environ=environ)).test_client()
+
+
+@pytest.fixture(scope="module")
+def gateways(settings, config_files, run_dir, vault, worker) -> Gateways:
+    return Gateways(settings, config_files, run_dir, vault, create_app(settings).test_client())
+
+
+def repeat(g: Gateways) -> Callable:
+    body = parked(f"repeat-{uuid.uuid4()}")
+    assert g.main.post("/submit", json=body, headers=g.admin).status_code == 202
+    return lambda: g.main.post("/submit", json=body, headers=g.admin)
+
+
+def conflict(g: Gateways) -> Callable:
+    external_id = f"conflict-{uuid.uuid4()}"
+    assert g.main.post("/submit", json=parked(external_id, "one"), headers=g.admin).status_code == 202
+    return lambda: g.main.post("/submit", json=parked(external_id, "two"), headers=g.admin)
+
+
+def too_large(g: Gateways) -> Callable:
+    limit = g.settings.config["jobs"]["calc_hash_parked"]["max_content_bytes"]
+    body = {"type": "calc_hash_parked", "upload": {"content": b64(b"\0" * (limit + 3))}}
+    return lambda: g.main.post("/submit", json=body, headers=g.admin)
+
+
+def rate_limited(g: Gateways) -> Callable:
+    client_id = f"outcome-rate-{uuid.uuid4().hex[:8]}"
+    client = g.own(lambda config: config["limits"]["rate"]["submit"].update(clients={client_id: "1/hour"}))
+    assert client.post("/submit", json=parked(), headers=g.bearer(client_id)).status_code == 202
+    return lambda: client.post("/submit", json=parked(), headers=g.bearer(client_id))
+
+
+def over_cap(g: Gateways) -> Callable:
+    client_id = f"outcome-cap-{uuid.uuid4().hex[:8]}"
+    client = g.own(lambda config: config["limits"]["max_unfinished"].update(clients={client_id: 1}))
+    assert client.post("/submit", json=parked(), headers=g.bearer(client_id)).status_code == 202
+    return lambda: client.post("/submit", json=parked(), headers=g.bearer(client_id))
+
+
+def throttled(g: Gateways) -> Callable:
+    """One Vault login per hour for a username nobody has: the second guess (another password, so not
+    the refused credential remembered) is throttled."""
+    client = g.own(lambda config: config["limits"]["failed_auth"].update(per_username="1/hour"))
+    username = f"nobody-{uuid.uuid4().hex[:8]}"
+    assert client.post("/submit", json=parked(), headers=basic_header(username, "guess-1")).status_code == 401
+    return lambda: client.post("/submit", json=parked(), headers=basic_header(username, "guess-2"))
+
+
+def dead(g: Gateways, **environ: str) -> Callable:
+    client = g.own(**environ)
+    return lambda: client.post("/submit", json={"type": "calc_hash", "upload": {"content": b64(b"x")}}, headers=g.admin)
+
+
+def internal_error(g: Gateways) -> Callable:
+    """A bug in the dispatcher: the only way to a 500 is to put one there."""
+    class Broken:
+        def submit(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("a bug")
+    app = create_app(g.settings)
+    app.extensions[services.KEY] = dataclasses.replace(app.extensions[services.KEY], dispatcher=Broken())
+    return lambda: app.test_client().post("/submit", json=parked(), headers=g.admin)
+
+
+def free_url(scheme: str) -> str:
+    return f"{scheme}://127.0.0.1:{free_port()}" + ("/0" if scheme == "redis" else "")
+
+
+# id: (status, type label, outcome, prepare -> the request whose answer is counted). The one answer not
+# here, a 503 whose outcome is unknown (`outcome_unknown`), needs a stalled Redis:
+# tests/gateway/test_redis_stalls.py counts it.
+ANSWERS: dict[str, tuple[int, str, str, Callable[[Gateways], Callable]]] = {
+    "accepted": (202, "calc_hash_parked", "accepted", lambda g: lambda: g.main.post("/submit", json=parked(), headers=g.admin)),
+    "repeat": (200, "calc_hash_parked", "repeat", repeat),
+    "conflict": (409, "calc_hash_parked", "conflict", conflict),
+    "invalid": (400, "calc_hash_parked", "invalid",
+                lambda g: lambda: g.main.post("/submit", json={"type": "calc_hash_parked", "upload": {"content": 5}},
+                                              headers=g.admin)),
+    "not-json": (415, "<unknown>", "invalid",
+                 lambda g: lambda: g.main.post("/submit", data="type=calc_hash", content_type="text/plain", headers=g.admin)),
+    "unauthorized": (401, "<unknown>", "unauthorized", lambda g: lambda: g.main.post("/submit", json=parked())),
+    "forbidden": (403, "water_marks", "forbidden",
+                  lambda g: lambda: g.main.post("/submit", json={"type": "water_marks", "upload": {"content": "aGk=", "text": "t"}},
+                                                headers=basic_header(*g.vault.basic("copytrust")))),
+    "too-large": (413, "calc_hash_parked", "too_large", too_large),
+    "rate-limited": (429, "<unknown>", "rate_limited", rate_limited),
+    "over-cap": (429, "calc_hash_parked", "over_cap", over_cap),
+    "throttled": (429, "<unknown>", "throttled", throttled),
+    "vault-down": (503, "<unknown>", "auth_unavailable", lambda g: dead(g, GATEWAY__VAULT__URL=free_url("http"))),
+    "broker-down": (503, "calc_hash", "broker_down", lambda g: dead(g, GATEWAY__QUEUE__URL=free_url("redis"),
+                                                                    GATEWAY__QUEUE__RESULT_URL=g.settings.result_url)),
+    "store-down": (503, "calc_hash", "store_down", lambda g: dead(g, GATEWAY__QUEUE__RESULT_URL=free_url("redis"))),
+    "bug": (500, "calc_hash_parked", "internal_error", internal_error),
+}
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_each_submit_answer_counts_once_under_its_outcome(gateways, answer):
+    """Issue 25: a repeat answered 200 was counted as outcome="error". Each answer adds exactly one to
+    one series, the outcome documented for it."""
+    status, job_type, outcome, prepare = ANSWERS[answer]
+    send = prepare(gateways)
+    before = submissions()
+    response = send()
+    after = submissions()
+    assert response.status_code == status, response.get_json()
+    changed = {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
+    assert changed == {(job_type, outcome): 1.0}
+
+
+def test_every_status_submit_answers_has_an_outcome_and_a_case(settings):
+    """The statuses /submit declares (its OpenAPI responses) and a bug's 500: each has its outcome, and
+    the cases above answer each of them."""
+    contract = contract_of(create_app(settings).view_functions["tasks.submit"])
+    statuses = set(contract.replies) | contract.errors | {500}
+    assert set(SUBMIT_OUTCOMES) == statuses
+    assert {status for status, *_ in ANSWERS.values()} == statuses
+    named = {outcome for _, _, outcome, _ in ANSWERS.values()} | {"outcome_unknown"}
+    assert named == set(SUBMIT_OUTCOMES.values()) | set(NAMED_OUTCOMES)
+
+
+def test_operations_doc_lists_every_submit_outcome():
+    text = (ROOT / "docs" / "operations.md").read_text()
+    table = text[text.index("| outcome | answer |"):]
+    table = table[:table.index("\n\n")]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE))
+    assert documented == set(SUBMIT_OUTCOMES.values()) | set(NAMED_OUTCOMES) | {OTHER_OUTCOME}
+
+
+def test_options_on_submit_is_not_a_submission(gateways):
+    before = submissions()
+    assert gateways.main.options("/submit").status_code == 200
+    assert submissions() == before

@@ -41,6 +41,35 @@ def test_every_flask_route_and_method_is_documented(settings, document):
             assert method.lower() in document["paths"][path], f"{method} {path}"
 
 
+def test_every_operation_is_in_one_declared_tag(document):
+    """The docs page groups operations by tag (Swagger UI shows a section per tag, in the document's
+    order); each operation is in exactly one, and every declared tag has operations and a description."""
+    declared = [tag["name"] for tag in document["tags"]]
+    assert declared == ["jobs", "tasks", "operations", "health", "docs"]
+    assert all(tag["description"] for tag in document["tags"])
+    tags = {f"{method.upper()} {path}": operation.get("tags") for path, operations in document["paths"].items()
+            for method, operation in operations.items()}
+    untagged = [name for name, found in tags.items() if not found or len(found) != 1 or found[0] not in declared]
+    assert not untagged, untagged
+    assert {found[0] for found in tags.values()} == set(declared)
+    assert {name for name, found in tags.items() if found == ["operations"]} == {
+        name for name in tags if " /ops/" in name}
+    assert tags["POST /submit"] == ["jobs"] and tags["DELETE /tasks/{task_id}"] == ["tasks"]
+    assert tags["GET /metrics"] == tags["GET /ping"] == ["health"] and tags["GET /"] == ["docs"]
+
+
+def test_index_points_at_the_docs_the_document_and_health(api_as, document):
+    """GET /, without a credential: what this is and where to start; every link answers."""
+    anonymous = api_as(None)
+    response = anonymous.request("GET", "/")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"name": "Job gateway", "version": document["info"]["version"],
+                               "links": {"docs": "/docs", "openapi": "/openapi.json", "health": "/health"}}
+    assert document["paths"]["/"]["get"]["security"] == []
+    for link in response.json()["links"].values():
+        assert anonymous.request("GET", link).status_code == 200, link
+
+
 def test_submit_has_one_branch_per_job_type(settings, document):
     branches = document["components"]["schemas"]["SubmitRequest"]["oneOf"]
     assert {b["properties"]["type"]["const"] for b in branches} == set(settings.config["jobs"])

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from gateway import create_app
+from jobs.keys import RECORD_PREFIX
 from settings import load_settings
 from tests.support.api import b64, basic_header
 
@@ -80,6 +81,24 @@ def test_revoke_of_a_queued_task_ends_it_cancelled(api, hold_queue_paused):
     hold_queue_paused()  # the worker now takes the message, knows it was revoked, and never runs it
     info = api.wait_status(task_id, "error")
     assert info["code"] == 4 and info["message"] == "The job was cancelled"
+    assert api.request("POST", f"/ops/tasks/{task_id}/revoke").status_code == 202  # again: harmless, as a cancel
+
+
+def test_revoke_and_cancel_of_a_finished_task_are_one_409(api, redis_client):
+    """One rule for finished tasks: a done task, and one that ended in error, are refused alike by the
+    operator's revoke and the client's cancel, and neither marks the record (revoke once answered 202)."""
+    done = api.submitted("calc_hash", {"content": b64(uuid.uuid4().bytes)})
+    failed = api.submitted("resize_image", {"content": b64(b"not an image"), "width": 5})
+    api.wait_status(done, "done")
+    api.wait_status(failed, "error")
+    for task_id in (done, failed):
+        revoke = api.request("POST", f"/ops/tasks/{task_id}/revoke", json={"terminate": True})
+        cancel = api.request("DELETE", f"/tasks/{task_id}")
+        assert (revoke.status_code, cancel.status_code) == (409, 409)
+        assert revoke.json() == cancel.json() == {"code": 409, "message": "Task already finished", "uuid": task_id}
+        assert redis_client.hget(RECORD_PREFIX + task_id, "cancelled") is None
+    assert api.taskinfo(done).json()["status"] == "done"
+    assert api.taskinfo(failed).json()["code"] == 2
 
 
 def test_revoke_of_an_unknown_task_is_404(api):

@@ -18,6 +18,7 @@ from redis import Redis
 from devsupport.processes import free_port, start_gunicorn, start_redis, wait_until
 from gateway import create_app
 from settings import load_settings
+from tests.gateway.test_metrics import scrape, value
 from tests.support.api import b64, basic_header
 from tests.support.vault import SeededVault
 
@@ -121,6 +122,8 @@ def test_submit_with_unknown_outcome_carries_its_uuid_and_a_retry_never_doubles_
     wait_until(lambda: requests.get(own_gateway + "/health", timeout=5).status_code == 200, 20, "redis answering")
     for _ in range(4):  # every gunicorn worker has loaded the script and holds open connections
         requests.post(own_gateway + "/submit", json=SUBMISSION, auth=auth, timeout=5)
+    counted = {outcome: value(scrape(own_gateway), "gateway_submissions_total", type="calc_hash", outcome=outcome)
+               for outcome in ("outcome_unknown", "repeat")}
     with Stopped(own_redis):
         first = requests.post(own_gateway + "/submit", json=SUBMISSION, auth=auth, timeout=10,
                               headers={"Idempotency-Key": key})
@@ -131,6 +134,10 @@ def test_submit_with_unknown_outcome_carries_its_uuid_and_a_retry_never_doubles_
                                                          timeout=10, headers={"Idempotency-Key": key})),
                          20, "a retry accepted after the stall")
     assert (retried.status_code, retried.json()["uuid"]) == (200, body["uuid"])
+    # The 503 counted as what it is (not broker_down; a retry cut off while Redis wakes may add one), the retry as a repeat.
+    after = {outcome: value(scrape(own_gateway), "gateway_submissions_total", type="calc_hash", outcome=outcome) - before
+             for outcome, before in counted.items()}
+    assert after["outcome_unknown"] >= 1 and after["repeat"] == 1, after
     wait_until(lambda: requests.get(own_gateway + f"/taskinfo?taskid={body['uuid']}", auth=auth,
                                     timeout=5).status_code == 200, 10, "the task readable (breakers closed again)")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobs.record import TaskRecord
-from jobs.status import MESSAGES, ErrorCode, code_for_reason, describe, failure
+from jobs.status import MESSAGES, ErrorCode, cancellable, code_for_reason, describe, failure
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -68,3 +68,11 @@ def test_progress_is_shown_only_when_well_formed():
                                               ("BadContent", 2), ("TimeLimitExceeded", 5), ("Whatever", 1)])
 def test_counted_reasons_map_to_the_same_codes(reason, code):
     assert code_for_reason(reason) == code
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    ("created", 0, True), ("pending", 0, True), ("error", int(ErrorCode.CANCELLED), True),
+    ("done", 0, False), *(("error", int(code), False) for code in ErrorCode if code != ErrorCode.CANCELLED),
+])
+def test_only_an_unfinished_or_cancelled_task_is_cancellable(status, code, expected):
+    assert cancellable({"status": status, "code": code}) is expected
