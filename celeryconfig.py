@@ -21,6 +21,15 @@ WORKER_REDIS_CONNECT_TIMEOUT = 5.0
 RESULT_STORE_RETRIES = 35  # a finished job's result store retried this often while Redis is away (backoff to 2 s)
 
 
+def monitor() -> dict[str, Any]:
+    """For Flower started with nothing but a broker URL (CELERY_BROKER_URL, `celery --broker=…`): what it
+    must agree on with the workers and the gateway to read their events and replies. The broker
+    transport is stock kombu: the workers' changes to it are none in the wire format."""
+    return {"accept_content": ["json"], "result_accept_content": ["json"], "task_serializer": "json",
+            "result_serializer": "json", "enable_utc": True, "timezone": "UTC",
+            "broker_transport_options": {"priority_steps": [0]}}
+
+
 def build(settings: Settings, role: str = "worker", transport: type | str = "redis") -> dict[str, Any]:
     """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits).
 

@@ -3,7 +3,8 @@
     python -m devsupport.demo init --out .run/vault
 
 writes, each only if missing (owner-only where secret):
-- users.json: one userpass user per default role, random passwords, as deploy/vault_bootstrap.py reads it;
+- users.json: one userpass user per default role (admin, service, copytrust, ops), random passwords, as
+  deploy/vault_bootstrap.py reads it; a user missing from an existing file is added, the others kept;
 - demo-users.json: username -> password, for the curl examples;
 - jwt-signing-key.pem (mint demo tokens: `python -m devsupport.jwt --key .run/vault/jwt-signing-key.pem ...`)
   and jwt-public-key.pem (the JWT mount's `jwt_validation_pubkeys`);
@@ -22,14 +23,10 @@ import secrets
 import sys
 from pathlib import Path
 
+# USERS, username -> (client_id, role): one user per role of the default configuration (`ops` may use
+# the ops API and submit nothing), the same users compose's Vault gets.
+from deploy.compose_init import USERS
 from devsupport import jwt as devjwt
-
-# username -> (client_id, role): one user per role of the default configuration.
-USERS = {
-    "admin": ("client-admin", "admin"),
-    "service": ("client-service", "service"),
-    "copytrust": ("client-copytrust", "copytrust_site"),
-}
 
 
 def _write(path: Path, text: str, secret: bool = True) -> bool:
@@ -53,13 +50,15 @@ def init(out: Path) -> list[str]:
         _write(out / "jwt-signing-key.pem", private)
         _write(out / "jwt-public-key.pem", public, secret=False)
         written += ["jwt-signing-key.pem", "jwt-public-key.pem"]
-    if not (out / "users.json").exists():
-        users = {name: {"password": secrets.token_urlsafe(15), "client_id": client_id, "role": role}
-                 for name, (client_id, role) in USERS.items()}
+    users = json.loads((out / "users.json").read_text()) if (out / "users.json").exists() else {}
+    missing = {name: {"password": secrets.token_urlsafe(15), "client_id": client_id, "role": role}
+               for name, (client_id, role) in USERS.items() if name not in users}
+    if missing:  # a new folder, or one from before a user was added (ops): existing passwords are kept
+        users |= missing
+        (out / "users.json").unlink(missing_ok=True)
         (out / "demo-users.json").unlink(missing_ok=True)  # derived from users.json, below
         _write(out / "users.json", json.dumps(users, indent=2) + "\n")
         written.append("users.json")
-    users = json.loads((out / "users.json").read_text())
     if _write(out / "demo-users.json", json.dumps({name: user["password"] for name, user in users.items()},
                                                   indent=2) + "\n"):
         written.append("demo-users.json")

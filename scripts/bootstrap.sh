@@ -1,7 +1,10 @@
-# Sourced by scripts/test.sh and scripts/run-local.sh: installs what a fresh machine lacks.
+# Sourced by scripts/test.sh, scripts/run-local.sh and the other scripts: installs what a fresh machine lacks.
 # A fresh machine has Python, pip and apt; this adds redis-server and nginx (apt) and a virtualenv with
 # the pinned requirements in .venv. Safe to run again: each step is skipped when already done.
+# BOOTSTRAP_APT names the apt packages the caller runs (default: both; run-local.sh runs no nginx, so it
+# sets "redis-server").
 set -euo pipefail
+BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GATEWAY_VENV:-$ROOT/.venv}"
@@ -52,7 +55,12 @@ ensure_client() {
   echo "$want" > "$stamp"
 }
 
-ensure_redis_server
-ensure_nginx
+for _package in $BOOTSTRAP_APT; do
+  case "$_package" in
+    redis-server) ensure_redis_server ;;
+    nginx) ensure_nginx ;;
+    *) echo "bootstrap: unknown package in BOOTSTRAP_APT: $_package" >&2; exit 2 ;;
+  esac
+done
 ensure_venv
 ensure_client

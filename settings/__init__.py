@@ -19,8 +19,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent  # where config.example.json and .secrets.example.json are (the clone, the image's /app)
 JOB_SCHEMA_DIR = HERE.parent / "jobs" / "schemas"
 ENV_PREFIX = "GATEWAY__"
+MISSING = "file not found"
 
 
 class SettingsError(Exception):
@@ -56,11 +58,11 @@ def load_settings(
 ) -> Settings:
     """Read, merge over the defaults, apply environment overrides, validate; raise SettingsError."""
     environ = os.environ if environ is None else environ
-    config_path = Path(config_path or environ.get("GATEWAY_CONFIG") or "config.json")
-    secrets_path = Path(secrets_path or environ.get("GATEWAY_SECRETS") or ".secrets.json")
     problems: list[str] = []
-    config = _deep_merge(_read_json(HERE / "defaults.json", problems), _read_json(config_path, problems))
-    secrets = _read_json(secrets_path, problems)
+    config_file = _settings_file(config_path, environ, "GATEWAY_CONFIG", "config.json", "config.example.json")
+    secrets_file = _settings_file(secrets_path, environ, "GATEWAY_SECRETS", ".secrets.json", ".secrets.example.json")
+    config = _deep_merge(_read_json(HERE / "defaults.json", "", problems), _read_json(*config_file, problems))
+    secrets = _read_json(*secrets_file, problems)
     if problems:
         raise SettingsError(problems)
     _apply_environment(environ, config, secrets)
@@ -73,14 +75,21 @@ def load_settings(
     return Settings(config=_freeze(config), secrets=_freeze(secrets))
 
 
-def load_settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
-    """For entrypoints: on invalid settings print every problem and exit 2, without a traceback."""
+def load_settings_or_exit(environ: Mapping[str, str] | None = None, hint: str = "") -> Settings:
+    """For entrypoints: on missing or invalid settings print every problem (and `hint`, the entrypoint's
+    own way out, if any) and exit 2, without a traceback."""
     try:
         return load_settings(environ=environ)
     except SettingsError as exc:
-        print("invalid configuration, refusing to start:", file=sys.stderr)
+        missing = all(MISSING in problem for problem in exc.problems)
+        print(f"{'missing' if missing else 'invalid'} configuration, refusing to start:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
+        if missing:
+            print("Both files: docs/operations.md, Configuration. The Redis a service uses is the config's "
+                  "queue.url, or GATEWAY__QUEUE__URL=redis://HOST:PORT/DB.", file=sys.stderr)
+        if hint:
+            print(hint, file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -90,12 +99,25 @@ def resolve_schema_path(name: str) -> Path:
     return path if path.is_absolute() or len(path.parts) > 1 else JOB_SCHEMA_DIR / path
 
 
-def _read_json(path: Path, problems: list[str]) -> dict:
+def _settings_file(given: str | os.PathLike | None, environ: Mapping[str, str], variable: str, default: str,
+                   example: str) -> tuple[Path, str]:
+    """The path of a settings file and what to tell whoever starts a service without it: where it was
+    looked for and the two ways to provide it (a copy of the example, or the variable naming its path)."""
+    if given:
+        return Path(given), ""
+    if environ.get(variable):
+        return Path(environ[variable]), f" (the path {variable} names)"
+    sample = PROJECT / example
+    copy = f"copy {example if Path.cwd() == PROJECT else sample} to ./{default}" if sample.exists() else f"create ./{default}"
+    return Path(default), f" in the working directory {Path.cwd()}: {copy}, or set {variable} to its path"
+
+
+def _read_json(path: Path, hint: str, problems: list[str]) -> dict:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        problems.append(f"{path}: file not found")
+        problems.append(f"{path}: {MISSING}{hint}")
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"{path}: not readable JSON ({exc.__class__.__name__}: {exc})")

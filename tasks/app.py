@@ -5,6 +5,7 @@ import time, so tests can import the job code without any settings on disk.
 """
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from typing import Any
@@ -59,13 +60,36 @@ def limit_address_space(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+FLOWER_HINT = ("Flower needs only the broker: celery -A tasks --broker=redis://HOST:PORT/DB flower --port=5555 "
+               "(--broker before `flower`).")
+# Celery's own options before the command that take a value (celery --help).
+_CELERY_OPTIONS_WITH_VALUE = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
+
+
 def _worker_config(argv: list[str]) -> dict[str, Any]:
     """celeryconfig for this worker, with the per-queue settings of the queue it was started for.
     Celery resolves --concurrency against this config while parsing the command line, so the queue
-    comes from the same command line (-Q/--queues); an explicit --concurrency still wins."""
-    settings = worker_settings()
+    comes from the same command line (-Q/--queues); an explicit --concurrency still wins.
+
+    Flower only watches: given a broker URL (`celery -A tasks --broker=redis://… flower`, which Celery
+    passes on as CELERY_BROKER_URL) it needs nothing else, and the gateway's settings are not read."""
+    flower = cli_command(argv) == "flower"
+    if flower and os.environ.get("CELERY_BROKER_URL"):
+        return celeryconfig.monitor()
+    settings = worker_settings(hint=FLOWER_HINT if flower else "")
     config = celeryconfig.build(settings, role="worker", transport=Transport)
     return config | queue_overrides(settings.config["workers"], cli_queues(argv))
+
+
+def cli_command(argv: list[str]) -> str | None:
+    """The Celery command (`worker`, `flower`, ...) of a `celery [options] <command> ...` line."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _CELERY_OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def cli_queues(argv: list[str]) -> list[str]:

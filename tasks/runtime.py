@@ -17,11 +17,12 @@ _catalogue: JobCatalogue | None = None
 Progress = Callable[[int, str], None]
 
 
-def worker_settings() -> Settings:
-    """The settings this worker process runs with, loaded once (exit 2 on invalid files)."""
+def worker_settings(hint: str = "") -> Settings:
+    """The settings this worker process runs with, loaded once (exit 2 on missing or invalid files,
+    saying so, and `hint`)."""
     global _settings
     if _settings is None:
-        _settings = load_settings_or_exit()
+        _settings = load_settings_or_exit(hint=hint)
     return _settings
 
 
