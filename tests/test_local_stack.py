@@ -20,9 +20,7 @@ from devsupport import demo
 from devsupport.processes import ROOT, free_port, wait_until
 from settings import load_settings
 from tests.support.api import b64
-
-RUN_LOCAL = ROOT / "scripts" / "run-local.sh"
-DEFAULT_PORTS = {"GATEWAY_PORT": 8000, "VAULT_PORT": 8200, "FLOWER_PORT": 5555, "REDIS_PORT": 16379}
+from tests.support.local_stack import DEFAULT_PORTS, RUN_LOCAL, free_ports, local_stack, stack_env
 
 
 @pytest.mark.parametrize("script", ["run-local.sh", "bootstrap.sh", "test.sh", "compose-init.sh"])
@@ -70,26 +68,6 @@ def test_a_demo_folder_from_before_ops_gets_it_and_keeps_every_password(tmp_path
     assert json.loads((tmp_path / "demo-users.json").read_text())["ops"] == again["ops"]["password"]
 
 
-def stack_env(tmp_path: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:
-    """run-local's environment: every port free and its own, files in tmp_path, nothing of the caller's
-    GATEWAY_*/REDIS_URL, the example configuration (a developer's config.json stays out of it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY", "CELERY_", "VAULT_", "BAO_"))
-           and k not in ("REDIS_URL", "PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR")}
-    secrets = tmp_path / "secrets.json"
-    secrets.write_text('{"vault": {"token": "replaced-by-run-local"}}')
-    env.update({name: str(port) for name, port in ports.items()}, RUN_DIR=str(tmp_path / "run"),
-               GATEWAY_CONFIG=str(ROOT / "config.example.json"), GATEWAY_SECRETS=str(secrets),
-               GATEWAY__LOGGING__LOG_FILE=str(tmp_path / "gateway.log"), **extra)
-    return env
-
-
-def free_ports() -> dict[str, int]:
-    ports: dict[str, int] = {}
-    while len(set(ports.values())) < len(DEFAULT_PORTS):
-        ports = {name: free_port() for name in DEFAULT_PORTS}
-    return ports
-
-
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -120,16 +98,10 @@ def test_a_redis_url_that_does_not_answer_stops_it_without_showing_the_password(
 
 
 def test_run_local_end_to_end(tmp_path):
-    ports = free_ports()
-    env = stack_env(tmp_path, ports, GATEWAY_WORKERS="1", FLOWER_UNAUTHENTICATED_API="true")
-    out = tmp_path / "run-local.out"
-    with open(out, "wb") as sink:
-        proc = subprocess.Popen([str(RUN_LOCAL)], env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                start_new_session=True)
-    try:
-        wait_until(lambda: proc.poll() is None and "Press Ctrl-C to stop." in out.read_text(), 90, "run-local's stack up")
-        printed = out.read_text()
-        gw, flower = f"http://127.0.0.1:{ports['GATEWAY_PORT']}", f"http://127.0.0.1:{ports['FLOWER_PORT']}"
+    with local_stack(tmp_path, GATEWAY_WORKERS="1", FLOWER_UNAUTHENTICATED_API="true") as stack:
+        proc, ports = stack.proc, stack.ports
+        printed = stack.out.read_text()
+        gw, flower = stack.gateway, f"http://127.0.0.1:{ports['FLOWER_PORT']}"
         # Every hint names the ports of this run, none a default.
         assert f"Job gateway: {gw}" in printed and f"Flower: {flower}" in printed and f"  GW={gw}\n" in printed
         assert f"VAULT_ADDR=http://127.0.0.1:{ports['VAULT_PORT']} " in printed
@@ -162,15 +134,3 @@ def test_run_local_end_to_end(tmp_path):
         wait_until(lambda: all(port_free(port) for port in ports.values()), 30, "every port of the stack free")
         with pytest.raises(ProcessLookupError):
             os.killpg(proc.pid, 0)  # nothing of its process group is left
-    finally:
-        if proc.poll() is None or _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
