@@ -41,6 +41,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         (r'"md5": ?"5d41402a', '"md5": "5d41402a'),
         (r'"type": ?"water_marks"', '"type":"water_marks"'),
         (r"^done 100 75 webp$", "# done 100 75 webp"),
+        (r"^status +done$(.|\n)*digests\.sha256: [0-9a-f]{64}$", "# status     done   ...   result     size: ...   digests.sha256:"),
     ],
     "docs/api.md": [
         (r"HTTP/1\.1 202 ACCEPTED\s+HTTP/1\.1 200 OK", "# HTTP/1.1 202 ACCEPTED\n# HTTP/1.1 200 OK"),
