@@ -33,7 +33,7 @@ class Delivery(bootsteps.StartStopStep):
             self.keeper.start()
         transport = c.connection.transport
         transport.keeper = self.keeper
-        transport.Channel.check_landing_possible(c.connection.default_channel)
+        c.connection.default_channel.check_landing_possible()
         self.keeper.watchdog.stamp(c)
         self._timer = c.timer.call_repeatedly(heartbeat.TICK, self.keeper.watchdog.stamp, (c,), priority=10)
 

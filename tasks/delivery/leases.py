@@ -34,6 +34,11 @@ def holder(node: str, pid: int | None) -> str:
     return f"{node}|{pid}"
 
 
+def holder_node(value: str) -> str:
+    """The worker named in a lease's value (`holder`)."""
+    return value.partition("|")[0]
+
+
 def running_requests() -> dict[str, tuple[str, int | None]]:
     """Delivery tag -> (task id, pid of the pool process running it) of every job a child of this
     worker is running. Read from another thread than the event loop's: a copy that meets a concurrent
@@ -76,7 +81,7 @@ class Leases:
             return
         try:
             lease = self.results.get(LEASE_PREFIX + task_id)
-            if isinstance(lease, bytes) and lease.decode().partition("|")[0] == self.node:
+            if isinstance(lease, bytes) and holder_node(lease.decode()) == self.node:
                 self.results.delete(LEASE_PREFIX + task_id)
         except Exception as exc:  # noqa: BLE001 - the lease then lapses on its own
             logger.warning("could not release lease of {}: {}", task_id, exc.__class__.__name__)

@@ -29,7 +29,7 @@ from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMIT
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX, RUNS_PREFIX
 from jobs.status import FINISHED_STATES
 from tasks.delivery.leases import holder
-from tasks.delivery.transport import TRANSIENT
+from tasks.delivery.transport import TRANSIENT, patiently
 from tasks.runtime import job_type, worker_settings
 
 PATIENCE = 20.0  # seconds the start check waits for the task store to answer again
@@ -75,15 +75,10 @@ def check(task: Task) -> tuple[str, int]:
     request = task.request
     if not request.id or request.get(JOB_TYPE_HEADER) is None:
         return UNRECORDED, 0
-    deadline, pause = time.monotonic() + PATIENCE, 0.1
-    while True:
-        try:
-            return _check(task)
-        except TRANSIENT as exc:
-            if time.monotonic() >= deadline:
-                raise StartUnchecked(exc.__class__.__name__) from None
-            time.sleep(pause)  # the job cannot start before its check; nothing else waits on this child
-            pause = min(1.0, pause * 2)
+    try:
+        return patiently(lambda: _check(task), PATIENCE)
+    except TRANSIENT as exc:
+        raise StartUnchecked(exc.__class__.__name__) from None
 
 
 def _check(task: Task) -> tuple[str, int]:

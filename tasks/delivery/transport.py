@@ -32,7 +32,8 @@ without one (a `celery inspect` client, Flower) takes messages as stock kombu do
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kombu.transport import redis as kombu_redis
 from loguru import logger
@@ -45,26 +46,37 @@ if TYPE_CHECKING:
 MULTI_QUEUE_WAIT = 0.2  # seconds one queue is waited on before the next, when a worker consumes several
 APPEND_PATIENCE = 20.0  # seconds a delivery's record in `unacked` is retried before it is given up
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+T = TypeVar("T")
 
 
 class LandingUnavailable(RuntimeError):
     """The channel's options rule out landing lists: taking with BRPOP would lose jobs again."""
 
 
+def patiently(call: Callable[[], T], patience: float) -> T:
+    """`call`, tried again while Redis does not answer (a restart from the AOF takes a few seconds), with
+    a backoff from 0.1 s to 1 s, for `patience` seconds; then its last transient error is raised. Used
+    where the caller has nothing better to do meanwhile: the event loop without its broker, a pool
+    process whose job cannot start before its check."""
+    deadline, pause = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            return call()
+        except TRANSIENT:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+
 class QoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
-        deadline = time.monotonic() + APPEND_PATIENCE
-        pause = 0.1
-        while True:
-            try:
-                return super().append(message, delivery_tag)
-            except TRANSIENT as exc:
-                if time.monotonic() >= deadline:
-                    logger.error("could not record delivery {} of task {}: {}", delivery_tag,
-                                 _task_id(message), exc.__class__.__name__)
-                    raise
-                time.sleep(pause)  # the event loop has nothing else to do without its broker
-                pause = min(1.0, pause * 2)
+        try:
+            patiently(lambda: super(QoS, self).append(message, delivery_tag), APPEND_PATIENCE)
+        except TRANSIENT as exc:
+            logger.error("could not record delivery {} of task {}: {}", delivery_tag, _task_id(message),
+                         exc.__class__.__name__)
+            raise
 
     def restore_unacked(self, client: Any = None) -> list:
         keeper = _keeper(self.channel)
@@ -95,7 +107,6 @@ class Channel(kombu_redis.Channel):
         keeper = _keeper(self)
         if keeper is None:
             return super()._brpop_start(timeout)
-        self.check_landing_possible()
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
@@ -130,7 +141,8 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def check_landing_possible(self) -> None:
-        """Landing lists need one Redis list per queue, unprefixed: say so loudly instead of losing jobs."""
+        """Landing lists need one Redis list per queue, unprefixed: say so loudly instead of losing jobs.
+        Checked once per connection, when the bootstep hands the keeper over (the options never change)."""
         if self.global_keyprefix or list(self.priority_steps) != [0]:
             raise LandingUnavailable("the worker transport needs broker_transport_options priority_steps [0] "
                                      "and no global_keyprefix (celeryconfig.py)")
