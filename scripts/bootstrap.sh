@@ -2,7 +2,7 @@
 # A fresh machine has Python, pip and apt; this adds redis-server and nginx (apt) and a virtualenv with
 # the pinned requirements in .venv. Safe to run again: each step is skipped when already done.
 # BOOTSTRAP_APT names the apt packages the caller runs (default: both; run-local.sh runs no nginx, so it
-# sets "redis-server").
+# sets "redis-server"; compose-init.sh runs neither, so it sets "").
 set -euo pipefail
 BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx}"
 

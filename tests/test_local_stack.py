@@ -41,9 +41,10 @@ def bootstrap_packages(script: Path) -> list[str]:
     return shown.stdout.split()
 
 
-def test_run_local_installs_only_what_it_runs_and_the_tests_get_nginx():
+def test_each_script_installs_only_what_it_runs_and_the_tests_get_nginx():
     assert bootstrap_packages(RUN_LOCAL) == ["redis-server"]
     assert bootstrap_packages(ROOT / "scripts" / "test.sh") == ["redis-server", "nginx"]
+    assert bootstrap_packages(ROOT / "scripts" / "compose-init.sh") == []  # Python only; compose has the servers
 
 
 def test_demo_users_include_ops_with_its_role_in_the_shipped_configuration(tmp_path):
