@@ -10,6 +10,11 @@ from typing import Any
 
 QUEUE = "webhooks"
 TASK_NAME = "gateway.deliver_webhook"
+# A delivery's headers: when it was signed (unix seconds), the signature, and the task it is about. The
+# client library (client/, a package of its own that imports nothing of ours) spells them again.
+TIMESTAMP_HEADER = "X-Gateway-Timestamp"
+SIGNATURE_HEADER = "X-Gateway-Signature"
+TASK_HEADER = "X-Gateway-Task"
 # One delivery — connect, send, and read the answer — ends within DEADLINE seconds, and reads at most
 # MAX_RESPONSE_BYTES of the answer's body: a slow or huge receiver holds a webhook worker this long and
 # this much at most. The task's own time limits (celeryconfig.py) are a backstop around it.

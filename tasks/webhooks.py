@@ -51,8 +51,8 @@ def deliver_webhook(self, task_id: str, url: str, client_id: str) -> dict[str, A
         return {"delivered": False, "reason": "no secret"}
     body = json.dumps(task_info(settings, task_id), separators=(",", ":")).encode()
     timestamp = int(time.time())
-    headers = {"Content-Type": "application/json", "X-Gateway-Timestamp": str(timestamp),
-               "X-Gateway-Signature": webhooks.sign(secret, timestamp, body), "X-Gateway-Task": task_id}
+    headers = {"Content-Type": "application/json", webhooks.TIMESTAMP_HEADER: str(timestamp),
+               webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body), webhooks.TASK_HEADER: task_id}
     try:
         status = post(url, body, headers, time.monotonic() + webhooks.DEADLINE)
         if not 200 <= status < 300:

@@ -13,6 +13,8 @@ from packaging.requirements import Requirement
 
 import jobgateway_client
 from devsupport.processes import BIN, ROOT
+from jobgateway_client import webhooks as client_webhooks
+from jobs import webhooks
 
 SOURCE = ROOT / "client" / "src" / "jobgateway_client"
 THIRD_PARTY = {"httpx", "anyio", "rich"}
@@ -64,3 +66,9 @@ def test_client_dependency_ranges_admit_the_pinned_versions():
         assert dependency.specifier.contains(pins[dependency.name]), f"{dependency.name}=={pins[dependency.name]}"
         assert importlib.metadata.version(dependency.name) == pins[dependency.name]
     assert {Requirement(d).name for d in project["dependencies"]} == THIRD_PARTY
+
+
+def test_its_copy_of_the_webhook_header_names_is_the_gateways():
+    """The client spells the delivery headers again (it imports nothing of ours): the same names."""
+    for name in ("TIMESTAMP_HEADER", "SIGNATURE_HEADER", "TASK_HEADER"):
+        assert getattr(client_webhooks, name) == getattr(webhooks, name), name
