@@ -22,8 +22,9 @@ RESULT_STORE_RETRIES = 35  # a finished job's result store retried this often wh
 
 
 def monitor() -> dict[str, Any]:
-    """For Flower started with nothing but a broker URL (CELERY_BROKER_URL, `celery --broker=…`): what it
-    must agree on with the workers and the gateway to read their events and replies. The broker
+    """For Flower, `celery inspect` and `celery control` started with nothing but a broker URL
+    (CELERY_BROKER_URL, `celery --broker=…`): what they must agree on with the workers and the gateway to
+    read their events and replies. The broker
     transport is stock kombu: the workers' changes to it are none in the wire format."""
     return {"accept_content": ["json"], "result_accept_content": ["json"], "task_serializer": "json",
             "result_serializer": "json", "enable_utc": True, "timezone": "UTC",

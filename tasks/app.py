@@ -64,6 +64,9 @@ FLOWER_HINT = ("Flower needs only the broker: celery -A tasks --broker=redis://H
                "(--broker before `flower`).")
 # Celery's own options before the command that take a value (celery --help).
 _CELERY_OPTIONS_WITH_VALUE = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
+# Commands that only watch or steer the workers over the broker (events, remote control): given a broker URL
+# they need nothing of the gateway's settings.
+MONITORS = frozenset({"flower", "inspect", "control", "status", "events"})
 
 
 def _worker_config(argv: list[str]) -> dict[str, Any]:
@@ -71,12 +74,13 @@ def _worker_config(argv: list[str]) -> dict[str, Any]:
     Celery resolves --concurrency against this config while parsing the command line, so the queue
     comes from the same command line (-Q/--queues); an explicit --concurrency still wins.
 
-    Flower only watches: given a broker URL (`celery -A tasks --broker=redis://… flower`, which Celery
-    passes on as CELERY_BROKER_URL) it needs nothing else, and the gateway's settings are not read."""
-    flower = cli_command(argv) == "flower"
-    if flower and os.environ.get("CELERY_BROKER_URL"):
+    Flower only watches, and `inspect`/`control` only talk to the workers: given a broker URL (`celery -A
+    tasks --broker=redis://… flower`, which Celery passes on as CELERY_BROKER_URL) they need nothing else,
+    and the gateway's settings are not read."""
+    command = cli_command(argv)
+    if command in MONITORS and os.environ.get("CELERY_BROKER_URL"):
         return celeryconfig.monitor()
-    settings = worker_settings(hint=FLOWER_HINT if flower else "")
+    settings = worker_settings(hint=FLOWER_HINT if command == "flower" else "")
     config = celeryconfig.build(settings, role="worker", transport=Transport)
     return config | queue_overrides(settings.config["workers"], cli_queues(argv))
 

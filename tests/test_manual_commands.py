@@ -5,17 +5,21 @@ project on PYTHONPATH and no GATEWAY_* or CELERY_* variable. No servers: every c
 connects to anything."""
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+import celeryconfig
 from devsupport.processes import BIN, ROOT, free_port
 from settings import SettingsError, load_settings
-from tasks.app import cli_command
+from tasks.app import MONITORS, cli_command
 
 HEADER = "missing configuration, refusing to start:"
+# The module, not the Celery app of the same name that tasks/__init__.py exports.
+APP_MODULE = importlib.import_module("tasks.app")
 FLOWER_HINT = "Flower needs only the broker: celery -A tasks --broker=redis://HOST:PORT/DB flower"
 
 
@@ -89,5 +93,30 @@ def test_in_the_project_folder_the_message_says_what_to_copy_in_the_clones_own_t
     (["celery", "-A", "tasks"], None),
 ])
 def test_the_celery_command_is_told_apart_from_option_values(argv, command):
-    """Only Flower may start without the gateway's settings, so a worker named flower@… is still a worker."""
+    """Only the monitors (MONITORS: Flower, inspect, control, ...) may start without the gateway's settings, so a
+    worker named flower@… is still a worker."""
     assert cli_command(argv) == command
+
+
+@pytest.mark.parametrize("command", sorted(MONITORS))
+def test_watching_or_steering_the_workers_with_a_broker_url_reads_no_settings(monkeypatch, command):
+    """`celery -A tasks --broker=… inspect|control|flower …` needs only the broker (docs/api.md, Cancel,
+    pauses a queue this way from a clone with no config.json)."""
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setattr(APP_MODULE, "worker_settings", lambda **_: pytest.fail("the gateway's settings were read"))
+    argv = ["celery", "-A", "tasks", "--broker=redis://127.0.0.1:6379/0", command, "ping"]
+    assert APP_MODULE._worker_config(argv) == celeryconfig.monitor()
+
+
+def test_a_worker_given_a_broker_url_still_reads_the_settings(monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+    class SettingsRead(Exception):
+        pass
+
+    def read(**_: object) -> None:
+        raise SettingsRead
+
+    monkeypatch.setattr(APP_MODULE, "worker_settings", read)
+    with pytest.raises(SettingsRead):
+        APP_MODULE._worker_config(["celery", "-A", "tasks", "--broker=redis://127.0.0.1:6379/0", "worker", "-Q", "hash"])
