@@ -12,6 +12,7 @@ paths are this stack's) with the stack's GATEWAY_PORT etc. in its environment; i
 what the docs print beside the commands (EXPECTED, each also found in the file's text)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from devsupport.processes import ROOT
 from tests.support.local_stack import LocalStack, local_stack
@@ -39,18 +41,31 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         (r'"status": ?"done"', '"status": "done"'),
         (r'"sha256": ?"2cf24dba', '"sha256": "2cf24dba'),
         (r'"md5": ?"5d41402a', '"md5": "5d41402a'),
-        (r'"type": ?"water_marks"', '"type":"water_marks"'),
+        (r'^\{"ExternalId": ?null, ?"type": ?"water_marks", ?"uuid": ?"[0-9a-f-]{36}", ?"created": ?"[^"]+"\}$',
+         '{"ExternalId":null,"type":"water_marks","uuid":"<uuid>","created":"..."}'),
+        (r'"message": ?"Role may not submit resize_image"', '"message": "Role may not submit resize_image"'),
         (r"^done 100 75 webp$", "# done 100 75 webp"),
+        # The JWT block's submit (the only calc_hash submit printed without an ExternalId).
+        (r'^\{"ExternalId": ?null, ?"type": ?"calc_hash", ?"uuid": ?"[0-9a-f-]{36}", ?"created": ?"[^"]+"\}$',
+         '{"ExternalId":null,"type":"calc_hash","uuid":"<uuid>","created":"..."}'),
         (r"^status +done$(.|\n)*digests\.sha256: [0-9a-f]{64}$", "# status     done   ...   result     size: ...   digests.sha256:"),
     ],
     "docs/api.md": [
         (r"HTTP/1\.1 202 ACCEPTED\s+HTTP/1\.1 200 OK", "# HTTP/1.1 202 ACCEPTED\n# HTTP/1.1 200 OK"),
+        (r"no longer consuming from hash", "no longer consuming from hash"),
+        (r"^created$", "# created"),
+        (r'^(?=.*"status": ?"error")(?=.*"code": ?4\b)(?=.*"message": ?"The job was cancelled").*\n202$',
+         '"code": 4, "message": "The job was cancelled", ...}\n# 202'),
         (r'"next_cursor"', "`next_cursor`"),
     ],
     "docs/operations.md": [
         (r'\{"queues": ?\[\{"name": ?"hash", ?"depth": ?0', '{"queues": [{"name": "hash", "depth": 0'),
         (r'"waited_seconds"', '"waited_seconds"'),
         (r'"window_hours": ?24, ?"totals"', '{"window_hours": 24, "totals"'),
+        (r'^(?=.*"revoked": ?true)(?=.*"terminate": ?false).*\n202$', '"revoked": true, "terminate": false}\n# 202'),
+        (r"^The job was cancelled$", "# The job was cancelled"),
+        (r"^done$", "# done"),
+        (r'^(?=.*"message": ?"Task already finished").*\n409$', '"message": "Task already finished", "uuid": "<uuid>"}\n# 409'),
     ],
 }
 
@@ -148,3 +163,12 @@ def test_the_local_blocks_run_against_run_local(doc: Path, stack: LocalStack, cl
     missing = [pattern for pattern, _ in EXPECTED.get(doc.relative_to(ROOT).as_posix(), [])
                if not re.search(pattern, done.stdout, re.MULTILINE)]
     assert not missing, f"not printed: {missing}\n{shown}"
+    # The docs pause and resume a worker's queue (Cancel): they leave each worker on its own queue.
+    assert worker_queues(stack) == {"hash": ["hash"], "images": ["images"], "webhooks": ["webhooks"]}, shown
+
+
+def worker_queues(stack: LocalStack) -> dict[str, list[str]]:
+    password = json.loads((stack.run_dir / "vault" / "demo-users.json").read_text())["admin"]
+    answer = requests.get(f"{stack.gateway}/ops/workers", auth=("admin", password), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {worker["name"].split("@")[0]: worker["queues"] for worker in answer.json()["workers"]}
