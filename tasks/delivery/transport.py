@@ -126,23 +126,18 @@ class Channel(kombu_redis.Channel):
     def _basic_cancel(self, consumer_tag: str) -> Any:
         # The queue's sibling goes first, while the queue's consumer can still take what it reads last.
         self._drop_sibling(self._tag_to_queue.get(consumer_tag))
-        result = super()._basic_cancel(consumer_tag)
-        self.share_queues()
-        return result
+        return super()._basic_cancel(consumer_tag)
 
     def share_queues(self) -> None:
-        """With a keeper and several queues: this channel keeps the first, and every other queue gets a
-        sibling channel (transport's point 5). Called when queues change and when the keeper arrives."""
-        if _keeper(self) is None or self._main is not None or self.closed:
+        """With a keeper: this channel keeps one queue, and every other queue it consumes gets a sibling
+        channel (the module's point 5). Called when a queue is added and when the keeper arrives; a
+        cancelled queue only loses its sibling, so nothing is built while a consumer is torn down."""
+        if _keeper(self) is None or self._main is not None or self.closed or self.connection is None:
             return
         siblings = self._siblings if self._siblings is not None else {}
         self._siblings = siblings
-        wanted = self.active_queues[1:]
-        for queue in [queue for queue in siblings if queue not in wanted]:
-            self._drop_sibling(queue)
-        for queue in wanted:
-            if queue not in siblings:
-                siblings[queue] = _sibling(self, queue)
+        for queue in [queue for queue in self.active_queues if queue not in siblings][1:]:
+            siblings[queue] = _sibling(self, queue)
 
     def _drop_sibling(self, queue: str | None) -> None:
         sibling = (self._siblings or {}).pop(queue, None) if queue is not None else None
