@@ -91,6 +91,20 @@ class QoS(kombu_redis.QoS):
                          exc.__class__.__name__)
             raise
 
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """kombu's sweep for deliveries past their visibility timeout takes a lock in Redis every time
+        (four or five commands, every `unacked_restore_interval` seconds, in every worker, mostly to
+        find nothing). One read of the oldest delivery comes first here; the locked sweep runs only
+        when there is something to put back."""
+        try:
+            with self.channel.conn_or_acquire() as client:
+                due = client.zrange(self.unacked_index_key, 0, time.time() - self.visibility_timeout,
+                                    byscore=True, offset=0, num=1)
+        except TRANSIENT:
+            return  # the next sweep asks again; the event loop's own handling of a lost broker stands
+        if due:
+            super().restore_visible(start, num, interval)
+
     def restore_unacked(self, client: Any = None) -> list:
         keeper = _keeper(self.channel)
         keep = keeper.running() if keeper is not None else set()

@@ -35,6 +35,9 @@ PINS = [
     Pin("kombu.transport.redis:QoS.append", "tasks/delivery/transport.py QoS.append (retried across a Redis restart)"),
     Pin("kombu.transport.redis:QoS.restore_unacked", "tasks/delivery/transport.py QoS.restore_unacked (keeps running jobs)"),
     Pin("kombu.transport.redis:QoS.restore_by_tag", "tasks/delivery/transport.py QoS.restore_unacked calls it"),
+    Pin("kombu.transport.redis:QoS.restore_visible", "tasks/delivery/transport.py QoS.restore_visible (one read first; "
+        "uses unacked_index_key, visibility_timeout)"),
+    Pin("kombu.transport.redis:Transport.__init__", "celeryconfig.py TAKE_WAIT: polling_interval sets brpop_timeout"),
     Pin("kombu.transport.redis:QoS.reject", "tasks/delivery/transport.py QoS.reject (releases the lease on requeue)"),
     Pin("kombu.transport.virtual.base:QoS.__init__", "tasks/delivery/transport.py reads QoS._delivered"),
     Pin("kombu.transport.redis:Channel._brpop_start", "tasks/delivery/transport.py Channel._brpop_start re-implements it (BLMOVE)"),
