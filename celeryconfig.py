@@ -14,6 +14,10 @@ from jobs.catalogue import JobCatalogue
 from settings import Settings
 
 RESTORE_INTERVAL = 5  # seconds between a worker's sweeps for deliveries whose worker is gone
+# Seconds an idle worker's blocking move waits on a queue before it asks again (kombu's brpop_timeout, 1 s
+# stock): each ask is a Redis command per queue, so an idle worker costs 1 / TAKE_WAIT commands a second
+# per queue. A job arriving meanwhile is taken at once; a warm shutdown may wait this long for the reply.
+TAKE_WAIT = 5
 # The workers' Redis clients (Celery's, kombu's and their own, tasks/runtime.py `redis_client`): a reply
 # may take this long before the connection counts as lost.
 WORKER_REDIS_TIMEOUT = 10.0
@@ -117,6 +121,7 @@ def _worker(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": workers["visibility_timeout"],
             # Every worker sweeps for deliveries past their visibility timeout every RESTORE_INTERVAL s.
             "unacked_restore_interval": RESTORE_INTERVAL, "unacked_restore_throttle": 1,
+            "polling_interval": TAKE_WAIT,
             # A worker that dies inside a sweep holds the sweep's lock no longer than this (kombu: 300 s).
             "unacked_mutex_expire": 30,
         },

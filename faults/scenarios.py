@@ -156,6 +156,7 @@ FROZEN = ("a probe that ran through the freeze (longer than the visibility timeo
 RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn worker" in e or "forked" in e
                                                                for e in report.events))
 
+MULTI_QUEUES = "images,webhooks,hash"
 # Lost work reruns within visibility_timeout + 5 s; the load's backlog then drains. Deadlines hold both.
 SCENARIOS = [
     Scenario("worker-kill", "the worker's whole process group SIGKILLed mid-load, restarted as compose would",
@@ -171,6 +172,12 @@ SCENARIOS = [
     Scenario("gateway-kill", "a gunicorn worker SIGKILLed twice mid-load (clients see resets and repeat)",
              every(5, 4, 10, kill_gateway_worker), load_seconds=12, deadline=60, no_answer_allowed=True,
              felt=RESPAWNED),
+    # A worker on several queues, the probes' last of them, so a sibling channel takes them
+    # (tasks/delivery/transport.py, point 5).
+    Scenario("worker-kill-multi", "worker-kill, the worker consuming images,webhooks,hash",
+             once(6, kill_worker), load_seconds=15, deadline=60, felt=RERUN, knobs=Knobs(queues=MULTI_QUEUES)),
+    Scenario("redis-restart-multi", "redis-restart, the worker consuming images,webhooks,hash",
+             once(6, restart_redis), load_seconds=15, deadline=90, knobs=Knobs(queues=MULTI_QUEUES)),
     # On demand: the same faults, many times over, for minutes.
     Scenario("worker-kill-long", "the worker SIGKILLed every 12 s for 2 minutes",
              every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False, felt=RERUN),

@@ -42,6 +42,7 @@ class Knobs:
     visibility_timeout: int = 10  # workers.visibility_timeout; shipped 45 (the rerun bound is this + 5 s)
     gateway_workers: int = 2  # GATEWAY_WORKERS (4 threads each)
     worker_restarts: bool = True  # restart a worker that exits, as compose does
+    queues: str = ""  # the worker's -Q instead of compose's (one queue); the probes' queue, hash, among them
 
 
 @dataclass
@@ -146,7 +147,10 @@ class Stack:
         env = dict(self.env, WORKER_NAME=WORKER, FAULTS_LEDGER=str(self.ledger),
                    GATEWAY__LOGGING__LOG_FILE=str(self.logs / "worker.log"))
         self.worker_starts += 1
-        proc = Process(f"worker-{self.worker_starts}", [*compose_argv(f"worker-{WORKER}"), "-I", "faults.probe"], env, self.logs)
+        argv = compose_argv(f"worker-{WORKER}")
+        if self.knobs.queues:
+            argv[argv.index("-Q") + 1] = self.knobs.queues
+        proc = Process(f"worker-{self.worker_starts}", [*argv, "-I", "faults.probe"], env, self.logs)
         self.procs["worker"] = proc
         wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[self.node], timeout=0.5),
                    60, "worker ready")

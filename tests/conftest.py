@@ -81,6 +81,9 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         # Only the worker-loss tests' own workers consume `loss` (tests/tasks/test_worker_loss.py).
         "hold_loss": {**hash_job, "task": "tests.hold", "queue": "loss", "schema": str(HOLD_SCHEMA)},
         "crash": {**hash_job, "task": "tests.crash", "queue": "loss", "schema": str(HOLD_SCHEMA)},
+        # Only the multi-queue pickup test's worker consumes these (tests/tasks/test_pickup.py).
+        **{f"hold_{queue}": {**hash_job, "task": "tests.hold", "queue": queue, "schema": str(HOLD_SCHEMA)}
+           for queue in ("pick_a", "pick_b", "pick_c")},
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).

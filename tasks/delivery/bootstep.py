@@ -33,7 +33,9 @@ class Delivery(bootsteps.StartStopStep):
             self.keeper.start()
         transport = c.connection.transport
         transport.keeper = self.keeper
-        c.connection.default_channel.check_landing_possible()
+        channel = c.connection.default_channel  # the task consumer's channel
+        channel.check_landing_possible()
+        channel.share_queues()  # should it already consume several queues
         self.keeper.watchdog.stamp(c)
         self._timer = c.timer.call_repeatedly(heartbeat.TICK, self.keeper.watchdog.stamp, (c,), priority=10)
 

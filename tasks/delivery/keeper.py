@@ -31,6 +31,10 @@ class Keeper:
         self.landings = Landings(node)
         self.leases = Leases(node, self.broker, redis_client(result_url, timeout=CLIENT_TIMEOUT), visibility)
         self.watchdog = Watchdog(node, shutdown_grace)
+        # Redis is asked every `every` ticks: often enough that the alive key and the leases, which last
+        # `visibility` seconds, are renewed three times over before they lapse.
+        self.every = max(1, int(visibility / 3 / heartbeat.TICK))
+        self._ticks = 0
         self._thread = threading.Thread(target=self._run, name="delivery-keeper", daemon=True)
 
     def start(self) -> None:
@@ -58,7 +62,9 @@ class Keeper:
 
     def tick(self) -> None:
         self.watchdog.check()
-        self.refresh()
+        self._ticks += 1
+        if self._ticks % self.every == 0:
+            self.refresh()
 
     def refresh(self) -> None:
         """Say this worker lives, put back what dead workers or lost replies left in landing lists, and

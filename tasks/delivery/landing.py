@@ -39,7 +39,8 @@ Seen = set[tuple[Any, Any]]
 
 
 class Landings:
-    """One worker's landing lists: named once each in `gw:landings`, swept every tick."""
+    """One worker's landing lists: named once each in `gw:landings`, swept at each refresh
+    (tasks/delivery/keeper.py)."""
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -65,17 +66,21 @@ class Landings:
                    for name, place in _places(client) if place["node"] == self.node)
 
     def sweep(self, client: Any) -> int:
-        """One read of `gw:landings`: put back the lists of every node whose alive key has lapsed, and what
-        sits in this node's own lists and sat there at the previous sweep too. Returns how many went back."""
+        """One read of `gw:landings` and one of every other node's alive key: put back the lists of every
+        node whose alive key has lapsed, and what sits in this node's own lists and sat there at the
+        previous sweep too. Returns how many went back."""
         moved, now = 0, set()
-        for name, place in _places(client):
+        places = _places(client)
+        others = sorted({place["node"] for _, place in places if place["node"] != self.node})
+        alive = dict(zip(others, client.mget([ALIVE_PREFIX + node for node in others]), strict=True)) if others else {}
+        for name, place in places:
             if place["node"] == self.node:
                 for item in client.lrange(name, 0, -1):
                     if (name, item) in self._seen:
                         moved += int(client.eval(PUT_ONE_BACK, 2, name, place["queue"], item))
                     else:
                         now.add((name, item))
-            elif not client.exists(ALIVE_PREFIX + place["node"]):
+            elif alive[place["node"]] is None:
                 moved += int(client.eval(PUT_BACK, 2, name, place["queue"]))
         self._seen = now
         return moved

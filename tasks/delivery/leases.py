@@ -3,8 +3,8 @@
 How a lost job comes back. kombu records every delivery in the broker's `unacked` hash, scored in
 `unacked_index` by when it was delivered, and any worker's sweep puts back in its queue a delivery older
 than `visibility_timeout` (celeryconfig: every 5 s). Stock, that timeout has to outlast the longest job
-(it was an hour). Here every live worker re-scores the deliveries its children are running every tick
-(tasks/delivery/keeper.py), so the timeout only has to outlast a few missed refreshes:
+(it was an hour). Here every live worker re-scores the deliveries its children are running three times
+per visibility timeout (tasks/delivery/keeper.py), so the timeout only has to outlast a few missed refreshes:
 `workers.visibility_timeout` (45 s). A worker killed with its whole process group stops refreshing; its
 running jobs are back in their queue at most `visibility_timeout + 5` s later, at the front, and run
 again. The same refresh keeps each running job's lease (`gw:lease:<uuid>`, jobs/keys.py): a running job

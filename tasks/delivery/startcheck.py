@@ -41,17 +41,18 @@ RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
 # the lease holder this delivery would be (node|pid). Returns {verdict, deliveries whose worker died}.
 START_SCRIPT = """
 local FINISHED = {""" + ", ".join(f"{state}=true" for state in sorted(FINISHED_STATES)) + """}
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unrecorded', 0} end
+local record = redis.call('HMGET', KEYS[1], 'type', 'cancelled', 'started')
+if not record[1] then return {'unrecorded', 0} end
 local meta = redis.call('GET', KEYS[4])
 if meta then
   local ok, decoded = pcall(cjson.decode, meta)
   local status = ok and decoded['status'] or nil
   if status and FINISHED[status] then return {'finished', 0} end
 end
-if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', 0} end
+if record[2] == '1' then return {'cancelled', 0} end
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[6] then return {'held', 0} end
-local started = redis.call('HGET', KEYS[1], 'started')
+local started = record[3]
 if not started and ARGV[2] ~= '' and tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {'expired', 0} end
 local lost = tonumber(redis.call('GET', KEYS[2]) or '0')
 if lost >= tonumber(ARGV[3]) then return {'lost', lost} end

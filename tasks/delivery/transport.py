@@ -21,8 +21,13 @@ Stock kombu, four changes around a lost broker connection or a killed worker, no
    `unacked` afterwards: a worker killed in between lost the job (the fault suite's worker-kill-long
    lost 1 job in 10 kills). Here the message is moved (BLMOVE, atomic in Redis) into this worker's
    landing list (tasks/delivery/landing.py), recorded in `unacked`, then removed from the landing list.
-   BLMOVE reads one list, so a worker consuming several queues polls them in turn, `MULTI_QUEUE_WAIT`
-   seconds each; celeryconfig keeps one list per queue (`priority_steps` [0]).
+   celeryconfig keeps one list per queue (`priority_steps` [0]).
+5. A worker on several queues waits on all of them at once, as stock BRPOP does. BLMOVE reads one list,
+   so the channel keeps its first queue and gives each other queue a sibling channel with a connection
+   of its own (`Siblings`): each blocks on its queue, and the event loop reads whichever answers first.
+   A move already sent is always read, even once the pool is full: its message sits in a landing list
+   until then. So a worker on N queues may hold up to N - 1 jobs beyond its prefetch while it is busy
+   (docs/operations.md); it never polls.
 
 What the transport needs to know of its worker — its node name, its landing lists, the jobs its
 children run — it asks the worker's Keeper (tasks/delivery/keeper.py), which the consumer bootstep
@@ -43,7 +48,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 if TYPE_CHECKING:
     from tasks.delivery.keeper import Keeper
 
-MULTI_QUEUE_WAIT = 0.2  # seconds one queue is waited on before the next, when a worker consumes several
+MULTI_QUEUE_WAIT = 0.2  # seconds one queue is waited on before the next, should siblings be missing
 APPEND_PATIENCE = 20.0  # seconds a delivery's record in `unacked` is retried before it is given up
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 T = TypeVar("T")
@@ -70,6 +75,14 @@ def patiently(call: Callable[[], T], patience: float) -> T:
 
 
 class QoS(kombu_redis.QoS):
+    def can_consume(self) -> bool:
+        """Room for another message, or a move already sent whose reply must be read: its message waits
+        in a landing list, and the sweep would put it back (and it run twice) if it were left there."""
+        return self.channel._landing is not None or self.has_room()
+
+    def has_room(self) -> bool:
+        return bool(super().can_consume())
+
     def append(self, message: Any, delivery_tag: str) -> None:
         try:
             patiently(lambda: super(QoS, self).append(message, delivery_tag), APPEND_PATIENCE)
@@ -77,6 +90,20 @@ class QoS(kombu_redis.QoS):
             logger.error("could not record delivery {} of task {}: {}", delivery_tag, _task_id(message),
                          exc.__class__.__name__)
             raise
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """kombu's sweep for deliveries past their visibility timeout takes a lock in Redis every time
+        (four or five commands, every `unacked_restore_interval` seconds, in every worker, mostly to
+        find nothing). One read of the oldest delivery comes first here; the locked sweep runs only
+        when there is something to put back."""
+        try:
+            with self.channel.conn_or_acquire() as client:
+                due = client.zrange(self.unacked_index_key, 0, time.time() - self.visibility_timeout,
+                                    byscore=True, offset=0, num=1)
+        except TRANSIENT:
+            return  # the next sweep asks again; the event loop's own handling of a lost broker stands
+        if due:
+            super().restore_visible(start, num, interval)
 
     def restore_unacked(self, client: Any = None) -> list:
         keeper = _keeper(self.channel)
@@ -102,12 +129,48 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     _landing: tuple[str, str] | None = None  # (landing list, queue) of the BLMOVE in flight
+    _siblings: dict[str, Channel] | None = None  # queue -> the sibling channel that takes from it
+    _main: Channel | None = None  # on a sibling: the channel it takes for
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        tag = super().basic_consume(queue, *args, **kwargs)
+        self.share_queues()
+        return tag
+
+    def _basic_cancel(self, consumer_tag: str) -> Any:
+        # The queue's sibling goes first, while the queue's consumer can still take what it reads last.
+        self._drop_sibling(self._tag_to_queue.get(consumer_tag))
+        return super()._basic_cancel(consumer_tag)
+
+    def share_queues(self) -> None:
+        """With a keeper: this channel keeps one queue, and every other queue it consumes gets a sibling
+        channel (the module's point 5). Called when a queue is added and when the keeper arrives; a
+        cancelled queue only loses its sibling, so nothing is built while a consumer is torn down."""
+        if _keeper(self) is None or self._main is not None or self.closed or self.connection is None:
+            return
+        siblings = self._siblings if self._siblings is not None else {}
+        self._siblings = siblings
+        for queue in [queue for queue in self.active_queues if queue not in siblings][1:]:
+            siblings[queue] = _sibling(self, queue)
+
+    def _drop_sibling(self, queue: str | None) -> None:
+        sibling = (self._siblings or {}).pop(queue, None) if queue is not None else None
+        if sibling is not None:
+            sibling.close()
+
+    def close(self) -> None:
+        if self._main is not None:
+            self._qos = None  # the deliveries are the main channel's to put back, not a sibling's
+        for queue in list(self._siblings or ()):
+            self._drop_sibling(queue)  # their last replies are delivered while the consumers still exist
+        super().close()
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         keeper = _keeper(self)
         if keeper is None:
             return super()._brpop_start(timeout)
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        siblings = self._siblings or {}
+        queues = [queue for queue in self._queue_cycle.consume(len(self.active_queues)) if queue not in siblings]
         if not queues:
             return
         queue = queues[0]
@@ -161,6 +224,32 @@ class Channel(kombu_redis.Channel):
         if self.connection is None or self.connection.client is None:
             raise RedisConnectionError("the channel's broker connection is closed")
         return super()._connparams(asynchronous=asynchronous)
+
+
+class SiblingQoS:
+    """A sibling channel's view of its main channel's QoS: the main one counts the deliveries (they are
+    its own: its consumers receive them); the sibling may read the reply of its own move in flight."""
+
+    def __init__(self, sibling: Channel, main: QoS) -> None:
+        self.sibling = sibling
+        self.main = main
+
+    def can_consume(self) -> bool:
+        return self.sibling._landing is not None or self.main.has_room()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.main, name)
+
+
+def _sibling(main: Channel, queue: str) -> Channel:
+    """A channel on the main one's transport that takes from `queue` only, on a connection of its own,
+    and hands what it takes to the main channel's consumer (the transport's `_deliver`)."""
+    sibling = type(main)(main.connection)
+    sibling._main = main
+    sibling._qos = SiblingQoS(sibling, main.qos)
+    sibling._active_queues.append(queue)
+    sibling._update_queue_cycle()
+    return sibling
 
 
 class Transport(kombu_redis.Transport):

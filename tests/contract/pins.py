@@ -35,6 +35,9 @@ PINS = [
     Pin("kombu.transport.redis:QoS.append", "tasks/delivery/transport.py QoS.append (retried across a Redis restart)"),
     Pin("kombu.transport.redis:QoS.restore_unacked", "tasks/delivery/transport.py QoS.restore_unacked (keeps running jobs)"),
     Pin("kombu.transport.redis:QoS.restore_by_tag", "tasks/delivery/transport.py QoS.restore_unacked calls it"),
+    Pin("kombu.transport.redis:QoS.restore_visible", "tasks/delivery/transport.py QoS.restore_visible (one read first; "
+        "uses unacked_index_key, visibility_timeout)"),
+    Pin("kombu.transport.redis:Transport.__init__", "celeryconfig.py TAKE_WAIT: polling_interval sets brpop_timeout"),
     Pin("kombu.transport.redis:QoS.reject", "tasks/delivery/transport.py QoS.reject (releases the lease on requeue)"),
     Pin("kombu.transport.virtual.base:QoS.__init__", "tasks/delivery/transport.py reads QoS._delivered"),
     Pin("kombu.transport.redis:Channel._brpop_start", "tasks/delivery/transport.py Channel._brpop_start re-implements it (BLMOVE)"),
@@ -45,7 +48,18 @@ PINS = [
     Pin("kombu.transport.redis:MultiChannelPoller.on_poll_start", "tasks/delivery/transport.py: when _brpop_start runs"),
     Pin("kombu.transport.redis:MultiChannelPoller.handle_event", "tasks/delivery/transport.py: when _brpop_read runs"),
     Pin("kombu.transport.virtual.base:Transport._deliver", "tasks/delivery/transport.py calls connection._deliver"),
-    Pin("kombu.transport.redis:Channel.basic_consume", "tasks/delivery/transport.py: queues consumed with BRPOP, fanout with LISTEN"),
+    Pin("kombu.transport.redis:Channel.basic_consume", "tasks/delivery/transport.py Channel.basic_consume (shares queues); "
+        "queues consumed with BRPOP, fanout with LISTEN"),
+    Pin("kombu.transport.redis:Channel._basic_cancel", "tasks/delivery/transport.py Channel._basic_cancel (drops a sibling)"),
+    Pin("kombu.transport.virtual.base:Channel.basic_consume", "tasks/delivery/transport.py: the queue's callback a sibling "
+        "delivers to; _active_queues, _tag_to_queue"),
+    Pin("kombu.transport.redis:Channel.close", "tasks/delivery/transport.py Channel.close (siblings first; reads a move in flight)"),
+    Pin("kombu.transport.virtual.base:Channel.close", "tasks/delivery/transport.py Channel.close: a sibling's _qos is None"),
+    Pin("kombu.transport.virtual.base:Channel.qos", "tasks/delivery/transport.py _sibling sets _qos to a SiblingQoS"),
+    Pin("kombu.transport.virtual.base:QoS.can_consume", "tasks/delivery/transport.py QoS.can_consume / has_room"),
+    Pin("kombu.transport.redis:MultiChannelPoller.on_readable", "tasks/delivery/transport.py QoS.can_consume: a move in "
+        "flight is read, not paused"),
+    Pin("kombu.transport.redis:MultiChannelPoller._update_brpop_polling", "tasks/delivery/transport.py QoS.can_consume"),
     # The gateway's publisher (gateway/submission/capture.py).
     Pin("kombu.transport.redis:Channel.conn_or_acquire", "gateway/submission/capture.py Channel.conn_or_acquire (shared client)"),
     Pin("kombu.transport.redis:Channel._create_client", "gateway/submission/capture.py Channel.conn_or_acquire calls it"),
@@ -76,6 +90,7 @@ def resolve(target: str) -> Any:
 def fingerprint(target: str) -> dict[str, str]:
     """The signature and a digest of the source of `target`, as installed."""
     function = resolve(target)
+    function = function.fget if isinstance(function, property) else function
     source = textwrap.dedent(inspect.getsource(function))
     signature = re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(function)))  # defaults' addresses vary
     return {"signature": signature, "sha256": hashlib.sha256(source.encode()).hexdigest()}
