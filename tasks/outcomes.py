@@ -73,11 +73,21 @@ def _count_failure(sender: Task | None = None, exception: BaseException | None =
 
 @signals.task_revoked.connect
 def _count_revoked(sender: Task | None = None, request: Any = None, expired: bool = False, **_: Any) -> None:
-    headers = getattr(request, "request_dict", None) or {}
+    headers = _revoked_headers(request)
     job_type = headers.get(JOB_TYPE_HEADER) or getattr(sender, "name", None) or "unknown"
     revoked = _RevokedRequest(getattr(request, "id", None), headers)
     _count(stats.field(stats.ERROR, job_type, "expired" if expired else "revoked"), revoked)
     _notify(revoked)
+
+
+def _revoked_headers(request: Any) -> dict[str, Any]:
+    """The gateway's headers of a revoked task. Celery's worker signals a revoke with the request's
+    Context, whose headers are attributes (`get`); the start check's expiry with their dict."""
+    headers = getattr(request, "request_dict", None)
+    if headers:
+        return dict(headers)
+    get = getattr(request, "get", None)
+    return {key: get(key) for key in (JOB_TYPE_HEADER, CLIENT_HEADER, CALLBACK_HEADER)} if callable(get) else {}
 
 
 class _RevokedRequest:

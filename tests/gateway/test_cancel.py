@@ -7,7 +7,13 @@ import uuid
 from tests.support.api import b64
 
 
+def _hold_revoked(api) -> int:
+    counts = api.request("GET", "/ops/tasks/counts", params={"hours": 1}).json()["by_type"]
+    return counts.get("hold", {}).get("error", {}).get("4", 0)
+
+
 def test_cancel_of_a_queued_task_means_it_never_runs(api, redis_client, hold_queue_paused):
+    revoked_before = _hold_revoked(api)
     task_id = api.submitted("hold", {"tag": "never"})
     response = api.request("DELETE", f"/tasks/{task_id}")
     assert response.status_code == 202
@@ -21,6 +27,9 @@ def test_cancel_of_a_queued_task_means_it_never_runs(api, redis_client, hold_que
     assert meta["status"] == "REVOKED"
     info = api.taskinfo(task_id).json()
     assert info["status"] == "error" and info["code"] == 4 and info["message"] == "The job was cancelled"
+    # Counted under its job type (it was counted under the Celery task name, tests.hold, and the
+    # type's unfinished count never came down).
+    wait_until(lambda: _hold_revoked(api) == revoked_before + 1, 10, "the revoke counted under hold")
 
 
 def test_cancel_of_a_running_task_terminates_it(api, redis_client):
