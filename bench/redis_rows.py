@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,12 +38,14 @@ from redis import Redis
 import celeryconfig
 from bench import payload, stock
 from bench.stack import HASH_QUEUE, Stack, StackError, wait_for
+from devsupport import procfs
 from jobs import stats
 
 SETTLE = 1.0     # seconds after a row's last job before the window closes: its acknowledgement lands inside
 POLL = 0.1       # seconds between the gateway row's completion polls (one HGETALL each, subtracted)
 PROJECT_TASK = "jobs.calc_hash"
 RESULT_TIMEOUT = 30.0
+TRACE_WIDTH = 160  # characters of a traced command kept (messages and results are kilobytes)
 
 # issue 19, item 2
 LIFECYCLE_TARGET = 1.6   # × stock Celery
@@ -56,6 +60,7 @@ class Meter:
     authenticated) before any window, so its set-up commands are never counted."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.client = Redis.from_url(url, decode_responses=True, single_connection_client=True)
         self.client.ping()
         self._own: Counter[str] = Counter()
@@ -139,6 +144,8 @@ class RedisRows:
         self.rows: dict[str, dict[str, Any]] = {}
         self.idle: dict[str, dict[str, Any]] = {}
         self.memory: dict[str, Any] = {}
+        self.traces: dict[str, list[str]] = {}
+        self.traced_id = ""
 
     def run(self) -> dict[str, Any]:
         s, n = self.s, self.n
@@ -153,6 +160,7 @@ class RedisRows:
             self.rows["stock"] = self.sequential(
                 "stock Celery: send_task + stock worker (-E, acks_late) + AsyncResult.get",
                 lambda: self.send_and_get(stock.TASK, stock.QUEUES[0]), "stock_worker")
+            self.trace("stock", lambda: self.send_and_get(stock.TASK, stock.QUEUES[0]))
             s.stop_stock_worker()
 
             self.memory_queued()
@@ -165,9 +173,14 @@ class RedisRows:
             self.rows["bare_project"] = self.sequential(
                 "the same send_task + AsyncResult.get on the project's worker (-Q hash)",
                 lambda: self.send_and_get(PROJECT_TASK, HASH_QUEUE), "worker")
+            self.trace("bare_project", lambda: self.send_and_get(PROJECT_TASK, HASH_QUEUE))
             ids = self.gateway_row()
+            self.trace("gateway", self.submit_and_wait)
             self.rows["taskinfo"] = self.reads("one GET /taskinfo of a finished task", ids)
             self.rows["taskinfo_again"] = self.reads("a second GET /taskinfo of the same task", ids)
+            traced = self.traced_id
+            self.trace("taskinfo", lambda: (self.read(traced), traced)[1])
+            self.trace("taskinfo_again", lambda: (self.read(traced), traced)[1])
             s.stop_worker()
         finally:
             self.meter.close()
@@ -183,12 +196,12 @@ class RedisRows:
         time.sleep(seconds)
         return {"label": label, **_idle(self.meter.stop())}
 
-    def send_and_get(self, task: str, queue: str) -> Any:
+    def send_and_get(self, task: str, queue: str) -> str:
         result = self.s.stock_app().send_task(task, kwargs={"upload": self.upload}, queue=queue)
         value = result.get(timeout=RESULT_TIMEOUT)
         if not (isinstance(value, dict) and value.get("digests", {}).get("sha256")):
             raise StackError(f"{task} on {queue} returned {value!r}")
-        return value
+        return result.id
 
     def sequential(self, label: str, one: Callable[[], Any], idle: str) -> dict[str, Any]:
         self.progress(f"Redis commands: {label} ({self.n} jobs, one after another)")
@@ -250,6 +263,31 @@ class RedisRows:
                                 "polls": window["own"].get("hgetall", 0)}
         return ids
 
+    def submit_and_wait(self) -> str:
+        """One submission, then polls on the meter's connection (left out of traces) until it finished."""
+        base = self.finished(self.meter.client.hgetall(stats.TOTAL_KEY))
+        self.traced_id = self.submit()
+        wait_for(lambda: self.finished(self.meter.client.hgetall(stats.TOTAL_KEY)) > base, 30, "the traced job finished")
+        return self.traced_id
+
+    def trace(self, key: str, action: Callable[[], Any]) -> None:
+        s = self.s
+
+        def groups() -> dict[str, list[int]]:
+            out = {"gateway": s.gunicorn_pids(), "bench client": [os.getpid()]}
+            if "worker" in s._procs:
+                out.update({"worker main": [s.worker_pid], "worker pool": procfs.children(s.worker_pid)})
+            if "stock-worker" in s._procs:
+                out.update({"stock main": [s.stock_worker_pid], "stock pool": procfs.children(s.stock_worker_pid)})
+            return out
+
+        self.traces[key] = trace(self.meter, action, groups)
+
+    def read(self, task_id: str) -> str:
+        response = self.http.get(self.s.gateway_url + "/taskinfo", params={"taskid": task_id},
+                                 headers={"Authorization": self.headers["Authorization"]}, timeout=10)
+        return str(response.json().get("status")) if response.status_code == 200 else str(response.status_code)
+
     def _failed(self) -> int:
         return sum(int(v) for f, v in self.s.redis().hgetall(stats.TOTAL_KEY).items() if f.startswith("error|calc_hash|"))
 
@@ -258,9 +296,7 @@ class RedisRows:
         self.meter.start()
         statuses: Counter[str] = Counter()
         for task_id in ids:
-            response = self.http.get(self.s.gateway_url + "/taskinfo", params={"taskid": task_id},
-                                     headers={"Authorization": self.headers["Authorization"]}, timeout=10)
-            statuses[str(response.json().get("status")) if response.status_code == 200 else str(response.status_code)] += 1
+            statuses[self.read(task_id)] += 1
         window = self.meter.stop()
         if set(statuses) != {"done"}:
             raise StackError(f"{label}: answers {dict(statuses)}, expected every task done")
@@ -282,7 +318,7 @@ class RedisRows:
             "by_command": dict(by_command.most_common()), "ratio_to_stock": lifecycle / stock_row["per_job"],
             "background_per_job": rows["gateway"]["background_per_job"] + rows["taskinfo"]["background_per_job"]}
         return {"jobs": self.n, "rows": self.rows, "idle": self.idle, "memory": self.memory,
-                "gateway_idle_per_s": gateway_idle}
+                "gateway_idle_per_s": gateway_idle, "traces": self.traces}
 
 
 def targets(redis: dict[str, Any]) -> list[dict[str, Any]]:
@@ -314,6 +350,81 @@ def targets(redis: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rates(idle: dict[str, Any], k: int = 8) -> str:
     return ", ".join(f"{name} {n:.2f}" for name, n in list(idle["by_command"].items())[:k])
+
+
+# --- traces -------------------------------------------------------------------------------------------
+
+def _socket_owners(groups: dict[str, list[int]]) -> dict[int, str]:
+    """Local TCP port -> the name of the process group holding that socket (from /proc/net/tcp and each
+    process's fds), so a traced command says which process sent it."""
+    inodes: dict[str, str] = {}
+    for name, pids in groups.items():
+        for pid in pids:
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes[target[8:-1]] = name
+            except OSError:
+                continue
+    ports: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports[int(fields[1].rsplit(":", 1)[1], 16)] = inodes[fields[9]]
+    return ports
+
+
+def trace(meter: Meter, action: Callable[[], Any], groups: Callable[[], dict[str, list[int]]]) -> list[str]:
+    """MONITOR around `action` (+ SETTLE), outside every window: each command in order, the process that
+    sent it ('lua' inside a script), task ids and long values shortened. The meter's own connection is
+    left out. For reading, beside the counts: which code sends what."""
+    marker = f"bench-trace-end-{os.getpid()}-{time.monotonic_ns()}"
+    hide = str(meter.client.client_info()["addr"]).rsplit(":", 1)[1]
+    seen: list[dict[str, Any]] = []
+    ready = threading.Event()
+    monitor_client = Redis.from_url(meter.url, decode_responses=True)
+
+    def listen() -> None:
+        with monitor_client.monitor() as monitor:
+            ready.set()
+            while True:
+                command = monitor.next_command()
+                if marker in command["command"]:
+                    return
+                if command["client_port"] != hide:
+                    seen.append(command)
+
+    thread = threading.Thread(target=listen, name="bench-trace", daemon=True)
+    thread.start()
+    ready.wait(5)
+    time.sleep(0.2)
+    try:
+        ids = action()
+        time.sleep(SETTLE)
+        owners = _socket_owners(groups())
+    finally:
+        meter.client.echo(marker)
+        thread.join(10)
+        monitor_client.close()
+    ids = [ids] if isinstance(ids, str) else list(ids or [])
+    t0 = seen[0]["time"] if seen else 0.0
+    out = []
+    for command in seen:
+        port = command["client_port"]
+        who = "lua" if command["client_type"] == "lua" else owners.get(int(port), f"port {port}") if port.isdigit() else port
+        text = command["command"]
+        for task_id in ids:
+            text = text.replace(task_id, "<id>")
+        if len(text) > TRACE_WIDTH:
+            text = text[:TRACE_WIDTH] + f" …({len(text)} chars)"
+        out.append(f"{command['time'] - t0:7.3f}s  {who:<12} {text}")
+    return out
 
 
 # --- pickup latency ------------------------------------------------------------------------------------

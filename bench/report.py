@@ -147,6 +147,9 @@ def _redis(redis: dict[str, Any]) -> list[str]:
                       f"over {w['seconds']:.0f} s: " + (", ".join(f"{name.upper()} {n:.2f}"
                                                               for name, n in list(w["by_command"].items())[:8]) or "none")])
     out += _table(["measure", "value", "how"], table) + [""]
+    if redis.get("traces_file"):
+        out += [f"Every command of one more job of rows 1, 2, 3, 4 and 5, in order, with the process that sent it "
+                f"(MONITOR, outside the counted windows): {redis['traces_file']}", ""]
     return out
 
 

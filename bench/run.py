@@ -268,6 +268,10 @@ class Bench:
         args = self.args
         self.redis = redis_rows.RedisRows(self.s, args.redis_jobs, args.idle_seconds, args.content_bytes,
                                           self._basic(USER), self._progress).run()
+        path = args.results / f"{self.stamp}-redis-traces.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"## {key}\n" + "\n".join(lines) + "\n\n" for key, lines in self.redis["traces"].items()))
+        self.redis["traces_file"] = self._shown(path)
 
     def pickup_rows(self) -> None:
         """Multi-queue pickup latency (bench/redis_rows.py)."""
