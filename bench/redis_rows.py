@@ -108,8 +108,11 @@ class Meter:
         if self._started is not None:
             raise StackError("memory read inside a commandstats window")
         stats_ = self.client.memory_stats()
-        return {"used_memory": int(self.client.info("memory")["used_memory"]),
-                "dataset_bytes": int(stats_["dataset.bytes"]), "keys": int(stats_["keys.count"])}
+        out = {"used_memory": int(self.client.info("memory")["used_memory"]),
+               "dataset_bytes": int(stats_["dataset.bytes"]), "keys": int(stats_["keys.count"])}
+        out.update({f"stats:{name}": int(value) for name, value in stats_.items()
+                    if isinstance(value, int) and not name.startswith("peak")})
+        return out
 
 
 def _per_job(window: dict[str, Any], jobs: int) -> dict[str, Any]:
@@ -119,7 +122,9 @@ def _per_job(window: dict[str, Any], jobs: int) -> dict[str, Any]:
 
 
 def _memory_per_job(before: dict[str, int], after: dict[str, int], jobs: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) / jobs for name in before}
+    """Per job: used_memory, dataset bytes, keys; and every MEMORY STATS field that moved (the JSON's)."""
+    return {name: (after[name] - before[name]) / jobs for name in before
+            if name in after and (not name.startswith("stats:") or after[name] != before[name])}
 
 
 def _idle(window: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +158,8 @@ class RedisRows:
         try:
             self.idle["gateway"] = self.idle_window("gateway and OpenBao only, no worker", max(2, self.idle_seconds // 4))
 
+            self.memory_queued()  # first: nothing but the gateway has touched Redis yet
+
             self.progress("Redis commands: starting a stock Celery worker (bench/stock.py)")
             s.start_stock_worker((stock.QUEUES[0],))
             self.send_and_get(stock.TASK, stock.QUEUES[0])  # warm: connections, declarations, subscriptions
@@ -163,7 +170,6 @@ class RedisRows:
             self.trace("stock", lambda: self.send_and_get(stock.TASK, stock.QUEUES[0]))
             s.stop_stock_worker()
 
-            self.memory_queued()
             self.progress("Redis commands: starting the project's worker (celery -A tasks worker -Q hash)")
             s.start_worker(HASH_QUEUE, noop=False)
             wait_for(lambda: self.finished() >= self.memory["finished_target"] and s.queue_depth() == 0,
@@ -173,11 +179,12 @@ class RedisRows:
             self.rows["bare_project"] = self.sequential(
                 "the same send_task + AsyncResult.get on the project's worker (-Q hash)",
                 lambda: self.send_and_get(PROJECT_TASK, HASH_QUEUE), "worker")
-            self.trace("bare_project", lambda: self.send_and_get(PROJECT_TASK, HASH_QUEUE))
             ids = self.gateway_row()
-            self.trace("gateway", self.submit_and_wait)
             self.rows["taskinfo"] = self.reads("one GET /taskinfo of a finished task", ids)
             self.rows["taskinfo_again"] = self.reads("a second GET /taskinfo of the same task", ids)
+            # traces last (MONITOR's own buffers never sit inside a memory measurement), one job each
+            self.trace("bare_project", lambda: self.send_and_get(PROJECT_TASK, HASH_QUEUE))
+            self.trace("gateway", self.submit_and_wait)
             traced = self.traced_id
             self.trace("taskinfo", lambda: (self.read(traced), traced)[1])
             self.trace("taskinfo_again", lambda: (self.read(traced), traced)[1])
