@@ -45,6 +45,7 @@ SETTLE = 1.0     # seconds after a row's last job before the window closes: its 
 POLL = 0.1       # seconds between the gateway row's completion polls (one HGETALL each, subtracted)
 PROJECT_TASK = "jobs.calc_hash"
 RESULT_TIMEOUT = 30.0
+KEY_SAMPLE = 20   # finished jobs whose keys are sized one by one
 TRACE_WIDTH = 160  # characters of a traced command kept (messages and results are kilobytes)
 
 # issue 19, item 2
@@ -265,7 +266,8 @@ class RedisRows:
         failed = self._failed() - failed0
         if failed:
             raise StackError(f"{failed} of the gateway row's jobs failed")
-        self.memory.update(finished=_memory_per_job(memory0, memory1, self.n), finished_jobs=self.n)
+        self.memory.update(finished=_memory_per_job(memory0, memory1, self.n), finished_jobs=self.n,
+                           finished_keys=self.keys_of(ids[:KEY_SAMPLE]))
         self.rows["gateway"] = {"label": label, "background": "worker", **_per_job(window, self.n),
                                 "polls": window["own"].get("hgetall", 0)}
         return ids
@@ -294,6 +296,18 @@ class RedisRows:
         response = self.http.get(self.s.gateway_url + "/taskinfo", params={"taskid": task_id},
                                  headers={"Authorization": self.headers["Authorization"]}, timeout=10)
         return str(response.json().get("status")) if response.status_code == 200 else str(response.status_code)
+
+    def keys_of(self, ids: list[str]) -> dict[str, Any]:
+        """The keys whose names carry a finished job's id (SCAN, outside every window) and their MEMORY
+        USAGE (exact, SAMPLES 0), per job over a sample: the job's own keys, without the index entries and
+        whatever else the used_memory delta also catches."""
+        client, names, total = self.s.redis(), Counter[str](), 0
+        for task_id in ids:
+            for key in client.scan_iter(match=f"*{task_id}*", count=1000):
+                names[key.replace(task_id, "<id>")] += 1
+                total += int(client.memory_usage(key, samples=0) or 0)
+        return {"jobs": len(ids), "bytes_per_job": total / max(len(ids), 1),
+                "keys_per_job": {name: n / len(ids) for name, n in names.most_common()}}
 
     def _failed(self) -> int:
         return sum(int(v) for f, v in self.s.redis().hgetall(stats.TOTAL_KEY).items() if f.startswith("error|calc_hash|"))

@@ -141,6 +141,11 @@ def _redis(redis: dict[str, Any]) -> list[str]:
         m = memory[key]
         table.append([f"Redis memory per {label}", f"{m['used_memory']:,.0f} B used_memory",
                       f"{m['dataset_bytes']:,.0f} B dataset (MEMORY STATS), {m['keys']:.2f} keys; {how}"])
+    if memory.get("finished_keys"):
+        k = memory["finished_keys"]
+        table.append(["keys named by a finished job's id (MEMORY USAGE)", f"{k['bytes_per_job']:,.0f} B",
+                      ", ".join(f"`{name}`" + (f" × {n:.2f}" if n != 1 else "") for name, n in k["keys_per_job"].items())
+                      + f"; mean of {k['jobs']} jobs of row 3; index entries (owner, open) not included"])
     for key in ("gateway", "stock_worker", "worker"):
         w = idle[key]
         table.append([f"idle commands per second: {w['label']}", _f(w["per_s"]),
