@@ -61,6 +61,11 @@ def render(result: dict[str, Any]) -> str:
         out += _table(["row", "jobs/s", "jobs", "seconds", "gateway CPU ms/job", "publisher CPU ms/job",
                        "worker CPU ms/job", "Redis CPU ms/job", "failed"], rows) + [""]
 
+    if result.get("redis"):
+        out += _redis(result["redis"])
+    if result.get("pickup"):
+        out += _pickup(result["pickup"])
+
     out += ["## Targets", ""]
     rows = [[t["name"], _f(t["value"], 2), t["target"], "**met**" if t["met"] else "**MISSED**", t["note"]]
             for t in result["targets"]]
@@ -98,3 +103,68 @@ def render(result: dict[str, Any]) -> str:
                        for t in prof["gateway_inclusive"][:12]]) + [""]
     out.append(f"Result file: {result['result_file']}")
     return "\n".join(out)
+
+
+REDIS_ROWS = ("stock", "bare_project", "gateway", "taskinfo", "taskinfo_again", "lifecycle")
+BREAKDOWN = {"stock": "1 stock", "bare_project": "2 send_task, project worker", "gateway": "3 /submit + run",
+             "taskinfo": "4 /taskinfo", "taskinfo_again": "5 re-read"}
+
+
+def _redis(redis: dict[str, Any]) -> list[str]:
+    rows, idle, memory = redis["rows"], redis["idle"], redis["memory"]
+    stock = rows["stock"]["per_job"]
+    out = [f"## Redis commands per job (INFO commandstats, calc_hash, {redis['jobs']} jobs per row)", ""]
+    table = []
+    for i, key in enumerate(REDIS_ROWS, 1):
+        row = rows[key]
+        table.append([str(i), row["label"], _f(row["per_job"], 1), _f(row["per_job"] / stock),
+                      _f(row["background_per_job"], 2), _f(row.get("seconds"), 1) if "seconds" in row else "—"])
+    out += _table(["#", "row", "commands per job (per read for 4, 5)", "× stock", "of which idle background",
+                   "seconds"], table)
+    out += ["", ("Commands Lua scripts run count, and the EVALSHA itself. Idle background: what the processes "
+                 "running during the row cost when idle (measured below) × the row's seconds ÷ its jobs; it is "
+                 f"inside the figure, as in production. Row 3's completion polls ({rows['gateway'].get('polls', 0)} "
+                 "HGETALLs on the bench's own connection) and each window's CONFIG RESETSTAT are subtracted."), ""]
+    names = {name for key in BREAKDOWN for name in rows[key]["by_command"]}
+    order = sorted(names, key=lambda name: (-rows["gateway"]["by_command"].get(name, 0),
+                                            -rows["stock"]["by_command"].get(name, 0), name))
+    table = [[f"`{name.upper()}`"] + [_cell(rows[key]["by_command"].get(name)) for key in BREAKDOWN] for name in order]
+    table.append(["**total**"] + [_f(rows[key]["per_job"], 2) for key in BREAKDOWN])
+    out += ["### Per command, per job (per read for 4, 5)", ""]
+    out += _table(["command"] + list(BREAKDOWN.values()), table) + [""]
+    out += ["### Memory and idle workers", ""]
+    table = []
+    for key, label, how in (
+            ("queued", "queued job (submitted, no worker)", f"{memory['queued_jobs']} submissions through the gateway"),
+            ("finished", "finished job (queue empty)",
+             f"row 3: {memory['finished_jobs']} jobs submitted and run, before and after (kept for results.expires)")):
+        m = memory[key]
+        table.append([f"Redis memory per {label}", f"{m['used_memory']:,.0f} B used_memory",
+                      f"{m['dataset_bytes']:,.0f} B dataset (MEMORY STATS), {m['keys']:.2f} keys; {how}"])
+    if memory.get("finished_keys"):
+        k = memory["finished_keys"]
+        table.append(["keys named by a finished job's id (MEMORY USAGE)", f"{k['bytes_per_job']:,.0f} B",
+                      ", ".join(f"`{name}`" + (f" × {n:.2f}" if n != 1 else "") for name, n in k["keys_per_job"].items())
+                      + f"; mean of {k['jobs']} jobs of row 3; index entries (owner, open) not included"])
+    for key in ("gateway", "stock_worker", "worker"):
+        w = idle[key]
+        table.append([f"idle commands per second: {w['label']}", _f(w["per_s"]),
+                      f"over {w['seconds']:.0f} s: " + (", ".join(f"{name.upper()} {n:.2f}"
+                                                              for name, n in list(w["by_command"].items())[:8]) or "none")])
+    out += _table(["measure", "value", "how"], table) + [""]
+    if redis.get("traces_file"):
+        out += [f"Every command of one more job of rows 1, 2, 3, 4 and 5, in order, with the process that sent it "
+                f"(MONITOR, outside the counted windows): {redis['traces_file']}", ""]
+    return out
+
+
+def _cell(value: float | None) -> str:
+    return "" if not value else _f(value, 2)
+
+
+def _pickup(pickup: dict[str, Any]) -> list[str]:
+    out = [f"## Pickup latency at low load (send_task → AsyncResult.get, {pickup['jobs']} jobs per row, one at a time, "
+           f"pause uniform in [0, {pickup['pause_s']}] s)", ""]
+    table = [[row["label"], _f(row["p50_ms"], 1), _f(row["p99_ms"], 1), _f(row["mean_ms"], 1), _f(row["max_ms"], 1)]
+             for row in pickup["rows"].values()]
+    return out + _table(["worker", "p50 ms", "p99 ms", "mean ms", "max ms"], table) + [""]

@@ -4,8 +4,10 @@ a markdown report and write bench/results/<timestamp>.json (+ latest.json, lates
 Order of the rows, and why: HTTP rows first with no Celery worker running (messages pile up in Redis
 and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; then
 bare publishing; then the Vault rows (logins with one credential, then unauthenticated traffic); then
-the rows that need the worker (end to end, memory); profiles last. `--only auth` runs just the four
-unauthenticated-traffic rows against a fresh stack (about a minute).
+the rows that need the worker (end to end, memory); then the Redis rows (commands and memory per job,
+idle workers) and the pickup-latency rows, each starting and stopping its own workers
+(bench/redis_rows.py); profiles last. `--only auth` runs just the four unauthenticated-traffic rows
+against a fresh stack (about a minute); `--only redis` and `--only pickup` just theirs.
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ from typing import Any
 
 import requests
 
-from bench import payload, procs, profile, report
+from bench import payload, procs, profile, redis_rows, report
 from bench.load import Request, Wrk, fire
-from bench.stack import HASH_QUEUE, Stack, StackError, wait_for
+from bench.stack import HASH_QUEUE, STOCK_NODE, WORKER_NODE, Stack, StackError, wait_for
 from devsupport import jwt as devjwt
 from devsupport import procfs
 from devsupport.processes import ROOT
@@ -68,9 +70,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
     p.add_argument("--auth-requests", type=int, default=1000, help="requests of each unauthenticated-traffic row")
     p.add_argument("--auth-concurrency", type=int, default=16, help="concurrent clients of those rows")
-    p.add_argument("--only", choices=("all", "auth", "submit"), default="all",
+    p.add_argument("--only", choices=("all", "auth", "submit", "redis", "pickup"), default="all",
                    help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
-                        "submit: only /ping and /submit, interleaved")
+                        "submit: only /ping and /submit, interleaved; redis: only the Redis commands per job, "
+                        "memory per job and idle workers' commands; pickup: only the multi-queue pickup latency")
+    p.add_argument("--redis-jobs", type=int, default=300,
+                   help="jobs per Redis-commands row, one after another (0: skip those rows in a full run)")
+    p.add_argument("--idle-seconds", type=int, default=20, help="seconds of each idle worker's command count")
+    p.add_argument("--pickup-jobs", type=int, default=100,
+                   help="jobs per pickup-latency row, one at a time (0: skip those rows in a full run)")
+    p.add_argument("--pickup-pause", type=float, default=0.2,
+                   help="pause before each pickup job, drawn uniformly from [0, this] seconds")
     p.add_argument("--redis-persistence", choices=("none", "everysec", "always"), default="none",
                    help="the bench Redis's AOF: none, or appendonly with this appendfsync (compose: always)")
     p.add_argument("--e2e-jobs", type=int, default=2000, help="jobs per end-to-end row")
@@ -92,6 +102,8 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.auth: dict[str, dict[str, Any]] = {}
         self.ceiling: dict[str, Any] = {}
+        self.redis: dict[str, Any] | None = None
+        self.pickup: dict[str, Any] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -180,6 +192,14 @@ class Bench:
             self.auth_rows()
             return {"http": {}, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": self.auth, "ceiling": {},
                     "targets": self.auth_targets(), "comparisons": [], "memory": None, "profiles": {}}
+        if args.only in ("redis", "pickup"):
+            if args.only == "redis":
+                self.redis_rows()
+            else:
+                self.pickup_rows()
+            return {"http": {}, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": {}, "ceiling": {},
+                    "targets": self.redis_targets(), "comparisons": [], "memory": None, "profiles": {},
+                    "redis": self.redis, "pickup": self.pickup}
         self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
         gateway = s.gunicorn_pids
         gw = s.gateway_url
@@ -232,12 +252,38 @@ class Bench:
         memory = self.memory() if args.memory_submissions else None
         s.stop_worker()
         s.flush(keep)
+        if args.redis_jobs:
+            self.redis_rows()
+            s.flush(keep)
+        if args.pickup_jobs:
+            self.pickup_rows()
+            s.flush(keep)
 
         targets, comparisons = self.targets()
         profiles = self.profiles(targets)
         return {"http": self.http, "publish": self.publish, "e2e": self.e2e, "vault_logins": self.extra,
                 "auth": self.auth, "ceiling": self.ceiling, "targets": targets, "comparisons": comparisons,
-                "memory": memory, "profiles": profiles}
+                "memory": memory, "profiles": profiles, "redis": self.redis, "pickup": self.pickup}
+
+    def redis_rows(self) -> None:
+        """Redis commands per job, memory per job, idle workers' commands (bench/redis_rows.py)."""
+        args = self.args
+        self.redis = redis_rows.RedisRows(self.s, args.redis_jobs, args.idle_seconds, args.content_bytes,
+                                          self._basic(USER), self._progress).run()
+        path = args.results / f"{self.stamp}-redis-traces.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"## {key}\n" + "\n".join(lines) + "\n\n" for key, lines in self.redis["traces"].items()))
+        self.redis["traces_file"] = self._shown(path)
+
+    def pickup_rows(self) -> None:
+        """Multi-queue pickup latency (bench/redis_rows.py)."""
+        args = self.args
+        self.pickup = redis_rows.Pickup(self.s, args.pickup_jobs, args.pickup_pause, args.content_bytes,
+                                        self._progress).run()
+
+    def redis_targets(self) -> list[dict[str, Any]]:
+        return ((redis_rows.targets(self.redis) if self.redis else []) +
+                (redis_rows.pickup_targets(self.pickup) if self.pickup else []))
 
     def done_task(self) -> str:
         """Submit one calc_hash, let a worker finish it, stop the worker: the task of /taskinfo rows."""
@@ -500,12 +546,13 @@ class Bench:
             {"name": "/submit ÷ bare send_task (no backend) msgs/s",
              "value": submit["rps"] / self.publish["no_backend"]["msgs_per_s"]},
         ]
-        return out + self.auth_targets(), comparisons
+        return out + self.auth_targets() + self.redis_targets(), comparisons
 
     def profiles(self, targets: list[dict[str, Any]]) -> dict[str, Any]:
         mode = self.args.profile
         # py-spy of the request path says nothing about Vault calls: the auth rows never ask for a profile
-        missed = [t["name"] for t in targets if not t["met"] and t.get("kind") != "auth"]
+        # nor of Redis commands or pickup latency (their notes name the commands; pickup is the worker's wait)
+        missed = [t["name"] for t in targets if not t["met"] and t.get("kind") not in ("auth", "redis", "pickup")]
         if mode == "never" or (mode == "auto" and not missed):
             return {}
         rows = ["submit"] + (["taskinfo"] if any("taskinfo" in name for name in missed) else [])
@@ -619,6 +666,27 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
             "workers": "none",
             "vault": vault,
             "logging": "INFO (the product default)",
+        }
+    if args.only in ("redis", "pickup"):
+        load = (f"only the Redis rows: {args.redis_jobs} calc_hash jobs ({args.content_bytes} B) per row, one after "
+                f"another; idle workers counted over {args.idle_seconds}s" if args.only == "redis" else
+                f"only the pickup-latency rows: {args.pickup_jobs} calc_hash jobs ({args.content_bytes} B) per row, "
+                f"one at a time (send_task, then AsyncResult.get), a pause uniform in [0, {args.pickup_pause}] s before each")
+        return {
+            "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+                       f"load average at start {load_average:.2f}",
+            "code": code,
+            "load": load,
+            "gateway": f"gunicorn wsgi:app with gunicorn.conf.py ({stack.gateway_workers} workers × "
+                       f"{stack.env.get('GATEWAY_THREADS', '4')} threads, gthread)",
+            "workers": f"`celery -A tasks worker -Q <queues> -n {WORKER_NODE}@%h` (as compose; concurrency "
+                       f"{workers['concurrency']}, prefetch {workers['prefetch_multiplier']}) and the stock "
+                       f"`celery -A bench.stock worker -Q <queues> -E -c {workers['concurrency']} -n {STOCK_NODE}@%h`, "
+                       "one at a time",
+            "vault": vault,
+            "logging": "INFO (the product default)",
+            "redis": "no persistence" if args.redis_persistence == "none" else
+                     f"appendonly yes, appendfsync {args.redis_persistence}",
         }
     return {
         "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "

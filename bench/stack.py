@@ -26,6 +26,7 @@ from celery import Celery
 from redis import Redis
 
 import celeryconfig
+from bench import stock
 from devsupport import jwt as devjwt
 from devsupport import procfs
 from devsupport.processes import BIN, ROOT, Process, free_port, start_redis
@@ -35,6 +36,7 @@ from settings import Settings, load_settings
 
 HASH_QUEUE = "hash"
 WORKER_NODE = "bench-hash"
+STOCK_NODE = "bench-stock"
 # Knobs of gunicorn.conf.py that a bench may vary; every other GATEWAY* variable of the caller is dropped.
 PASSED_THROUGH = ("GATEWAY_WORKERS", "GATEWAY_THREADS")
 
@@ -137,6 +139,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, Process] = {}
         self._celery: Celery | None = None
+        self._stock: Celery | None = None
         self.settings: Settings | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -144,8 +147,9 @@ class Stack:
     def close(self) -> None:
         for name in reversed(list(self._procs)):
             self.stop(name)
-        if self._celery is not None:
-            self._celery.close()
+        for app in (self._celery, self._stock):
+            if app is not None:
+                app.close()
 
     def stop(self, name: str) -> None:
         proc = self._procs.pop(name, None)
@@ -251,12 +255,13 @@ class Stack:
 
     # --- Celery worker and Flower --------------------------------------------------------------------
 
-    def start_worker(self) -> None:
-        """One worker for `hash` as README runs it, plus the bench's no-op task (`-I bench.noop`);
-        concurrency and prefetch come from config (workers.*)."""
+    def start_worker(self, queues: str = HASH_QUEUE, noop: bool = True) -> None:
+        """One worker as compose starts it (`celery -A tasks worker -Q hash -n <node>@%h`), plus the bench's
+        no-op task (`-I bench.noop`) unless `noop` is false; `queues` as `-Q` takes them. Concurrency and
+        prefetch come from config (workers.*)."""
         env = {**self.env, "GATEWAY__LOGGING__LOG_FILE": str(self.logs / "worker.log")}
-        proc = self._start("worker", [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", HASH_QUEUE,
-                                      "-n", f"{WORKER_NODE}@%h", "-I", "bench.noop"], env)
+        proc = self._start("worker", [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
+                                      "-n", f"{WORKER_NODE}@%h"] + (["-I", "bench.noop"] if noop else []), env)
         self.worker_pid = proc.proc.pid
         node = f"{WORKER_NODE}@{socket.gethostname()}"
         concurrency = self.settings.config["workers"]["concurrency"]
@@ -266,6 +271,29 @@ class Stack:
 
     def stop_worker(self) -> None:
         self.stop("worker")
+
+    def stock_app(self) -> Celery:
+        """The stock Celery app of bench/stock.py on this stack's Redis (broker and result backend): the
+        stock worker's client, and the publisher of the bare send_task rows."""
+        if self._stock is None:
+            self._stock = stock.make_app(self.settings.broker_url)
+        return self._stock
+
+    def start_stock_worker(self, queues: tuple[str, ...] = stock.QUEUES[:1]) -> None:
+        """A stock Celery worker, no project code: `celery -A bench.stock worker -Q <queues> -E`, with the
+        pool size of the project's worker (`-c`, workers.concurrency) so both run as many processes."""
+        concurrency = self.settings.config["workers"]["concurrency"]
+        env = {**self.env, stock.BROKER_ENV: self.settings.broker_url}
+        proc = self._start("stock-worker", [str(BIN / "celery"), "-A", "bench.stock", "worker", "-Q", ",".join(queues),
+                                            "-E", "-c", str(concurrency), "-n", f"{STOCK_NODE}@%h"], env)
+        self.stock_worker_pid = proc.proc.pid
+        node = f"{STOCK_NODE}@{socket.gethostname()}"
+        wait_for(lambda: len(procfs.children(self.stock_worker_pid)) >= concurrency
+                 and self.stock_app().control.ping(destination=[node], timeout=0.5),
+                 60, f"stock worker {node} ready", (proc,))
+
+    def stop_stock_worker(self) -> None:
+        self.stop("stock-worker")
 
     def worker_pids(self) -> list[int]:
         return procfs.tree(self.worker_pid) if "worker" in self._procs else []
@@ -299,7 +327,7 @@ class Stack:
         """Drop queued messages, task records and results between rows (never kombu's bindings, which
         publishers cache as declared); task ids in `keep` stay. Returns the number of keys removed."""
         client = self.redis()
-        queues = {job["queue"] for job in self.settings.config["jobs"].values()}
+        queues = {job["queue"] for job in self.settings.config["jobs"].values()} | set(stock.QUEUES)
         patterns = [f"{name}*" for name in queues] + ["gw:task:*", "celery-task-meta-*", "unacked*"]
         removed = 0
         for pattern in patterns:
