@@ -15,12 +15,13 @@ from gateway.access.authenticator import Authenticator, FailedAuthThrottle
 from gateway.access.identity import VaultIdentity
 from gateway.access.jwtcheck import LocalJwtCheck
 from gateway.access.ratelimit import RateLimits
-from gateway.health.clients import SCRAPE_TIMEOUT, redis_client
+from gateway.health.clients import RATE_LIMIT_TIMEOUT, SCRAPE_TIMEOUT, redis_client
 from gateway.health.metrics import BrokerCollector
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from gateway.submission import capture
 from gateway.submission.publishing import Dispatcher
+from gateway.submission.reading import TaskReader
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
 from settings import Settings
@@ -33,7 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     catalogue = JobCatalogue(settings.config["jobs"])
     broker = redis_client(settings.broker_url, settings.config["queue"]["publish_timeout"])
     identity = VaultIdentity(settings.config["vault"], settings.secrets["vault"]["token"])
-    rate_limits = RateLimits(settings.result_url, settings.config["limits"])
+    rate_limits = RateLimits(redis_client(settings.result_url, RATE_LIMIT_TIMEOUT), settings.config["limits"])
     app.extensions[decorators.KEY] = decorators.Access(
         authenticator=_authenticator(settings, identity, rate_limits), rate_limits=rate_limits,
         job_types=frozenset(settings.config["jobs"]), roles=settings.config["roles"],
@@ -42,6 +43,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         settings=settings,
         catalogue=catalogue,
         store=store,
+        reader=TaskReader(store, settings.config["results"]),
         dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url),
         broker=broker,
         celery=celery,
@@ -58,6 +60,6 @@ def _authenticator(settings: Settings, identity: VaultIdentity, rate_limits: Rat
     vault = settings.config["vault"]
     jwt_check = LocalJwtCheck(identity.read, identity.jwt_mount, identity.jwt_role, ttl=vault["jwt_keys_ttl"],
                               min_refresh=vault["jwt_keys_refresh"], http_timeout=vault["timeout"])
-    throttle = FailedAuthThrottle(rate_limits.limiter, settings.config["limits"]["failed_auth"])
+    throttle = FailedAuthThrottle(rate_limits.window, settings.config["limits"]["failed_auth"])
     return Authenticator(identity, jwt_check, throttle, refused_ttl=vault["refused_ttl"])
 

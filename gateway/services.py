@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.health.metrics import BrokerCollector
     from gateway.health.readiness import Readiness
     from gateway.submission.publishing import Dispatcher
+    from gateway.submission.reading import TaskReader
     from jobs.catalogue import JobCatalogue
     from jobs.store import TaskStore
     from settings import Settings
@@ -29,6 +30,7 @@ class Services:
     settings: Settings
     catalogue: JobCatalogue
     store: TaskStore
+    reader: TaskReader
     dispatcher: Dispatcher
     broker: Redis
     celery: Celery

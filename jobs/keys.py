@@ -26,7 +26,9 @@ LEASE_PREFIX = "gw:lease:"
 # gw:runs:<uuid>: how many times a worker started the task without the attempt ending (each is a
 # delivery whose worker died); cleared when an attempt ends, however it ends (tasks/base.py).
 RUNS_PREFIX = "gw:runs:"
-# Prefix of the per-client failed-authentication and rate-limit counters (the `limits` library).
+# gw:rate:<kind>:<who>:<period>:<span>: hashes of the rate limits' and the failed-authentication
+# throttle's counts, window -> count (gateway/access/ratelimit.py); each lives a little over a minute
+# or two windows, whichever is longer.
 RATE_PREFIX = "gw:rate"
 # gw:content:<uuid>: an image job's result content (base64 text), kept apart from Celery's meta so that
 # reading a task's state never reads its image (jobs/results.py).

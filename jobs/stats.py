@@ -25,12 +25,13 @@ def field(kind: str, job_type: str, reason: str | None = None) -> str:
     return f"{kind}|{job_type}|{reason}" if reason is not None else f"{kind}|{job_type}"
 
 
-def lua_increment(total: str, hour: str, field: str, retention: str) -> str:
+def lua_increment(total: str, hour: str, field: str, retention: str, expire_when: str = "true") -> str:
     """What `add` does, as Lua for a script that counts inside its own atomic step (gateway/submission/
-    publishing.py); the arguments are Lua expressions (KEYS[n], ARGV[n])."""
+    publishing.py); the arguments are Lua expressions (KEYS[n], ARGV[n]). `expire_when`: a Lua condition
+    for setting the hour's TTL, which a caller that knows it is already set can skip."""
     return (f"redis.call('HINCRBY', {total}, {field}, 1)\n"
             f"redis.call('HINCRBY', {hour}, {field}, 1)\n"
-            f"redis.call('EXPIRE', {hour}, tonumber({retention}) + {HOUR_MARGIN})\n")
+            f"if {expire_when} then redis.call('EXPIRE', {hour}, tonumber({retention}) + {HOUR_MARGIN}) end\n")
 
 
 def hour_key(timestamp: float | None = None) -> str:

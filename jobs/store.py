@@ -1,18 +1,31 @@
 """Reading the gateway's record of each accepted task, in Redis beside Celery's result meta (key
 names: jobs/keys.py), for the gateway's routes and the webhook task. Reading a task is one pipelined
-round trip: the record and Celery's meta key together. Records are written when a task is published
+round trip: the record and Celery's meta key together (and the request's rate-limit check, when the
+gateway hands it over); a running task's lease is read after, in a second. Records are written when a task is published
 (gateway/submission/publishing.py), in the same round trip as its message.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis import Redis
+from redis.client import Pipeline
 
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
 from jobs.record import TaskRecord
+from jobs.status import RUNNING_STATES
+
+
+class Ahead(Protocol):
+    """Commands that go first in a read's round trip, and judge their own replies before the read's
+    are looked at (gateway/access/ratelimit.py `Check`)."""
+
+    def queue(self, pipe: Pipeline) -> int: ...
+
+    def settle(self, replies: Sequence[Any]) -> None: ...
 
 
 class TaskStore:
@@ -20,24 +33,46 @@ class TaskStore:
         self.redis = redis
         self.ttl = ttl
 
-    def load(self, uuid: str) -> tuple[TaskRecord | None, dict[str, Any] | None]:
+    def load(self, uuid: str, ahead: Ahead | None = None) -> tuple[TaskRecord | None, dict[str, Any] | None]:
         """The record (None if unknown) and Celery's result meta (None while Celery has none)."""
-        return self.load_many([uuid])[0]
+        return self.load_many([uuid], ahead)[0]
 
-    def load_many(self, uuids: list[str]) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
-        """Records and metas of several tasks in one round trip, each record with whether a worker
-        holds its lease."""
+    def load_many(self, uuids: list[str], ahead: Ahead | None = None,
+                  ) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
+        """Records and metas of several tasks in one round trip, after `ahead`'s commands (a rate-limit
+        check, which may refuse the request before anything read is looked at). Whether a worker holds
+        a task's lease matters only while its meta says it runs: read then, for those, in a second one."""
         with self.redis.pipeline(transaction=False) as pipe:
+            first = ahead.queue(pipe) if ahead is not None else 0
             for uuid in uuids:
                 pipe.hgetall(RECORD_PREFIX + uuid)
                 pipe.get(META_PREFIX + uuid)
-                pipe.exists(LEASE_PREFIX + uuid)
-            replies = pipe.execute()
+            replies = pipe.execute(raise_on_error=False)
+        if ahead is not None:
+            ahead.settle(replies[:first])
+        for reply in replies[first:]:
+            if isinstance(reply, Exception):
+                raise reply
         loaded: list[tuple[TaskRecord | None, dict[str, Any] | None]] = []
         for i, uuid in enumerate(uuids):
-            data, meta, leased = replies[3 * i:3 * i + 3]
-            loaded.append((replace(TaskRecord.from_hash(uuid, data), held=bool(leased)),
-                           json.loads(meta) if meta else None) if data else (None, None))
+            data, meta = replies[first + 2 * i:first + 2 * i + 2]
+            loaded.append((TaskRecord.from_hash(uuid, data), json.loads(meta) if meta else None) if data else (None, None))
+        return self._with_leases(loaded)
+
+    def _with_leases(self, loaded: list[tuple[TaskRecord | None, dict[str, Any] | None]],
+                     ) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
+        """Each running task's record with whether a live worker holds its lease (jobs/status.py)."""
+        running = [i for i, (record, meta) in enumerate(loaded)
+                   if record is not None and meta is not None and meta.get("status") in RUNNING_STATES]
+        if not running:
+            return loaded
+        with self.redis.pipeline(transaction=False) as pipe:
+            for i in running:
+                pipe.exists(LEASE_PREFIX + loaded[i][0].uuid)  # type: ignore[union-attr]
+            leased = pipe.execute()
+        for i, held in zip(running, leased, strict=True):
+            record, meta = loaded[i]
+            loaded[i] = (replace(record, held=bool(held)), meta)  # type: ignore[type-var]
         return loaded
 
     def claimed(self, key: str) -> str | None:

@@ -16,20 +16,15 @@ Every failure at 1, 4, 5 or 6 counts against its source; a failure at 5 or 6 is 
 """
 from __future__ import annotations
 
-import math
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from limits import parse
-from limits.strategies import RateLimiter
-from loguru import logger
-
 from gateway.access.credentials import parse_authorization
 from gateway.access.identity import AuthFailed, Identity, NoIdentity, TtlCache, VaultIdentity
 from gateway.access.jwtcheck import LocalJwtCheck
+from gateway.access.ratelimit import Rate, Refused, SlidingWindow
 
 SOURCE, USERNAME = "failed_auth_source", "failed_auth_username"
 
@@ -43,44 +38,39 @@ class Throttled(Exception):
 
 
 class FailedAuthThrottle:
-    """Counts failed authentications per source and login attempts per username in Redis (the `limits`
-    library, as the client rate limits). Redis unreachable: it lets requests through (fail open) and
-    says so in the log; the local checks and the refused memory still stand in front of Vault."""
+    """Counts failed authentications per source and login attempts per username in Redis (the same
+    sliding-window counter as the client rate limits, gateway/access/ratelimit.py). Redis unreachable: it
+    lets requests through (fail open) and says so in the log; the local checks and the refused memory
+    still stand in front of Vault."""
 
-    def __init__(self, limiter: RateLimiter, config: Mapping[str, Any]) -> None:
-        self._limiter = limiter
+    def __init__(self, window: SlidingWindow, config: Mapping[str, Any]) -> None:
+        self._window = window
         self._limits = {SOURCE: _parsed(config.get("per_source")), USERNAME: _parsed(config.get("per_username"))}
 
     def guard(self, source: str) -> None:
         """Raise Throttled if the source has used up its failures."""
-        self._check(SOURCE, source, self._limiter.test)
+        self._check(SOURCE, source, self._window.exceeded)
 
     def attempt(self, username: str) -> None:
         """Count a Vault login for this username, or raise Throttled if it has had its share. Counting
-        and checking are one step (limits' hit), so concurrent attempts cannot all pass."""
+        and checking are one step, so concurrent attempts cannot all pass."""
         if username:
-            self._check(USERNAME, username, self._limiter.hit)
+            self._check(USERNAME, username, self._window.hit)
 
     def failed(self, source: str) -> None:
-        if self._limits[SOURCE] is None:
-            return
         try:
-            self._limiter.hit(self._limits[SOURCE], SOURCE, source)
-        except Exception as exc:  # noqa: BLE001 - fail open, as _check()
-            logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
+            self._check(SOURCE, source, self._window.hit)
+        except Throttled:
+            pass  # counted as far as it counts: a refused hit is not counted, as a refused request is not
 
-    def _check(self, kind: str, key: str, allowed: Callable[..., bool]) -> None:
-        limit = self._limits[kind]
-        if limit is None:
+    def _check(self, kind: str, key: str, step: Callable[[Rate, str, str], None]) -> None:
+        rate = self._limits[kind]
+        if rate is None:
             return
         try:
-            if allowed(limit, kind, key):
-                return
-            reset = self._limiter.get_window_stats(limit, kind, key).reset_time
-        except Exception as exc:  # noqa: BLE001 - limits wraps storage errors; fail open
-            logger.warning("failed-auth throttle unavailable: {}", exc.__class__.__name__)
-            return
-        raise Throttled(max(1, math.ceil(reset - time.time())))
+            step(rate, kind, key)
+        except Refused as refused:
+            raise Throttled(refused.retry_after) from None
 
 
 class Authenticator:
@@ -142,5 +132,5 @@ class Authenticator:
                     self._in_flight.discard(username)
 
 
-def _parsed(text: str | None) -> Any:
-    return parse(text) if text else None
+def _parsed(text: str | None) -> Rate | None:
+    return Rate.parse(text) if text else None

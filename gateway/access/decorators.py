@@ -16,7 +16,7 @@ from loguru import logger
 
 from gateway.access.authenticator import Authenticator, Throttled
 from gateway.access.identity import AuthFailed, Identity, NoIdentity, VaultUnavailable
-from gateway.access.ratelimit import RateLimits
+from gateway.access.ratelimit import Check, RateLimits
 from gateway.health import metrics
 from gateway.http import requestinfo
 from gateway.http.contract import contract_of
@@ -106,18 +106,48 @@ def current_identity() -> Identity:
     return g.identity
 
 
-def rate_limited(kind: str) -> Callable:
-    """After login_required: count this request against the caller's `kind` limit (submit or read)."""
+def rate_limited(kind: str, deferred: bool = False) -> Callable:
+    """After login_required: count this request against the caller's `kind` limit (submit or read).
+
+    `deferred`: the view sends the check with its own first round trip (`take_rate_check()`: the task
+    read's pipeline, the save script), which settles it before it looks at anything else that came
+    back, so a refused request still writes nothing and learns nothing. A view that ends without
+    taking it (a 400, a 404 before any read) is checked afterwards, and over the limit its answer is
+    the 429, as if checked first. A caller this process knows to be over is refused before the view."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             identity = current_identity()
-            access().rate_limits.check(kind, identity.role, identity.client_id)
-            return view(*args, **kwargs)
+            limits = access().rate_limits
+            if not deferred:
+                limits.check(kind, identity.role, identity.client_id)
+                return view(*args, **kwargs)
+            g.rate_check = limits.pending(kind, identity.role, identity.client_id)
+            try:
+                answer = view(*args, **kwargs)
+            except TooManyRequests:
+                raise
+            except Exception:
+                _check_untaken()
+                raise
+            _check_untaken()
+            return answer
         contract_of(wrapper).errors.add(429)
         return wrapper
     return decorator
+
+
+def take_rate_check() -> Check | None:
+    """The request's deferred rate check, for the view to send with its own round trip (None when the
+    caller is unlimited or the route checks up front)."""
+    return g.pop("rate_check", None)
+
+
+def _check_untaken() -> None:
+    check = take_rate_check()
+    if check is not None:
+        access().rate_limits.window.run(check)
 
 
 def may_read(owner: str) -> bool:

@@ -3,7 +3,6 @@ contract; submission checks, idempotency and listing live in their own modules."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -26,7 +25,7 @@ from gateway.submission.listing import Listing
 from jobs import results
 from jobs.ids import canonical_uuid
 from jobs.record import TaskRecord
-from jobs.status import DONE, describe
+from jobs.status import DONE
 from jobs.taskinfo import TaskInfo
 
 bp = Blueprint("tasks", __name__)
@@ -58,7 +57,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 @returns(202, SubmitResponse, "Accepted and queued", headers=LOCATION)
 @returns(200, SubmitResponse, "Idempotent repeat: the original task", headers=LOCATION)
 @auth.login_required()
-@auth.rate_limited("submit")
+@auth.rate_limited("submit", deferred=True)
 @auth.job_type_allowed("type")
 @body(SubmitRequest, check=submission_errors, document=submit_document)
 def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
@@ -68,7 +67,8 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
     submitted = services().dispatcher.submit(
         services().catalogue[data["type"]], data["upload"], data["ExternalId"], identity.client_id,
         idempotency.claim(identity.client_id, data, request.headers.get(idempotency.HEADER)),
-        data.get("callback_url"), auth.access().rate_limits.max_unfinished(identity.role, identity.client_id))
+        data.get("callback_url"), auth.access().rate_limits.max_unfinished(identity.role, identity.client_id),
+        rate=auth.take_rate_check())
     if not submitted.same_body:
         raise Conflict("This idempotency key already names a task with a different body",
                        extra={"uuid": submitted.record.uuid})
@@ -79,10 +79,15 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
 @declare("State and result of a task", tag="tasks", errors=(404,))
 @returns(200, TaskInfo, "The task")
 @auth.login_required()
-@auth.rate_limited("read")
+@auth.rate_limited("read", deferred=True)
 @query(TaskInfoQuery)
 def taskinfo(args: dict[str, Any]) -> dict[str, Any]:
-    return _describe(*_readable(args["taskid"]))
+    """One round trip: the rate check and the reads together (gateway/submission/reading.py)."""
+    canonical = canonical_uuid(args["taskid"])
+    found = services().reader.info(canonical, auth.take_rate_check()) if canonical else None
+    if found is None or not auth.may_read(found[0]):
+        raise TaskNotFound()
+    return found[1]
 
 
 @bp.get("/tasks/<task_id>/result")
@@ -95,7 +100,7 @@ def task_result(task_id: str) -> Response:
     """The whole result, however large, read from Redis a chunk at a time: /taskinfo inlines only
     small ones (`results.max_inline_bytes`) and points larger ones here (`result_url`)."""
     record, meta = _readable(task_id)
-    info = _status(record, meta)
+    info = services().reader.status(record, meta)
     if info["status"] != DONE:
         raise Conflict(f"Task is {info['status']}: only a done task has a result", extra={"uuid": record.uuid})
     served = results.served(record.uuid, info["result"], services().store.redis)
@@ -134,10 +139,11 @@ def cancel(task_id: str) -> tuple[dict[str, Any], int]:
     it). Repeating it is harmless; a task that already finished is a 409 (`Dispatcher.cancel`)."""
     record, meta = _readable(task_id)
     job = services().catalogue.get(record.type)
-    services().dispatcher.cancel(record, _status(record, meta), terminate=bool(job and job.cancel_terminates))
+    services().dispatcher.cancel(record, services().reader.status(record, meta),
+                                 terminate=bool(job and job.cancel_terminates))
     cancelled, meta = services().store.load(record.uuid)
     assert cancelled is not None  # read a moment ago; cancelling keeps the record
-    return _describe(cancelled, meta), 202
+    return services().reader.describe(cancelled, meta), 202
 
 
 def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:
@@ -147,15 +153,3 @@ def _readable(task_id: str) -> tuple[TaskRecord, dict[str, Any] | None]:
     if record is None or not auth.may_read(record.owner):
         raise TaskNotFound()
     return record, meta
-
-
-def _status(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
-    """TaskInfo as the Celery meta says, the result as stored (jobs/status.py)."""
-    return describe(record, meta, datetime.now(UTC), services().settings.config["results"]["expired_grace"])
-
-
-def _describe(record: TaskRecord, meta: dict[str, Any] | None) -> dict[str, Any]:
-    """TaskInfo, its result inline only when small (jobs/results.py)."""
-    conf = services().settings.config["results"]
-    info = _status(record, meta)
-    return info | {"result": results.present(record.uuid, info["result"], services().store.redis, conf["max_inline_bytes"])}

@@ -2,10 +2,11 @@
 together, never hanging, never half-done. Submits and operator requeues both come through here.
 
 The message is built by Celery and kombu as usual, but its Redis commands are captured
-(gateway/submission/capture.py) and run inside the save script below, with the record, the owner's index, the
-unfinished set, the submission count and the idempotency claim: one round trip, all or nothing. When
-the broker is another Redis than the task store, the record is written first and the message then
-published on the broker; a publish that fails takes the record with it. Either way a failure leaves
+(gateway/submission/capture.py) and run inside the save script below, after the request's rate-limit check,
+with the record, the owner's index, the unfinished set and its cap, the submission count and the idempotency
+claim: one round trip, all or nothing. When the broker is another Redis than the task store, the record
+is written first and the message then published on the broker; a publish that fails takes the record
+with it. Either way a failure leaves
 nothing behind and answers 503.
 
 One failure is different: the script (or the publish) was sent and no answer came in time. A stalled
@@ -16,9 +17,11 @@ ExternalId is safe either way: the claims are checked and taken inside the same 
 from __future__ import annotations
 
 import json
+import math
 import socket
+import time
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,9 +32,11 @@ from loguru import logger
 from redis import Redis
 from redis.exceptions import RedisError
 
+from gateway.access.ratelimit import RATE_LUA, Check
 from gateway.health import metrics
 from gateway.health.breaker import Unanswered
 from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
+from gateway.marks import Marks
 from gateway.submission import capture
 from jobs import stats
 from jobs.catalogue import JobType
@@ -44,27 +49,43 @@ from jobs.store import TaskStore
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 Commands = list[tuple[str, tuple]]
 
-# KEYS: record, owner index, stats total, stats hour, open set[, idempotency claims: the key's, the ExternalId's]
+# KEYS: record, owner index, stats total, stats hour, open set[, the rate check's two hashes][, idempotency
+#       claims: the key's, the ExternalId's]
 # ARGV: ttl, score, uuid, stats field, claim value (JSON: uuid, body hash, record), cap ("" = none), expires score,
-#       commands (JSON list of [name, [args...]], "[]" for none), then the record's field/value pairs
+#       commands (JSON list of [name, [args...]], "[]" for none), the rate check (JSON, "" = none: see
+#       gateway/access/ratelimit.py RATE_LUA), housekeeping (JSON: below), then the record's field/value pairs
+# Replies {outcome, the previous window's count if the rate check read it, else -1}; outcome: "" (recorded),
+# "!rate:<count>", "!cap", "!split:<uuid>", or the claim that already names a task.
+# The rate check comes first: a refused submit writes nothing (its own count is taken back).
 # The commands are the task message's LPUSH and its task-sent event's PUBLISH, exactly as kombu builds
 # them (gateway/submission/capture.py), and for a requeue the reset of the old outcome: they run only when the
 # task is recorded, in the same script.
 # Claims (gateway/submission/idempotency.py): when one already names a task, that task is the answer; a
 # claim not yet taken is bound to it for as long as the one found lives, when the bodies match (a repeat).
 # Two claims naming two different tasks answer '!split:<uuid of the first>'. A new task takes every claim.
-SAVE_SCRIPT = """
+# Housekeeping, decided by the process (Housekeeping below): `index_ttl`, when set, is when the owner's
+# index and open set expire (both outlive their newest entry by at least the results' TTL: the process
+# sets it once per TTL-long period); `trim`, now and then, drops index entries older than the results'
+# TTL (their records are gone: listing skips them meanwhile) and open entries past their expiry (the cap
+# counts only those not yet expired, ZCOUNT, meanwhile); `hour_ttl`: the hour's counts are new to the process.
+SAVE_SCRIPT = RATE_LUA + """
 local ttl = tonumber(ARGV[1])
-if #KEYS > 5 then
+local claims = 6
+if ARGV[9] ~= '' then
+  claims = 8
+  rate_check(cjson.decode(ARGV[9]), KEYS[6], KEYS[7])
+  if rate_refused then return {'!rate:' .. rate_refused, rate_previous} end
+end
+if #KEYS >= claims then
   local found, found_at, found_key, unclaimed = nil, nil, nil, {}
-  for i = 6, #KEYS do
+  for i = claims, #KEYS do
     local existing = redis.call('GET', KEYS[i])
     if not existing then
       table.insert(unclaimed, KEYS[i])
     elseif not found then
       found, found_at, found_key = existing, cjson.decode(existing), KEYS[i]
     elseif cjson.decode(existing).uuid ~= found_at.uuid then
-      return '!split:' .. found_at.uuid
+      return {'!split:' .. found_at.uuid, rate_previous}
     end
   end
   if found then
@@ -74,27 +95,61 @@ if #KEYS > 5 then
         if left > 0 then redis.call('SET', key, found, 'PX', left) else redis.call('SET', key, found, 'EX', ttl) end
       end
     end
-    return found
+    return {found, rate_previous}
   end
 end
-if ARGV[6] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
-  if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[6]) then return '!cap' end
+if ARGV[6] ~= '' and redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[2], '+inf') >= tonumber(ARGV[6]) then
+  return {'!cap', rate_previous}
 end
-for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EX', ttl) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+local chores = cjson.decode(ARGV[10])
+for i = claims, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EX', ttl) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
-redis.call('EXPIRE', KEYS[5], ttl)
-""" + stats.lua_increment("KEYS[3]", "KEYS[4]", "ARGV[4]", "ttl") + """
+if chores.index_ttl ~= 0 then
+  redis.call('EXPIREAT', KEYS[2], chores.index_ttl)
+  redis.call('EXPIREAT', KEYS[5], chores.index_ttl)
+end
+if chores.trim then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
+end
+""" + stats.lua_increment("KEYS[3]", "KEYS[4]", "ARGV[4]", "ttl", expire_when="chores.hour_ttl") + """
 for _, command in ipairs(cjson.decode(ARGV[8])) do
   redis.call(command[1], unpack(command[2]))
 end
-return false
+return {'', rate_previous}
 """
+TRIM_EVERY = 60.0  # seconds between trims of one owner's index and open set, per process
+INDEX_TTL_MARGIN = 3600  # seconds an index outlives its period's end: replicas' clocks may differ
+
+
+class Housekeeping:
+    """What a save script must do beyond the task itself, decided by what this process remembers
+    (gateway/marks.py): TTLs not yet set for the period, and the trim now and then."""
+
+    def __init__(self, ttl: int, clock: Callable[[], float] = time.time) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.marks = Marks()
+
+    def chores(self, owner: str) -> dict[str, Any]:
+        now = self.clock()
+        period, hour_key = math.floor(now / self.ttl), stats.hour_key(now)
+        trimmed = self.marks.get(("trim", owner))
+        return {"index_ttl": 0 if self.marks.holds(("index", owner), period) else
+                (period + 2) * self.ttl + INDEX_TTL_MARGIN,
+                "trim": trimmed is None or now - trimmed >= TRIM_EVERY,
+                "hour_ttl": not self.marks.holds("hour", hour_key),
+                "period": period, "now": now, "hour": hour_key}
+
+    def done(self, owner: str, chores: Mapping[str, Any]) -> None:
+        """The script recorded a task, so it did the chores."""
+        self.marks.put(("index", owner), chores["period"])
+        self.marks.put("hour", chores["hour"])
+        if chores["trim"]:
+            self.marks.put(("trim", owner), chores["now"])
 
 
 OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued under this uuid. "
@@ -181,13 +236,15 @@ class Dispatcher:
         self.broker = broker
         self.same_redis = same_redis
         self._save = store.redis.register_script(SAVE_SCRIPT)
+        self.housekeeping = Housekeeping(store.ttl)
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
-               max_unfinished: int | None = None) -> Submitted:
-        """With `idempotency`, a claim that already names a task returns that task and queues nothing."""
+               max_unfinished: int | None = None, rate: Check | None = None) -> Submitted:
+        """With `idempotency`, a claim that already names a task returns that task and queues nothing.
+        `rate`: the request's rate-limit check, made first inside the save script (Refused: nothing saved)."""
         record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
-        existing = self._publish(job, record, upload, idempotency, max_unfinished)
+        existing = self._publish(job, record, upload, idempotency, max_unfinished, rate=rate)
         if existing is not None:
             assert idempotency is not None  # only a claimed idempotency key names an existing task
             return Submitted(TaskRecord.from_hash(existing.uuid, existing.record), new=False,
@@ -218,7 +275,8 @@ class Dispatcher:
             raise ServiceUnavailable("Broker unavailable") from None
 
     def _publish(self, job: JobType, record: TaskRecord, upload: dict[str, Any], idempotency: Idempotency | None,
-                 max_unfinished: int | None, store_commands: Sequence[tuple[str, tuple]] = ()) -> Existing | None:
+                 max_unfinished: int | None, store_commands: Sequence[tuple[str, tuple]] = (),
+                 rate: Check | None = None) -> Existing | None:
         try:
             message = message_commands(self.celery, job, record, upload)
         except PUBLISH_ERRORS as exc:
@@ -226,7 +284,7 @@ class Dispatcher:
             raise ServiceUnavailable("Broker unavailable") from None
         try:
             existing = self._record(record, idempotency, max_unfinished,
-                                    [*store_commands, *(message if self.same_redis else ())])
+                                    [*store_commands, *(message if self.same_redis else ())], rate)
         except ClaimsDisagree as split:
             raise Conflict(CLAIMS_DISAGREE, extra={"uuid": split.uuid}) from None
         except CapReached:
@@ -252,20 +310,25 @@ class Dispatcher:
         return existing
 
     def _record(self, record: TaskRecord, idempotency: Idempotency | None, max_unfinished: int | None,
-                commands: Commands) -> Existing | None:
+                commands: Commands, rate: Check | None = None) -> Existing | None:
         """Run the save script; the Existing task when an idempotency claim already names one."""
-        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, stats.hour_key(),
-                OPEN_PREFIX + record.owner]
+        chores = self.housekeeping.chores(record.owner)
+        keys = [RECORD_PREFIX + record.uuid, OWNER_PREFIX + record.owner, stats.TOTAL_KEY, chores["hour"],
+                OPEN_PREFIX + record.owner, *(rate.script_keys() if rate else ())]
         claim = ""
         if idempotency is not None:
             keys.extend(idempotency.keys)
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
-        found = self._save(keys=keys, args=[self.store.ttl, record.created.timestamp(), record.uuid,
-                                            stats.field(stats.SUBMITTED, record.type), claim, max_unfinished or "",
-                                            record.expires.timestamp(),
-                                            json.dumps([[name, list(args)] for name, args in commands]), *fields])
+        found, previous = self._save(keys=keys, args=[
+            self.store.ttl, record.created.timestamp(), record.uuid, stats.field(stats.SUBMITTED, record.type), claim,
+            max_unfinished or "", record.expires.timestamp(), json.dumps([[name, list(args)] for name, args in commands]),
+            rate.script_argument() if rate else "",
+            json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields])
+        if rate is not None:
+            rate.settle_script(int(found.removeprefix("!rate:")) if found.startswith("!rate:") else None, int(previous))
         if not found:
+            self.housekeeping.done(record.owner, chores)
             return None
         if found == "!cap":
             raise CapReached()

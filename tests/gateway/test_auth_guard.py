@@ -14,6 +14,7 @@ from devsupport.processes import wait_until
 from gateway import create_app
 from settings import load_settings
 from tests.support.api import b64, basic_header
+from tests.support.ratewindows import clear_of_window_edge
 
 SUBMISSION = {"type": "calc_hash", "upload": {"content": b64(b"guard")}}
 
@@ -70,6 +71,7 @@ def test_tokens_signed_by_an_unknown_key_cost_vault_at_most_a_key_reread(gateway
 
 
 def test_failed_authentications_per_source_are_throttled_with_retry_after(throttled, vault, source):
+    clear_of_window_edge(60, 10)  # the limits are per minute
     for _ in range(4):
         user = f"nobody{uuid.uuid4().hex[:8]}"
         assert throttled.post("/submit", json=SUBMISSION, headers=basic_header(user, "x") | source).status_code == 401
@@ -84,6 +86,7 @@ def test_failed_authentications_per_source_are_throttled_with_retry_after(thrott
 
 
 def test_login_attempts_per_username_are_throttled_across_sources(throttled, vault):
+    clear_of_window_edge(60, 10)  # the limits are per minute
     user, password = f"victim{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
     vault.server.admin().auth.userpass.create_or_update_user(username=user, password=password,
                                                              policies=["noop-policy"], mount_point="userpass")
@@ -97,6 +100,7 @@ def test_login_attempts_per_username_are_throttled_across_sources(throttled, vau
 
 
 def test_concurrent_guesses_for_one_user_cannot_slip_past_the_limit(throttled, vault):
+    clear_of_window_edge(60, 10)  # the limits are per minute
     from concurrent.futures import ThreadPoolExecutor
 
     user = f"target{uuid.uuid4().hex[:8]}"
@@ -116,6 +120,7 @@ def test_concurrent_guesses_for_one_user_cannot_slip_past_the_limit(throttled, v
 
 
 def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(config_files):
+    clear_of_window_edge(60, 10)  # the limits are per minute
     client = guarded_client(config_files, limits__failed_auth__per_source="2/minute")
     peer = {"REMOTE_ADDR": f"203.0.113.{secrets.randbelow(254) + 1}"}
     statuses = [client.post("/submit", json=SUBMISSION, environ_base=peer,
