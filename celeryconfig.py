@@ -70,7 +70,7 @@ def build(settings: Settings, role: str = "worker", transport: type | str = "red
         # A job is acknowledged only once it finished; a killed worker hands it back to the queue.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # STARTED is stored by the task itself, after it checked the job may start (tasks/base.py):
+        # A started job is marked in the gateway's record by the start check (tasks/delivery/startcheck.py):
         # Celery's own tracking would overwrite the outcome of a job redelivered after it finished.
         "task_track_started": False,
         "worker_send_task_events": True,

@@ -3,7 +3,10 @@ do (`results.expires`) unless said otherwise."""
 from __future__ import annotations
 
 # gw:task:<uuid>: the gateway's record of an accepted task (type, created, expires, ExternalId, owner,
-# callback, cancelled); workers read its `cancelled` flag.
+# callback, cancelled). The worker's start check (tasks/delivery/startcheck.py) reads `cancelled` and
+# writes `started` (when a worker first started it: the gateway shows it running from then on, Celery's
+# meta saying nothing until it ends) and `runs` (attempts started whose end never came: each is a
+# delivery whose worker died; cleared when an attempt ends, however it ends).
 RECORD_PREFIX = "gw:task:"
 # gw:owner:<client_id>: sorted set of the client's task ids by creation time (the listing index).
 OWNER_PREFIX = "gw:owner:"
@@ -23,9 +26,6 @@ DEADLETTERS = "gw:deadletters"
 # lets it lapse `workers.visibility_timeout` seconds after it stops (tasks/delivery/leases.py). A running task
 # without a lease has lost its worker: the gateway shows it queued again, not `pending`.
 LEASE_PREFIX = "gw:lease:"
-# gw:runs:<uuid>: how many times a worker started the task without the attempt ending (each is a
-# delivery whose worker died); cleared when an attempt ends, however it ends (tasks/base.py).
-RUNS_PREFIX = "gw:runs:"
 # gw:rate:<kind>:<who>:<period>:<span>: hashes of the rate limits' and the failed-authentication
 # throttle's counts, window -> count (gateway/access/ratelimit.py); each lives a little over a minute
 # or two windows, whichever is longer.

@@ -15,6 +15,9 @@ class TaskRecord:
     owner: str
     callback_url: str | None = None
     cancelled: bool = False
+    # Whether a worker has started it (the start check's `started` field, tasks/delivery/startcheck.py):
+    # Celery's meta says nothing until the job ends, retries or reports progress.
+    started: bool = False
     # Whether a live worker holds a lease on the task (jobs/keys.py LEASE_PREFIX); read beside the
     # record by the store, never stored in it.
     held: bool = True
@@ -33,4 +36,4 @@ class TaskRecord:
     def from_hash(cls, uuid: str, data: dict[str, str]) -> TaskRecord:
         return cls(uuid, data["type"], datetime.fromisoformat(data["created"]),
                    datetime.fromisoformat(data["expires"]), data.get("external_id") or None, data["owner"],
-                   data.get("callback_url") or None, data.get("cancelled") == "1")
+                   data.get("callback_url") or None, data.get("cancelled") == "1", bool(data.get("started")))

@@ -38,10 +38,13 @@ def hour_key(timestamp: float | None = None) -> str:
     return HOUR_PREFIX + time.strftime("%Y%m%d%H", time.gmtime(time.time() if timestamp is None else timestamp))
 
 
-def add(pipe, field: str, retention: int, amount: int = 1) -> None:
-    """Queue the increments of `field` on a Redis pipeline (the caller executes it)."""
+def add(pipe, field: str, retention: int, amount: int = 1, expire: bool = True) -> None:
+    """Queue the increments of `field` on a Redis pipeline (the caller executes it). `expire`: set the
+    hour key's TTL too, which a caller that already set it this hour can skip."""
     key = hour_key()
-    pipe.hincrby(TOTAL_KEY, field, amount).hincrby(key, field, amount).expire(key, retention + HOUR_MARGIN)
+    pipe.hincrby(TOTAL_KEY, field, amount).hincrby(key, field, amount)
+    if expire:
+        pipe.expire(key, retention + HOUR_MARGIN)
 
 
 def parse(field: str) -> tuple[str, str, str]:

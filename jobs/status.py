@@ -78,6 +78,8 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
         # Cancelled through the gateway: final even before any worker has seen the revoke.
         return info | {"status": ERROR, "code": int(ErrorCode.CANCELLED), "message": MESSAGES[ErrorCode.CANCELLED],
                        "processed": _iso((meta or {}).get("date_done"))}
+    if state == "PENDING" and record.started:
+        state = "STARTED"  # a worker started it; Celery stores nothing until it ends, retries or reports
     if state == "PENDING":
         if now > record.expires + timedelta(seconds=grace):
             # The message carries `expires`: no worker will start it now, whatever happens next.
@@ -93,6 +95,13 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
     if isinstance(progress, dict) and isinstance(progress.get("percent"), (int, float)):
         running["progress"] = {"percent": progress["percent"], "stage": str(progress.get("stage", ""))}
     return running
+
+
+def running(record: TaskRecord, meta: dict[str, Any] | None) -> bool:
+    """Whether the task is running, as far as its record and meta tell: then whether a live worker
+    holds its lease decides between `pending` and queued again (`describe`)."""
+    state = (meta or {}).get("status", "PENDING")
+    return state in RUNNING_STATES or (state == "PENDING" and record.started and not record.cancelled)
 
 
 def cancellable(info: Mapping[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from redis.client import Pipeline
 
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
 from jobs.record import TaskRecord
-from jobs.status import RUNNING_STATES
+from jobs.status import running as is_running
 
 
 class Ahead(Protocol):
@@ -41,7 +41,7 @@ class TaskStore:
                   ) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
         """Records and metas of several tasks in one round trip, after `ahead`'s commands (a rate-limit
         check, which may refuse the request before anything read is looked at). Whether a worker holds
-        a task's lease matters only while its meta says it runs: read then, for those, in a second one."""
+        a task's lease matters only while it runs (jobs/status.py `running`): read then, for those, in a second one."""
         with self.redis.pipeline(transaction=False) as pipe:
             first = ahead.queue(pipe) if ahead is not None else 0
             for uuid in uuids:
@@ -62,8 +62,7 @@ class TaskStore:
     def _with_leases(self, loaded: list[tuple[TaskRecord | None, dict[str, Any] | None]],
                      ) -> list[tuple[TaskRecord | None, dict[str, Any] | None]]:
         """Each running task's record with whether a live worker holds its lease (jobs/status.py)."""
-        running = [i for i, (record, meta) in enumerate(loaded)
-                   if record is not None and meta is not None and meta.get("status") in RUNNING_STATES]
+        running = [i for i, (record, meta) in enumerate(loaded) if record is not None and is_running(record, meta)]
         if not running:
             return loaded
         with self.redis.pipeline(transaction=False) as pipe:

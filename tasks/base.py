@@ -3,7 +3,6 @@ made before a job starts (tasks/delivery/startcheck.py: cancelled, expired, alre
 lost too often), progress reports, and transient failures handed to tasks/retries.py."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -55,7 +54,9 @@ class JobTask(Task):
 
     def _may_start(self, args: tuple, kwargs: dict[str, Any]) -> None:
         """Run the start check; unless the job is to run, end this delivery the way the verdict says.
-        STARTED is stored only after it (celeryconfig: Celery's own tracking is off)."""
+        A job that runs is marked `started` in its record by the check itself; nothing is stored in
+        Celery's meta until it ends, retries or reports progress (celeryconfig: Celery's own tracking
+        is off), which saves the five commands a STARTED state cost per job."""
         if self.request.called_directly:
             return
         try:
@@ -85,4 +86,3 @@ class JobTask(Task):
             logger.warning("task {} set aside: its worker died on each of {} deliveries", self.name, lost)
             dead_letter(self, args, kwargs, lost, WorkerLost.__name__)
             raise WorkerLost(f"the worker died on each of {lost} deliveries")
-        self.update_state(state="STARTED", meta={"pid": os.getpid(), "hostname": self.request.hostname})

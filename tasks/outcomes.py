@@ -13,17 +13,21 @@ from jobs.keys import OPEN_PREFIX
 from tasks.app import app
 from tasks.runtime import worker_settings
 
+_EXPIRING = {"hour": ""}  # the hour key whose TTL this process has set: once an hour is enough
+
 
 def _count(field: str, request: Any = None) -> None:
     """Add one outcome and take the task off its client's unfinished set; never fails the task over
     bookkeeping."""
     try:
         with app.backend.client.pipeline(transaction=False) as pipe:
-            stats.add(pipe, field, worker_settings().config["results"]["expires"])
+            hour = stats.hour_key()
+            stats.add(pipe, field, worker_settings().config["results"]["expires"], expire=hour != _EXPIRING["hour"])
             owner = request.get(CLIENT_HEADER) if request is not None else None
             if owner and request.id:
                 pipe.zrem(OPEN_PREFIX + owner, request.id)
             pipe.execute()
+        _EXPIRING["hour"] = hour
     except Exception as exc:  # noqa: BLE001 - metrics are best effort
         logger.warning("could not count task outcome: {}", exc.__class__.__name__)
 

@@ -41,7 +41,7 @@ from gateway.submission import capture
 from jobs import stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
-from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX, RUNS_PREFIX
+from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
 from jobs.record import TaskRecord
 from jobs.status import cancellable
 from jobs.store import TaskStore
@@ -257,8 +257,8 @@ class Dispatcher:
         round trip that queues the message."""
         created = datetime.now(UTC)
         again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
-        reset = [("del", (META_PREFIX + record.uuid, RUNS_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
-                 ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started"))]
+        reset = [("del", (META_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
+                 ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started", "runs"))]
         self._publish(job, again, upload, None, None, reset)
 
     def cancel(self, record: TaskRecord, info: Mapping[str, Any], terminate: bool) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from devsupport.processes import ROOT, start_worker, wait_until
 from jobs.headers import JOB_TYPE_HEADER, SUBMITTED_HEADER
-from jobs.keys import ALIVE_PREFIX, KOMBU_UNACKED, LANDINGS, LEASE_PREFIX, RECORD_PREFIX, RUNS_PREFIX, landing_key
+from jobs.keys import ALIVE_PREFIX, KOMBU_UNACKED, LANDINGS, LEASE_PREFIX, RECORD_PREFIX, landing_key
 from jobs.status import REQUEUED
 from tasks.delivery.leases import holder
 from tasks.delivery.startcheck import END_SCRIPT, START_SCRIPT
@@ -143,8 +143,8 @@ def _unacked(redis_client, task_id: str) -> bool:
 
 def start_verdict(redis_client, task_id: str, expires_at: float, holder: str = "me@host") -> list:
     script = redis_client.register_script(START_SCRIPT)
-    return script(keys=[RECORD_PREFIX + task_id, RUNS_PREFIX + task_id, LEASE_PREFIX + task_id,
-                        f"celery-task-meta-{task_id}"], args=[time.time(), expires_at, 2, 600, 30, holder])
+    return script(keys=[RECORD_PREFIX + task_id, LEASE_PREFIX + task_id, f"celery-task-meta-{task_id}"],
+                  args=[time.time(), expires_at, 2, 30, holder])
 
 
 def test_a_started_job_past_its_ttl_runs_again_and_an_unstarted_one_expires(redis_client):
@@ -179,11 +179,23 @@ def test_an_ended_attempt_leaves_no_lease_to_hold_its_retry(redis_client):
     redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
     assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 101))[0] == "run"
     end = redis_client.register_script(END_SCRIPT)
-    end(keys=[RUNS_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 999)])  # not its lease
+    assert redis_client.hget(RECORD_PREFIX + task_id, "runs") == "1"
+    end(keys=[RECORD_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 999)])  # not its lease
     assert redis_client.exists(LEASE_PREFIX + task_id)
-    end(keys=[RUNS_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 101)])
-    assert not redis_client.exists(LEASE_PREFIX + task_id)
+    end(keys=[RECORD_PREFIX + task_id, LEASE_PREFIX + task_id], args=[holder("me@host", 101)])
+    assert not redis_client.exists(LEASE_PREFIX + task_id) and redis_client.hget(RECORD_PREFIX + task_id, "runs") is None
     assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("me@host", 102))[0] == "run"
+
+
+def test_attempts_whose_worker_died_are_counted_in_the_record_up_to_max_deliveries(redis_client):
+    """Two starts that never ended (max deliveries 2 here): the third delivery is `lost`, not run."""
+    task_id = str(uuid.uuid4())
+    redis_client.hset(RECORD_PREFIX + task_id, mapping={"type": "hold"})
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("a@host", 1)) == ["run", 0]
+    redis_client.delete(LEASE_PREFIX + task_id)  # its worker died: the lease lapsed
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("b@host", 1)) == ["run", 1]
+    redis_client.delete(LEASE_PREFIX + task_id)
+    assert start_verdict(redis_client, task_id, time.time() + 60, holder=holder("c@host", 1)) == ["lost", 2]
 
 
 def test_a_finished_job_is_never_started_again(redis_client):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobs.record import TaskRecord
-from jobs.status import MESSAGES, ErrorCode, cancellable, code_for_reason, describe, failure
+from jobs.status import MESSAGES, REQUEUED, ErrorCode, cancellable, code_for_reason, describe, failure, running
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -76,3 +76,13 @@ def test_counted_reasons_map_to_the_same_codes(reason, code):
 ])
 def test_only_an_unfinished_or_cancelled_task_is_cancellable(status, code, expected):
     assert cancellable({"status": status, "code": code}) is expected
+
+
+def test_a_started_job_is_pending_while_its_lease_lives_and_queued_again_after():
+    """The start check marks the record `started`; Celery's meta stays empty until the job ends."""
+    assert describe(record(started=True), None, NOW, grace=5)["status"] == "pending"
+    lost = describe(record(started=True, held=False), None, NOW, grace=5)
+    assert (lost["status"], lost["message"]) == ("created", REQUEUED)
+    assert describe(record(started=True), None, NOW + timedelta(seconds=600), grace=5)["status"] == "pending"
+    assert running(record(started=True), None) and not running(record(), None)
+    assert not running(record(started=True), {"status": "SUCCESS"})
