@@ -24,10 +24,11 @@ Stock kombu, four changes around a lost broker connection or a killed worker, no
    celeryconfig keeps one list per queue (`priority_steps` [0]).
 5. A worker on several queues waits on all of them at once, as stock BRPOP does. BLMOVE reads one list,
    so the channel keeps its first queue and gives each other queue a sibling channel with a connection
-   of its own (`Siblings`): each blocks on its queue, and the event loop reads whichever answers first.
+   of its own (`_sibling`): each blocks on its queue, and the event loop reads whichever answers first.
    A move already sent is always read, even once the pool is full: its message sits in a landing list
    until then. So a worker on N queues may hold up to N - 1 jobs beyond its prefetch while it is busy
-   (docs/operations.md); it never polls.
+   (docs/guarantees.md); it never polls. A channel that closes (its queue cancelled, the worker
+   stopping) drops its move in flight and puts back what it moved, without waiting for it.
 
 What the transport needs to know of its worker — its node name, its landing lists, the jobs its
 children run — it asks the worker's Keeper (tasks/delivery/keeper.py), which the consumer bootstep
@@ -44,6 +45,8 @@ from kombu.transport import redis as kombu_redis
 from loguru import logger
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tasks.delivery.landing import PUT_BACK
 
 if TYPE_CHECKING:
     from tasks.delivery.keeper import Keeper
@@ -138,8 +141,12 @@ class Channel(kombu_redis.Channel):
         return tag
 
     def _basic_cancel(self, consumer_tag: str) -> Any:
-        # The queue's sibling goes first, while the queue's consumer can still take what it reads last.
-        self._drop_sibling(self._tag_to_queue.get(consumer_tag))
+        # A move in flight on the queue is dropped (its sibling's, or this channel's own) before the
+        # queue's consumer goes: nothing of a cancelled queue is handed over afterwards.
+        queue = self._tag_to_queue.get(consumer_tag)
+        self._drop_sibling(queue)
+        if self._landing is not None and self._landing[1] == queue:
+            self._abandon_move()
         return super()._basic_cancel(consumer_tag)
 
     def share_queues(self) -> None:
@@ -162,8 +169,28 @@ class Channel(kombu_redis.Channel):
         if self._main is not None:
             self._qos = None  # the deliveries are the main channel's to put back, not a sibling's
         for queue in list(self._siblings or ()):
-            self._drop_sibling(queue)  # their last replies are delivered while the consumers still exist
+            self._drop_sibling(queue)
+        self._abandon_move()
         super().close()
+
+    def _abandon_move(self) -> None:
+        """A move in flight is not waited for when the channel closes: stock kombu reads its reply, which
+        holds the event loop up to a whole wait (celeryconfig TAKE_WAIT) and can hand over a message of a
+        queue just cancelled. Its connection is dropped instead, and whatever it moved goes straight back
+        to the queue (else the landing sweep would, a refresh or two later)."""
+        if self._landing is None:
+            return
+        landed, queue = self._landing
+        self._landing = None
+        connection: Any = self._in_poll
+        self._in_poll = None  # type: ignore[assignment]  # kombu declares it False, then stores a connection or None
+        if connection:
+            connection.disconnect()
+        try:
+            with self.conn_or_acquire() as client:
+                client.eval(PUT_BACK, 2, landed, queue)
+        except TRANSIENT as exc:
+            logger.warning("landing place of a closing channel not cleared: {}", exc.__class__.__name__)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         keeper = _keeper(self)
