@@ -210,8 +210,19 @@ class Channel(kombu_redis.Channel):
         self.client.connection.send_command("BLMOVE", queue, self._landing[0], "RIGHT", "LEFT", wait)
 
     def _brpop_read(self, **options: Any) -> bool:
-        if self._landing is None:
+        if _keeper(self) is None:
             return super()._brpop_read(**options)
+        connection = self.client.connection
+        if connection is None or connection._sock is None or not connection.can_read(timeout=0):
+            # A readiness event this connection does not have: a stale one, for a descriptor that was
+            # closed with a sibling and reused. Reading would block the event loop until the socket timeout
+            # (the test suite's queue pause and resume saw 10 s). Any move in flight stays in flight.
+            return False
+        if self._landing is None:
+            # Something to read and nothing asked: as kombu does for a BRPOP connection, drop it; the
+            # poller connects again and sends the next move.
+            connection.disconnect()
+            return False
         landed, queue = self._landing
         try:
             try:
