@@ -10,9 +10,10 @@ all told (a watchdog shuts the socket down at the deadline, whatever the connect
 per-read timeout would let a receiver dripping a byte at a time hold it for ever), reads at most
 `MAX_RESPONSE_BYTES` of the answer, never follows a redirect, and the task has time limits around it.
 
-Signature (jobs/webhooks.py): header `X-Gateway-Timestamp: <unix seconds>` and
-`X-Gateway-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`, the secret being
-the client's `webhooks.secrets.<client_id>` in .secrets.json.
+Signature (jobs/webhooks.py): header `X-Gateway-Timestamp: <unix seconds>`,
+`X-Gateway-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>` with the client's
+first secret, and `X-Gateway-Signatures: sha256=<hex>[,sha256=<hex>]`, one per secret (two while the
+client rotates them): the client's `webhooks.secrets.<client_id>` in .secrets.json.
 """
 from __future__ import annotations
 
@@ -45,14 +46,14 @@ class DeliveryFailed(Exception):
 def deliver_webhook(self, task_id: str, url: str, client_id: str) -> dict[str, Any]:
     settings = worker_settings()
     conf = settings.config["webhooks"]
-    secret = webhooks.secret_for(settings.secrets, client_id)
-    if not secret:
+    secrets = webhooks.secrets_for(settings.secrets, client_id)
+    if not secrets:
         logger.warning("webhook for task {} dropped: no secret for its client", task_id)
         return {"delivered": False, "reason": "no secret"}
     body = json.dumps(task_info(settings, task_id), separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {"Content-Type": "application/json", webhooks.TIMESTAMP_HEADER: str(timestamp),
-               webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body), webhooks.TASK_HEADER: task_id}
+               **webhooks.signature_headers(secrets, timestamp, body), webhooks.TASK_HEADER: task_id}
     try:
         status = post(url, body, headers, time.monotonic() + webhooks.DEADLINE)
         if not 200 <= status < 300:

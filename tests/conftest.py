@@ -21,6 +21,8 @@ from tests.support.api import Api
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
+# client-service-2 (user service2) is in the middle of rotating its webhook secret (oldest first).
+ROTATING_SECRETS = ("test-webhook-old-" + secrets.token_hex(8), "test-webhook-new-" + secrets.token_hex(8))
 HOLD_SCHEMA = ROOT / "tests" / "support" / "hold.json"
 
 
@@ -105,7 +107,8 @@ def config_files(run_dir: Path, redis_port: int, redis_password: str, vault: See
     config_path.write_text(json.dumps(build_test_config(redis_port, run_dir / "logs" / "gateway.log", vault.url)))
     secrets_path.write_text(json.dumps({"redis": {"password": redis_password},
                                         "vault": {"token": vault.gateway_token},
-                                        "webhooks": {"secrets": {"client-admin": WEBHOOK_SECRET}}}))
+                                        "webhooks": {"secrets": {"client-admin": WEBHOOK_SECRET,
+                                                                 "client-service-2": list(ROTATING_SECRETS)}}}))
     return config_path, secrets_path
 
 
@@ -219,6 +222,13 @@ def hold_queue_paused(celery_client, worker):
 def webhook_secret() -> str:
     """The admin client's webhook signing secret in the test .secrets.json."""
     return WEBHOOK_SECRET
+
+
+@pytest.fixture(scope="session")
+def rotating_webhook_secrets() -> tuple[str, str]:
+    """The old and the new webhook secret of client-service-2 (user service2), both in the test
+    .secrets.json (old first): deliveries to it are signed with each."""
+    return ROTATING_SECRETS
 
 
 @pytest.fixture

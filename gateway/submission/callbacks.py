@@ -29,7 +29,7 @@ def callback_problem(url: str, settings: Settings, client_id: str) -> str | None
         return "Host is not allowed for callbacks."
     if not re.fullmatch(callback_pattern(settings.config["webhooks"]["allowed_hosts"]), url):
         return "Must match the documented pattern (lowercase scheme, printable ASCII, no spaces)."
-    if not webhooks.secret_for(settings.secrets, client_id):
+    if not webhooks.secrets_for(settings.secrets, client_id):
         return "No webhook secret is configured for this client."
     return None
 

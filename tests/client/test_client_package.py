@@ -70,5 +70,5 @@ def test_client_dependency_ranges_admit_the_pinned_versions():
 
 def test_its_copy_of_the_webhook_header_names_is_the_gateways():
     """The client spells the delivery headers again (it imports nothing of ours): the same names."""
-    for name in ("TIMESTAMP_HEADER", "SIGNATURE_HEADER", "TASK_HEADER"):
+    for name in ("TIMESTAMP_HEADER", "SIGNATURE_HEADER", "SIGNATURES_HEADER", "TASK_HEADER"):
         assert getattr(client_webhooks, name) == getattr(webhooks, name), name

@@ -69,6 +69,24 @@ def test_done_job_posts_signed_taskinfo(api, receiver, webhook_secret):
     assert verify(webhook_secret, headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signature"])
     assert not verify("some-other-secret-value", headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signature"])
     assert not verify(webhook_secret, headers["X-Gateway-Timestamp"], body + b" ", headers["X-Gateway-Signature"])
+    # One secret: the list header holds that one signature, the same as the header receivers knew before.
+    assert headers["X-Gateway-Signatures"] == headers["X-Gateway-Signature"]
+
+
+def test_a_client_rotating_its_secret_gets_a_signature_for_each(api_as, receiver, rotating_webhook_secrets):
+    old, new = rotating_webhook_secrets
+    hook = receiver()
+    task_id = api_as("service2").submitted("calc_hash", {"content": b64(b"rotate me")}, callback_url=hook.url)
+    headers, body = wait_until(lambda: hook.deliveries and hook.deliveries[0], 30, "webhook delivered")
+    stamp = int(headers["X-Gateway-Timestamp"])
+    assert json.loads(body)["uuid"] == task_id
+    # The single header is the first (old) secret's, exactly as before: a receiver checking it still works.
+    assert headers["X-Gateway-Signature"] == webhooks.sign(old, stamp, body)
+    assert headers["X-Gateway-Signatures"] == f"{webhooks.sign(old, stamp, body)},{webhooks.sign(new, stamp, body)}"
+    for secret in (old, new, [new, old]):
+        assert verify(secret, headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signatures"])
+    assert not verify(new, headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signature"])
+    assert not verify("some-other-secret-value", headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signatures"])
 
 
 def test_error_job_posts_too_and_failed_deliveries_are_retried(api, receiver, webhook_secret):

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from devsupport.processes import BIN, ROOT
+from jobs import webhooks
 from settings import SettingsError, load_settings
 
 EXAMPLES = (ROOT / "config.example.json", ROOT / ".secrets.example.json")
@@ -95,6 +96,30 @@ def test_secret_values_are_never_echoed(tmp_path):
     problems = problems_of(*write(tmp_path, {}, {"vault": {"token": 1234567}, "redis": {"password": 98765}}))
     assert len(problems) == 2
     assert not any("1234567" in p or "98765" in p for p in problems)
+
+
+OLD_SECRET, NEW_SECRET = "old-webhook-secret-0123", "new-webhook-secret-4567"
+
+
+@pytest.mark.parametrize("value", [OLD_SECRET, [OLD_SECRET], [OLD_SECRET, NEW_SECRET]], ids=["string", "one", "two"])
+def test_webhook_secrets_take_one_string_or_a_list_of_up_to_two(tmp_path, value):
+    secrets = {"vault": {"token": "t"}, "webhooks": {"secrets": {"c": value}}}
+    settings = load_settings(*write(tmp_path, {}, secrets), environ={})
+    assert webhooks.secrets_for(settings.secrets, "c") == ((value,) if isinstance(value, str) else tuple(value))
+    assert webhooks.secrets_for(settings.secrets, "someone-else") == ()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ([], "secrets.webhooks.secrets.c: fails the 'minItems' rule (1)"),
+    ([OLD_SECRET, NEW_SECRET, NEW_SECRET + "x"], "secrets.webhooks.secrets.c: fails the 'maxItems' rule (2)"),
+    ([OLD_SECRET, OLD_SECRET], "secrets.webhooks.secrets.c: fails the 'uniqueItems' rule (True)"),
+    ([OLD_SECRET, "short"], "secrets.webhooks.secrets.c.1: fails the 'minLength' rule (16)"),
+    ({"current": OLD_SECRET}, "secrets.webhooks.secrets.c: fails the 'type' rule (['string', 'array'])"),
+], ids=["empty", "three", "twice", "short", "object"])
+def test_bad_webhook_secret_lists_are_named_by_path_without_their_values(tmp_path, value, problem):
+    problems = problems_of(*write(tmp_path, {}, {"vault": {"token": "t"}, "webhooks": {"secrets": {"c": value}}}))
+    assert problems == [problem]
+    assert not any(secret in p for p in problems for secret in (OLD_SECRET, "short"))
 
 
 def test_missing_and_unparsable_files_are_reported_together(tmp_path):
