@@ -11,7 +11,11 @@ GATEWAY_THREADS.
 """
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
+from pathlib import Path
 
 from settings import load_settings_or_exit
 
@@ -23,7 +27,8 @@ worker_class = "gthread"
 threads = int(os.environ.get("GATEWAY_THREADS", "4"))
 # Publishing gives up within 2 s and Vault within its timeout; a request still running after this is a bug.
 timeout = 30
-# SIGTERM: stop accepting, let in-flight requests finish for up to this long, then exit.
+# SIGTERM: first drain (see `when_ready` below) for ops.drain_serve seconds; then stop accepting, let
+# in-flight requests finish for up to this long, and exit.
 graceful_timeout = 20
 keepalive = 5
 # Request line and header limits (the body limit is limits.max_body_bytes, enforced by Flask).
@@ -45,12 +50,50 @@ _metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                                      os.path.join(tempfile.gettempdir(), f"gateway-metrics-{os.getpid()}"))
 
 
+# Drain mode (gateway/health/drain.py): this gateway's drain state, one file per master, shared by its
+# workers. A file rather than a Redis key: it works with Redis down, and dies with the gateway.
+_drain_file = Path(tempfile.gettempdir()) / f"gateway-drain-{os.getpid()}.json"
+
+
 def on_starting(server):
     from settings.logs import setup_logging
 
     setup_logging(_settings, process="gunicorn")  # the master's own lines go through loguru too
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    _drain_file.unlink(missing_ok=True)
+
+
+def when_ready(server):
+    """The first SIGTERM drains instead of stopping: /readyz 503 at once, submits 503 after
+    ops.drain_grace, and gunicorn's own graceful stop (stop accepting, finish in-flight requests within
+    graceful_timeout) ops.drain_serve seconds later. A second SIGTERM stops at once, gracefully;
+    SIGINT and SIGQUIT stop at once as always."""
+    from gateway.health.drain import DrainState, write_state
+
+    stop = server.handle_term  # raises StopIteration: the arbiter's main loop then halts
+    ops = _settings.config["ops"]
+    signalled = threading.Event()
+
+    def handle_term():
+        if signalled.is_set():
+            stop()
+        signalled.set()
+        now = time.time()
+        write_state(_drain_file, DrainState(now, now + ops["drain_grace"]))
+        server.log.info("SIGTERM: draining; gunicorn stops in %ss", ops["drain_serve"])
+        timer = threading.Timer(ops["drain_serve"], os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+
+    server.handle_term = handle_term
+
+
+def post_worker_init(worker):
+    """Each worker reads and writes this gateway's drain state in the master's file."""
+    from gateway.health.drain import drain_of
+
+    drain_of(worker.wsgi).share(_drain_file)
 
 
 def child_exit(server, worker):
@@ -60,5 +103,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    _drain_file.unlink(missing_ok=True)
     if _metrics_dir.startswith(tempfile.gettempdir()):
         shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -15,6 +15,7 @@ from gateway.access.authenticator import Authenticator, FailedAuthThrottle
 from gateway.access.identity import VaultIdentity
 from gateway.access.jwtcheck import LocalJwtCheck
 from gateway.access.ratelimit import RateLimits
+from gateway.health import drain
 from gateway.health.clients import RATE_LIMIT_TIMEOUT, SCRAPE_TIMEOUT, redis_client
 from gateway.health.metrics import BrokerCollector
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
@@ -39,6 +40,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         authenticator=_authenticator(settings, identity, rate_limits), rate_limits=rate_limits,
         job_types=frozenset(settings.config["jobs"]), roles=settings.config["roles"],
         operator_roles=tuple(settings.config["ops"]["roles"]))
+    drain.init_app(app, settings.config["ops"]["drain_grace"])
     app.extensions[KEY] = Services(
         settings=settings,
         catalogue=catalogue,

@@ -98,6 +98,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed",
                                  "resize_unbounded", "resize_small_result", "hold_loss", "crash"]
+    # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.
+    config["ops"] = {"drain_grace": 0, "drain_serve": 0}
     return config
 
 

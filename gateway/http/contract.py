@@ -24,7 +24,7 @@ TAGS = {
     "jobs": "Submit a job: its type and upload, checked against the type's schema; idempotent with an ExternalId "
             "or an Idempotency-Key",
     "tasks": "The caller's tasks: state and progress, results, listing, cancel",
-    "operations": "For the operator roles (`ops.roles`): queues, workers, task counts, revoke, dead letters",
+    "operations": "For the operator roles (`ops.roles`): queues, workers, task counts, revoke, dead letters, drain",
     "health": "Readiness, liveness and Prometheus metrics",
     "docs": "Where to start: the index at /, this document and the documentation page",
 }

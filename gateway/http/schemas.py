@@ -64,6 +64,14 @@ class Status(Schema):
     code = fields.Integer()
 
 
+class Draining(Schema):
+    """POST /ops/drain: when the drain began and when submits are refused from (UTC)."""
+
+    draining = fields.Boolean()
+    since = fields.DateTime()
+    refuse_submits_at = fields.DateTime()
+
+
 class IndexLinks(Schema):
     docs = fields.String(required=True, metadata={"description": "The documentation page (Swagger UI)"})
     openapi = fields.String(required=True, metadata={"description": "The OpenAPI 3.1 document"})

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
 from gateway.access import decorators as auth
+from gateway.health.drain import drain_of
 from gateway.health.queues import queue_stats
 from gateway.http.contract import declare, optional_body, query, returns
 from gateway.http.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
@@ -23,6 +24,7 @@ from gateway.http.schemas import (
     Counts,
     CountsQuery,
     DeadLetters,
+    Draining,
     Queues,
     Requeued,
     Revoked,
@@ -168,3 +170,15 @@ def requeue(task_id: str) -> tuple[dict[str, Any], int]:
     services().dispatcher.requeue(record, job, (entry.get("kwargs") or {}).get("upload") or {})
     deadletters.remove(services().store.redis, canonical)
     return {"uuid": canonical, "requeued": True}, 202
+
+
+@bp.post("/drain")
+@declare("Drain this gateway: /readyz 503 at once, new submits 503 after ops.drain_grace; reads go on",
+         tag="operations")
+@returns(202, Draining, "Draining (a second call answers the same times)")
+@auth.login_required()
+@auth.operator_required
+def drain() -> tuple[dict[str, Any], int]:
+    state = drain_of(current_app).start()
+    return {"draining": True, "since": datetime.fromtimestamp(state.since, UTC),
+            "refuse_submits_at": datetime.fromtimestamp(state.refuse_submits_at, UTC)}, 202

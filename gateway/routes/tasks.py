@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from gateway.access import decorators as auth
+from gateway.health.drain import refused_while_draining
 from gateway.http.contract import body, declare, query, returns
 from gateway.http.errors import Conflict, Forbidden, PayloadTooLarge, TaskNotFound
 from gateway.http.schemas import (
@@ -56,6 +57,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 @declare("Submit a job", tag="jobs", errors=(409,), headers=(idempotency.HEADER,))
 @returns(202, SubmitResponse, "Accepted and queued", headers=LOCATION)
 @returns(200, SubmitResponse, "Idempotent repeat: the original task", headers=LOCATION)
+@refused_while_draining
 @auth.login_required()
 @auth.rate_limited("submit", deferred=True)
 @auth.job_type_allowed("type")

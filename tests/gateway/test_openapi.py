@@ -126,6 +126,8 @@ def test_revoke_with_a_body_that_is_not_json_is_a_415(api):
 
 
 # /ops/workers waits out ops.inspect_timeout on every call: fewer generated cases there keep the run short.
+# POST /ops/drain is left out: it works, and then every later submit rightly answers 503 (a drained gateway
+# does not come back); tests/gateway/test_drain.py checks it against gateways of its own.
 SCHEMATHESIS_CONFIG = """
 [[operations]]
 include-name = "GET /tasks"
@@ -134,6 +136,10 @@ parameters = {{ "query.cursor" = "{cursor}" }}
 [[operations]]
 include-name = "GET /ops/workers"
 generation.max-examples = 3
+
+[[operations]]
+include-name = "POST /ops/drain"
+enabled = false
 """
 
 
