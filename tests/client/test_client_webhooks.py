@@ -24,9 +24,14 @@ from tests.gateway.test_webhooks import Receiver
 @pytest.fixture
 def delivered(admin, webhook_secret):
     """A real delivery (headers, raw body) of a done calc_hash task, and that task's TaskInfo."""
+    return deliver(admin, b"hook")
+
+
+def deliver(client: Client, content: bytes):
+    """Submit a calc_hash job with a callback to a fresh receiver; its delivery (headers, raw body) and TaskInfo."""
     receiver = Receiver()
     try:
-        task = admin.submit("calc_hash", {"content": content_from_bytes(b"hook")}, callback_url=receiver.url)
+        task = client.submit("calc_hash", {"content": content_from_bytes(content)}, callback_url=receiver.url)
         info = task.wait(timeout=30)
         headers, body = wait_until(lambda: receiver.deliveries and receiver.deliveries[0], 30, "webhook delivered")
     finally:
@@ -78,15 +83,8 @@ def test_verify_delivery_accepts_the_window_edges(delivered, webhook_secret):
 @pytest.fixture
 def rotating_delivery(gateway_url, worker, vault):
     """A real delivery (headers, raw body) to client-service-2, which has an old and a new secret."""
-    receiver = Receiver()
-    try:
-        with Client(gateway_url, BasicAuth(*vault.basic("service2"))) as client:
-            task = client.submit("calc_hash", {"content": content_from_bytes(b"rotate")}, callback_url=receiver.url)
-            info = task.wait(timeout=30)
-        headers, body = wait_until(lambda: receiver.deliveries and receiver.deliveries[0], 30, "webhook delivered")
-    finally:
-        receiver.close()
-    return headers, body, info
+    with Client(gateway_url, BasicAuth(*vault.basic("service2"))) as client:
+        return deliver(client, b"rotate")
 
 
 def test_a_delivery_during_rotation_verifies_with_either_secret_alone(rotating_delivery, rotating_webhook_secrets):
