@@ -21,6 +21,7 @@ from jobgateway_client import (
     content_from_bytes,
 )
 from tests.client.conftest import EXPIRES_IN, LIMITED_CLIENT, LIMITED_RATE, expiring_claims
+from tests.support.ratewindows import clear_of_window_edge
 
 UPLOAD = {"content": content_from_bytes(b"failure")}
 
@@ -57,6 +58,7 @@ def test_token_provider_whose_tokens_are_refused_raises_after_one_re_login(gatew
 def test_rate_limited_submit_waits_retry_after_and_is_accepted(own_gateway, vault, retries):
     token = vault.jwt(client_id=LIMITED_CLIENT, client_role="service")
     with Client(own_gateway.url, token, on_retry=retries, retry=RetryPolicy(deadline=10)) as client:
+        clear_of_window_edge(1, 0.9)  # both submits in one clock-aligned window (gateway/access/ratelimit.py)
         first = client.submit("calc_hash", UPLOAD)
         retries.clear()  # only the second submit's repeats count below
         started = time.monotonic()
@@ -71,6 +73,7 @@ def test_rate_limited_submit_waits_retry_after_and_is_accepted(own_gateway, vaul
 def test_rate_limit_past_the_deadline_raises_rate_limited_with_retry_after(own_gateway, vault, retries):
     token = vault.jwt(client_id=LIMITED_CLIENT, client_role="service")
     with Client(own_gateway.url, token, on_retry=retries, retry=RetryPolicy(deadline=0.5)) as client:
+        clear_of_window_edge(1, 0.9)  # both submits in one clock-aligned window (gateway/access/ratelimit.py)
         try:
             client.submit("calc_hash", UPLOAD)
         except RateLimited:
