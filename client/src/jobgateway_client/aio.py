@@ -16,7 +16,7 @@ import httpx
 
 from jobgateway_client import _protocol as proto
 from jobgateway_client.auth import AsyncCredentials, AuthLike, as_auth
-from jobgateway_client.client import CHUNK
+from jobgateway_client.client import CHUNK, TaskHandle
 from jobgateway_client.errors import GatewayUnavailable, JobFailed, WaitTimeout
 from jobgateway_client.models import Health, Result, Submitted, TaskInfo
 from jobgateway_client.policy import Attempts, RetryHook, RetryPolicy
@@ -202,21 +202,8 @@ async def _told(attempts: Attempts) -> None:
         await told
 
 
-class AsyncTask:
+class AsyncTask(TaskHandle["AsyncClient"]):
     """A handle on one task for AsyncClient; as `Task`."""
-
-    def __init__(self, client: AsyncClient, task_id: str, submitted: Submitted | None = None) -> None:
-        self.client = client
-        self.uuid = task_id
-        self.submitted = submitted
-
-    @property
-    def new(self) -> bool:
-        return self.submitted.new if self.submitted else False
-
-    @property
-    def idempotency_key(self) -> str | None:
-        return self.submitted.idempotency_key if self.submitted else None
 
     async def get(self) -> TaskInfo:
         return await self.client.get(self.uuid)
@@ -230,6 +217,3 @@ class AsyncTask:
 
     async def cancel(self) -> TaskInfo:
         return await self.client.cancel(self.uuid)
-
-    def __repr__(self) -> str:
-        return f"AsyncTask({self.uuid!r})"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -210,11 +210,14 @@ class Client:
         return Result(task_id, media_type, size, path=out)
 
 
-class Task:
-    """A handle on one task: its uuid, and the calls that take it, bound to the client that made it.
-    `submitted` is the gateway's answer to the submit (None for a handle from `Client.task`)."""
+ClientT = TypeVar("ClientT")
 
-    def __init__(self, client: Client, task_id: str, submitted: Submitted | None = None) -> None:
+
+class TaskHandle(Generic[ClientT]):
+    """What a task handle is for either client (`Task`, `aio.AsyncTask`): its uuid, the client that made
+    it, and `submitted`, the gateway's answer to the submit (None for a handle from `task()`)."""
+
+    def __init__(self, client: ClientT, task_id: str, submitted: Submitted | None = None) -> None:
         self.client = client
         self.uuid = task_id
         self.submitted = submitted
@@ -228,6 +231,13 @@ class Task:
     def idempotency_key(self) -> str | None:
         return self.submitted.idempotency_key if self.submitted else None
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uuid!r})"
+
+
+class Task(TaskHandle["Client"]):
+    """A handle on one task: its uuid, and the calls that take it, bound to the client that made it."""
+
     def get(self) -> TaskInfo:
         return self.client.get(self.uuid)
 
@@ -239,6 +249,3 @@ class Task:
 
     def cancel(self) -> TaskInfo:
         return self.client.cancel(self.uuid)
-
-    def __repr__(self) -> str:
-        return f"Task({self.uuid!r})"
