@@ -13,7 +13,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from gateway import extensions
     from gateway.health import metrics
     from gateway.http import bodies, errors, requestlog, security_headers
-    from gateway.routes import docs, ops, probes, prometheus, tasks
+    from gateway.routes import docs, internal, ops, probes, prometheus, tasks
 
     settings = settings or load_settings_or_exit()
     setup_logging(settings, process="gateway")
@@ -39,4 +39,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(prometheus.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(internal.bp)
     return app

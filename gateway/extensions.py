@@ -23,6 +23,7 @@ from gateway.services import KEY, Services
 from gateway.submission import capture
 from gateway.submission.publishing import Dispatcher
 from gateway.submission.reading import TaskReader
+from gateway.workers.leasing import HttpWorkers
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
 from settings import Settings
@@ -55,6 +56,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                              ("result backend", redis_check("result backend", settings.result_url)),
                              ("vault", vault_token_check(settings.config["vault"]["url"],
                                                          settings.secrets["vault"]["token"]))]),
+        http_workers=HttpWorkers(celery, catalogue, store.redis, broker, redis_client(settings.broker_url),
+                                 settings.config, same_redis=settings.broker_url == settings.result_url),
     )
 
 

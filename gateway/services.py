@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.health.readiness import Readiness
     from gateway.submission.publishing import Dispatcher
     from gateway.submission.reading import TaskReader
+    from gateway.workers.leasing import HttpWorkers
     from jobs.catalogue import JobCatalogue
     from jobs.store import TaskStore
     from settings import Settings
@@ -36,6 +37,7 @@ class Services:
     celery: Celery
     broker_collector: BrokerCollector
     readiness: Readiness
+    http_workers: HttpWorkers
 
 
 KEY = "gateway"

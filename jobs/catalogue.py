@@ -60,12 +60,23 @@ class JobType:
     cancel_terminates: bool = False  # may DELETE /tasks/<uuid> kill a running job (SIGTERM to its process)
     retry: Mapping[str, Any] = field(default_factory=lambda: NO_RETRY)  # max_attempts, backoff, backoff_max, jitter (jobs/retry.py)
     bounds: Bounds = field(default_factory=Bounds)
+    # What a worker's result must look like (`jobs.<type>.result_schema`), checked where a result comes
+    # in over HTTP (gateway/workers/): None accepts any JSON object.
+    result_validator: Draft202012Validator | None = None
 
     def upload_errors(self, upload: Mapping[str, Any]) -> dict[str, list[str]]:
         """Every schema violation of `upload` at once, keyed by dotted field path."""
         errors: dict[str, list[str]] = {}
         for error in self.validator.iter_errors(upload):
             for name, message in _describe(error):
+                errors.setdefault(name, []).append(message)
+        return errors
+
+    def result_errors(self, result: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Every violation of the type's result schema at once, keyed by dotted field path under `result`."""
+        errors: dict[str, list[str]] = {}
+        for error in self.result_validator.iter_errors(result) if self.result_validator is not None else ():
+            for name, message in _describe(error, root="result"):
                 errors.setdefault(name, []).append(message)
         return errors
 
@@ -111,6 +122,8 @@ def _job_type(name: str, conf: Mapping[str, Any]) -> JobType:
         max_content_bytes=conf["max_content_bytes"], validator=PayloadValidator(schema),
         cancel_terminates=conf.get("cancel_terminates", False), retry=MappingProxyType({**NO_RETRY, **(conf.get("retry") or {})}),
         bounds=_bounds(conf),
+        result_validator=PayloadValidator(json.loads(resolve_schema_path(conf["result_schema"]).read_text()))
+        if conf.get("result_schema") else None,
     )
 
 
@@ -122,9 +135,9 @@ def _bounds(conf: Mapping[str, Any]) -> Bounds:
     return Bounds(**given)
 
 
-def _describe(error) -> list[tuple[str, str]]:
+def _describe(error, root: str = "upload") -> list[tuple[str, str]]:
     """(field path, message) pairs naming the rule broken, never echoing the (possibly huge) value."""
-    path = ["upload", *map(str, error.absolute_path)]
+    path = [root, *map(str, error.absolute_path)]
     if error.validator == "required":
         missing = error.message.split("'")[1]
         return [(".".join([*path, missing]), "Missing data for required field.")]
@@ -132,7 +145,7 @@ def _describe(error) -> list[tuple[str, str]]:
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return [(".".join([*path, name]), "Unknown field.") for name in extra]
     if error.validator == "anyOf" and not error.absolute_path:
-        return [("upload", "At least one of " + " / ".join(sorted(_required_in(error.validator_value))) + " is required.")]
+        return [(root, "At least one of " + " / ".join(sorted(_required_in(error.validator_value))) + " is required.")]
     value = error.validator_value
     messages = {
         "type": lambda: f"Must be of type {value}.",

@@ -26,3 +26,8 @@ class RetriesExhausted(Exception):
 class WorkerLost(Exception):
     """The job's worker died while running it on each of its allowed deliveries (`workers.max_deliveries`):
     it is not started again, and is dead-lettered."""
+
+
+class WorkerReportedFailure(Exception):
+    """An HTTP worker reported that the job failed (code 1, gateway/workers/): its message is the
+    worker's, never shown to the client."""

@@ -83,6 +83,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
         # Only the worker-loss tests' own workers consume `loss` (tests/tasks/test_worker_loss.py).
         "hold_loss": {**hash_job, "task": "tests.hold", "queue": "loss", "schema": str(HOLD_SCHEMA)},
         "crash": {**hash_job, "task": "tests.crash", "queue": "loss", "schema": str(HOLD_SCHEMA)},
+        # Only HTTP workers take these (tests/gateway/test_http_workers.py); `calc_hash_http_short` is
+        # the short-lease gateway's of those tests.
+        "calc_hash_http": {**hash_job, "queue": "http_only", "max_result_bytes": 65536},
+        "calc_hash_http_short": {**hash_job, "queue": "http_short", "time_limit": 4, "soft_time_limit": 3},
         # Only the multi-queue pickup test's worker consumes these (tests/tasks/test_pickup.py).
         **{f"hold_{queue}": {**hash_job, "task": "tests.hold", "queue": queue, "schema": str(HOLD_SCHEMA)}
            for queue in ("pick_a", "pick_b", "pick_c")},
@@ -97,7 +101,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed",
-                                 "resize_unbounded", "resize_small_result", "hold_loss", "crash"]
+                                 "resize_unbounded", "resize_small_result", "hold_loss", "crash",
+                                 "calc_hash_http", "calc_hash_http_short"]
     # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.
     config["ops"] = {"drain_grace": 0, "drain_serve": 0}
     return config

@@ -25,6 +25,7 @@ TAGS = {
             "or an Idempotency-Key",
     "tasks": "The caller's tasks: state and progress, results, listing, cancel",
     "operations": "For the operator roles (`ops.roles`): queues, workers, task counts, revoke, dead letters, drain",
+    "workers": "For workers in any language, the system identity only: lease a job, heartbeat, finish",
     "health": "Readiness, liveness and Prometheus metrics",
     "docs": "Where to start: the index at /, this document and the documentation page",
 }

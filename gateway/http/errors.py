@@ -43,6 +43,11 @@ class Forbidden(ApiError):
     message = "Forbidden"
 
 
+class NotFound(ApiError):
+    status = 404
+    message = "Not found"
+
+
 class TaskNotFound(ApiError):
     """One body for unknown, malformed and foreign task ids: a caller learns nothing from it."""
 

@@ -4,10 +4,10 @@ The OpenAPI document is generated from these and the route declarations (gateway
 submit body's document is built from the job catalogue's payload schemas (gateway/submission/document.py)."""
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from jobs.status import STATUSES
 from jobs.taskinfo import TaskInfo, TaskRow
@@ -91,6 +91,8 @@ class Error(Schema):
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     uuid = fields.String(metadata={"description": "409: the task the idempotency key or the request names"})
+    reason = fields.String(metadata={"description": "409 of the HTTP worker API: why the lease is no longer the "
+                                                    "caller's (expired, cancelled, timed_out, finished)"})
 
 
 # --- ops ------------------------------------------------------------------------------------------
@@ -164,3 +166,74 @@ class DeadLetters(Schema):
 class Requeued(Schema):
     uuid = fields.String()
     requeued = fields.Boolean()
+
+
+# --- the HTTP worker API (system identity only) -----------------------------------------------------
+
+WORKER_NAME = validate.Regexp(r"^[A-Za-z0-9@._:-]{1,100}$", error="1 to 100 of A-Z a-z 0-9 @ . _ : -")
+TOKEN = validate.Length(min=1, max=100)
+REPORTABLE_CODES = (1, 2, 5)
+
+
+class LeaseRequest(Schema):
+    worker = fields.String(required=True, validate=WORKER_NAME,
+                           metadata={"description": "The worker's name: task events and logs carry it"})
+    wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=20),
+                        metadata={"description": "Seconds to wait for a job when none is ready (a long poll)"})
+
+
+class LeaseToken(Schema):
+    token = fields.String(required=True)
+    expires_at = fields.Function(lambda lease: _iso(lease.expires_at), required=True,
+                                 metadata={"description": "When the lease lapses without a heartbeat"})
+
+
+class LeaseResponse(Schema):
+    uuid = fields.String(required=True)
+    type = fields.Function(lambda lease: lease.job.name, required=True)
+    upload = fields.Dict(required=True)
+    attempt = fields.Integer(required=True, metadata={"description": "1, or more once a worker holding it died"})
+    time_limit = fields.Function(lambda lease: lease.job.time_limit, required=True,
+                                 metadata={"description": "Seconds the job may run, from the lease; past it, it ends "
+                                                          "timed out (code 5)"})
+    lease = fields.Function(lambda lease: LeaseToken().dump(lease), required=True)
+
+
+class Progress(Schema):
+    percent = fields.Float(required=True, validate=validate.Range(min=0, max=100))
+    stage = fields.String(load_default="", validate=validate.Length(max=100))
+
+
+class HeartbeatRequest(Schema):
+    token = fields.String(required=True, validate=TOKEN)
+    progress = fields.Nested(Progress, load_default=None, allow_none=True)
+
+
+class HeartbeatResponse(Schema):
+    expires_at = fields.Function(lambda expires: _iso(expires), required=True)
+
+
+class ReportedError(Schema):
+    code = fields.Integer(required=True, validate=validate.OneOf(REPORTABLE_CODES),
+                          metadata={"description": "1 failed, 2 bad content (the message reaches the client), 5 timed out"})
+    message = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class FinishRequest(Schema):
+    token = fields.String(required=True, validate=TOKEN)
+    result = fields.Dict(metadata={"description": "The job's result (checked against the type's result schema)"})
+    error = fields.Nested(ReportedError)
+
+    @validates_schema
+    def _one_outcome(self, data: dict[str, Any], **_: Any) -> None:
+        if ("result" in data) == ("error" in data):
+            raise ValidationError("Exactly one of result and error.", "result")
+
+
+class Finished(Schema):
+    uuid = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "done or error, as /taskinfo will say"})
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()

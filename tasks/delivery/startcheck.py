@@ -25,9 +25,9 @@ from typing import Any
 
 from celery import Task
 
+from jobs import attempts
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, RECORD_PREFIX
-from jobs.status import FINISHED_STATES
 from tasks.delivery.leases import holder
 from tasks.delivery.transport import TRANSIENT, patiently
 from tasks.runtime import job_type, worker_settings
@@ -35,39 +35,9 @@ from tasks.runtime import job_type, worker_settings
 PATIENCE = 20.0  # seconds the start check waits for the task store to answer again
 
 RUN, UNRECORDED, FINISHED, CANCELLED, HELD, EXPIRED, LOST = (
-    "run", "unrecorded", "finished", "cancelled", "held", "expired", "lost")
-
-# KEYS: record, lease, meta. ARGV: now, expires at ("" unknown), max deliveries, lease (s), the lease holder
-# this delivery would be (node|pid). Returns {verdict, deliveries whose worker died}. The count of attempts
-# that never ended is the record's `runs` field, so it lives and dies with the record.
-START_SCRIPT = """
-local FINISHED = {""" + ", ".join(f"{state}=true" for state in sorted(FINISHED_STATES)) + """}
-local record = redis.call('HMGET', KEYS[1], 'type', 'cancelled', 'started', 'runs')
-if not record[1] then return {'unrecorded', 0} end
-local meta = redis.call('GET', KEYS[3])
-if meta then
-  local ok, decoded = pcall(cjson.decode, meta)
-  local status = ok and decoded['status'] or nil
-  if status and FINISHED[status] then return {'finished', 0} end
-end
-if record[2] == '1' then return {'cancelled', 0} end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[5] then return {'held', 0} end
-local started = record[3]
-if not started and ARGV[2] ~= '' and tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {'expired', 0} end
-local lost = tonumber(record[4] or '0')
-if lost >= tonumber(ARGV[3]) then return {'lost', lost} end
-redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
-if started then
-  redis.call('HSET', KEYS[1], 'runs', lost + 1)
-else
-  redis.call('HSET', KEYS[1], 'runs', lost + 1, 'started', ARGV[1])
-end
--- What an earlier attempt left (retrying, its progress) no longer describes this one: with no meta, the
--- record's `started` and the lease say it runs (jobs/status.py).
-if meta then redis.call('DEL', KEYS[3]) end
-return {'run', lost}
-"""
+    attempts.RUN, attempts.UNRECORDED, attempts.FINISHED, attempts.CANCELLED, attempts.HELD, attempts.EXPIRED,
+    attempts.LOST)
+START_SCRIPT, END_SCRIPT = attempts.START_SCRIPT, attempts.END_SCRIPT
 
 
 class StartUnchecked(Exception):
@@ -97,13 +67,6 @@ def _check(task: Task) -> tuple[str, int]:
                            args=[time.time(), _expires_at(task), workers["max_deliveries"],
                                  int(workers["visibility_timeout"]), holder(request.hostname or "", os.getpid())])
     return (verdict.decode() if isinstance(verdict, bytes) else verdict), int(lost)
-
-
-# KEYS: record, lease. ARGV: this attempt's lease holder. The attempt ended: its count and its lease go.
-END_SCRIPT = """
-redis.call('HDEL', KEYS[1], 'runs')
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-"""
 
 
 def ended(task: Task) -> None:

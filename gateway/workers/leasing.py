@@ -1,0 +1,322 @@
+"""Lease, heartbeat and finish: the HTTP worker API's logic (routes: gateway/routes/internal.py).
+
+A lease takes the message at the consuming end of the queue and records it in kombu's `unacked` in one
+script (scripts.TAKE), then runs the start check every worker runs (jobs/attempts.py). A long poll
+waits with `BLMOVE q q RIGHT RIGHT`: it returns as soon as the queue holds a message and moves nothing
+(the message goes back where it was), so waiting never holds a message and never reorders the queue;
+the take that follows may find it already taken by another worker, and waits again. A long poll holds
+one gunicorn thread, at most `wait` + 1 s, so a gateway process holds at most `workers.http_long_polls`
+of them at once; a lease request beyond that is answered at once.
+
+A message taken off the queue is never in the gateway's hands only: until it ends it is a delivery in
+`unacked`, which any Celery worker's sweep, or this module's (`sweep`, for queues only HTTP workers
+serve), puts back in its queue once nobody has refreshed it for `workers.visibility_timeout` seconds.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from celery import Celery
+from loguru import logger
+from redis import Redis
+
+from gateway.workers import messages, outcomes, scripts
+from gateway.workers.outcomes import Outcome
+from jobs import attempts, deadletters, results, stats
+from jobs.catalogue import JobCatalogue, JobType
+from jobs.headers import SUBMITTED_HEADER
+from jobs.keys import (
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    LEASE_PREFIX,
+    META_PREFIX,
+    OPEN_PREFIX,
+    RECORD_PREFIX,
+)
+
+MAX_TAKES = 32  # messages one lease request may take and end (finished, cancelled, expired) before it answers
+SWEEP_EVERY = 5.0  # seconds between one gateway process's sweeps for lapsed deliveries
+LATE = 1.0  # a long poll's read may take this much longer than its wait
+
+
+@dataclass(frozen=True)
+class Lease:
+    uuid: str
+    job: JobType
+    upload: Any
+    attempt: int
+    token: str
+    expires_at: float
+
+
+class Refused(Exception):
+    """The call's lease is not (or no longer) the caller's: `reason` says why (409), or the task is gone (404)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# The reasons a heartbeat or finish is refused, as the API names them.
+REASONS = {"stale": "expired", "lapsed": "expired", "finished": "finished", "ended": "finished",
+           "cancelled": "cancelled", "timed_out": "timed_out", "gone": "gone"}
+
+
+class HttpWorkers:
+    """One per gateway process (gateway/extensions.py)."""
+
+    def __init__(self, celery: Celery, catalogue: JobCatalogue, store: Redis, broker: Redis, waiting: Redis,
+                 config: Mapping[str, Any], same_redis: bool) -> None:
+        self.celery = celery
+        self.catalogue = catalogue
+        self.store = store
+        self.broker = broker
+        self.waiting = waiting  # the broker, for long polls: no read timeout of its own (`_wait`)
+        self.workers = config["workers"]
+        self.ttl = int(config["results"]["expires"])
+        self.same_redis = same_redis
+        self.max_wait = float(self.workers["http_max_wait"])
+        self._polls = threading.BoundedSemaphore(max(1, self.workers["http_long_polls"]))
+        self._polls_enabled = self.workers["http_long_polls"] > 0
+        self._swept = 0.0
+        self._hour = ""
+        self._local = threading.local()
+
+    # -- lease ------------------------------------------------------------------------------------------
+
+    def lease(self, queue: str, worker: str, wait: float) -> Lease | None:
+        """The next job of `queue` for `worker`, waiting up to `wait` seconds; None if none came (or the
+        long polls of this process are all taken and none was ready)."""
+        wait = min(wait, self.max_wait)
+        polling = wait > 0 and self._polls_enabled and self._polls.acquire(blocking=False)
+        deadline = time.monotonic() + (wait if polling else 0)
+        try:
+            self.sweep()
+            for _ in range(MAX_TAKES):
+                taken = self.broker.eval(scripts.TAKE, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, time.time())
+                if not taken:
+                    remaining = deadline - time.monotonic()
+                    if remaining < 0.01 or not self._wait(queue, remaining):
+                        return None
+                    continue
+                lease = self._start(queue, worker, *taken)
+                if lease is not None:
+                    return lease
+                if self._local.handed_back:
+                    return None
+            return None
+        finally:
+            if polling:
+                self._polls.release()
+
+    def _wait(self, queue: str, seconds: float) -> bool:
+        """Block until `queue` holds a message, at most `seconds`: whether one came."""
+        pool = self.waiting.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("BLMOVE", queue, queue, "RIGHT", "RIGHT", f"{seconds:.3f}")
+            return connection.read_response(timeout=seconds + LATE) is not None
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+
+    def _start(self, queue: str, worker: str, tag: str, raw: str) -> Lease | None:
+        """The start check of a message just taken: a Lease when it is to run; otherwise it ends as the
+        check says and None (`handed_back` set when it went back to its queue, for a Celery worker)."""
+        self._local.handed_back = False
+        try:
+            delivery = messages.read(tag, raw) if tag else None
+        except messages.Unreadable:
+            delivery = None
+        job = self.catalogue.get(delivery.job_type) if delivery is not None and delivery.job_type else None
+        if delivery is None or job is None or job.queue != queue:
+            # Not a job an HTTP worker can run (another task, a type this gateway does not know): it goes
+            # back to the far end of its queue, for a Celery worker.
+            if tag:
+                self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
+            self._local.handed_back = True
+            logger.info("lease: a message of queue {} that no HTTP worker runs went back", queue)
+            return None
+        token, now = secrets.token_urlsafe(24), time.time()
+        submitted = delivery.headers.get(SUBMITTED_HEADER)
+        holder = f"http:{worker}"
+        verdict, lost = self.store.eval(
+            scripts.START, 3, RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid,
+            now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
+            int(self.workers["visibility_timeout"]), f"{holder}|{token}", token, holder, tag, now + job.time_limit)
+        lost = int(lost)
+        if verdict == attempts.RUN:
+            self._send_events(worker, [
+                ("task-received", {"uuid": delivery.uuid, "name": delivery.task,
+                                   "args": delivery.headers.get("argsrepr"), "kwargs": delivery.headers.get("kwargsrepr"),
+                                   "root_id": delivery.headers.get("root_id"), "parent_id": delivery.headers.get("parent_id"),
+                                   "retries": delivery.headers.get("retries", 0), "eta": None, "expires": None}),
+                ("task-started", {"uuid": delivery.uuid, "pid": 0})])
+            logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
+            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.workers["visibility_timeout"])
+        if verdict == attempts.UNRECORDED:
+            self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
+            self._local.handed_back = True
+            return None
+        if verdict == attempts.FINISHED:
+            logger.info("lease: task {} redelivered after it finished: skipped", delivery.uuid)
+            self._ack(tag)
+        elif verdict == attempts.HELD:
+            # Left in `unacked`: it comes back when the lease that holds it lapses, and is checked again.
+            logger.warning("lease: task {} redelivered while another worker holds it: checked again later", delivery.uuid)
+        elif verdict == attempts.CANCELLED:
+            self._end(delivery.uuid, "", job.name, outcomes.revoked(job.name, "cancelled"), worker, tag,
+                      delivery.callback, delivery.owner)
+        elif verdict == attempts.EXPIRED:
+            logger.info("lease: task {} expired before a worker started it", delivery.uuid)
+            self._end(delivery.uuid, "", job.name, outcomes.revoked(job.name, "expired"), worker, tag,
+                      delivery.callback, delivery.owner)
+        elif verdict == attempts.LOST:
+            logger.warning("lease: task {} set aside: its worker died on each of {} deliveries", delivery.uuid, lost)
+            deadletters.add(self.store, delivery.uuid, {
+                "task": delivery.task, "queue": queue, "type": job.name, "owner": delivery.owner,
+                "callback": delivery.callback, "args": [], "kwargs": {"upload": delivery.upload}, "attempts": lost,
+                "error": "WorkerLost"})
+            self._end(delivery.uuid, "", job.name, outcomes.worker_lost(job.name, lost), worker, tag,
+                      delivery.callback, delivery.owner)
+        return None
+
+    # -- heartbeat and finish ---------------------------------------------------------------------------
+
+    def heartbeat(self, uuid: str, token: str, progress: dict[str, Any] | None) -> float:
+        """Extend the lease; when its job was cancelled or ran past its time limit meanwhile, end it so and
+        refuse (Refused: cancelled / timed_out)."""
+        now = time.time()
+        visibility = int(self.workers["visibility_timeout"])
+        meta = outcomes.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
+        answer = self.store.eval(scripts.HEARTBEAT, 3, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid,
+                                 token, now, visibility, meta, self.ttl)
+        if answer[0] != "ok":
+            self._refuse(uuid, token, answer[0])
+        self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: now}, xx=True)
+        return now + visibility
+
+    def finish(self, uuid: str, token: str, job: JobType, outcome: Outcome) -> None:
+        """End the job with `outcome`; the same call again is answered the same (a repeat)."""
+        record = self._record(uuid)
+        answer = self._end(uuid, token, job.name, outcome, record["worker"], record["tag"], record["callback"],
+                           record["owner"], refuse_interrupted=True)
+        if answer == "finished":
+            return  # this token finished it already: a repeat
+        if answer != "ok":
+            self._refuse(uuid, token, answer)
+
+    def job_of(self, uuid: str) -> JobType | None:
+        """The job type of a recorded task (None: no such task, or a type no longer configured)."""
+        job_type = cast("str | None", self.store.hget(RECORD_PREFIX + uuid, "type"))  # the store decodes replies
+        return self.catalogue.get(job_type) if job_type else None
+
+    def set_aside(self, uuid: str, result: Any) -> Any:
+        """An image result's content under its own key, as a Celery image job stores it (jobs/results.py)."""
+        if isinstance(result, dict) and isinstance(result.get("content"), str) and result.get("format") in results.MEDIA_TYPES:
+            return results.set_aside(self.store, uuid, result, self.ttl)
+        return result
+
+    def _refuse(self, uuid: str, token: str, problem: str) -> None:
+        if problem in ("cancelled", "timed_out"):
+            job = self.job_of(uuid)
+            record = self._record(uuid)
+            if job is not None:
+                outcome = (outcomes.revoked(job.name, "cancelled") if problem == "cancelled"
+                           else outcomes.timed_out(job.name, job.time_limit))
+                self._end(uuid, token, job.name, outcome, record["worker"], record["tag"], record["callback"],
+                          record["owner"])
+        raise Refused(REASONS.get(problem, "expired"))
+
+    def _record(self, uuid: str) -> dict[str, Any]:
+        """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
+        token, which refuses everything if the lease changed hands meanwhile."""
+        worker, tag, callback, owner = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner"))  # the store decodes replies
+        return {"worker": (worker or "http:").removeprefix("http:"), "tag": tag or "", "callback": callback or None,
+                "owner": owner}
+
+    # -- ending -----------------------------------------------------------------------------------------
+
+    def _end(self, uuid: str, token: str, job_type: str, outcome: Outcome, worker: str, tag: str,
+             callback: str | None, owner: str | None, refuse_interrupted: bool = False) -> str:
+        """Run scripts.END; the broker's part (webhook message, events, the acknowledgement of delivery
+        `tag`) inside it when the broker is the same Redis, right after it otherwise. Returns the script's
+        answer ("ok" when it ended the job)."""
+        kind, fields = outcome.event
+        broker = [*outcomes.webhook_commands(self.celery, uuid, callback, owner),
+                  *(self._event_commands(worker, [(kind, {"uuid": uuid, **fields})]) if kind else []),
+                  *((("hdel", (KOMBU_UNACKED, tag)), ("zrem", (KOMBU_UNACKED_INDEX, tag))) if tag else ())]
+        hour = stats.hour_key()
+        answer = self.store.eval(
+            scripts.END, 6, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
+            OPEN_PREFIX + (owner or ""), token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
+            json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
+            "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0")
+        if answer[0] != "ok":
+            return str(answer[0])
+        self._hour = hour
+        if not self.same_redis:
+            self._run_on_broker(broker)
+        logger.info("task {} ended ({}) for HTTP worker {}", uuid, outcome.state, worker)
+        return "ok"
+
+    def _ack(self, tag: str) -> None:
+        self.broker.eval(scripts.ACK, 2, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag)
+
+    def _send_events(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Best effort, as a Celery worker's events are."""
+        try:
+            self._run_on_broker(self._event_commands(worker, events))
+        except Exception as exc:  # noqa: BLE001 - events are best effort
+            logger.warning("could not send task events: {}", exc.__class__.__name__)
+
+    def _event_commands(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> outcomes.Commands:
+        try:
+            return outcomes.event_commands(self.celery, worker, events)
+        except Exception as exc:  # noqa: BLE001 - events are best effort
+            logger.warning("could not build task events: {}", exc.__class__.__name__)
+            return []
+
+    def _run_on_broker(self, commands: outcomes.Commands) -> None:
+        if not commands:
+            return
+        with self.broker.pipeline(transaction=False) as pipe:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            pipe.execute()
+
+    # -- the sweep --------------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Put back deliveries nobody refreshed for `workers.visibility_timeout` seconds, at most every
+        SWEEP_EVERY seconds per process: what every Celery worker does (tasks/delivery/transport.py
+        QoS.restore_visible), for queues served by HTTP workers only. One read when nothing is due; the
+        put back itself is kombu's own, under its lock."""
+        now = time.time()
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        try:
+            due = self.broker.zrange(KOMBU_UNACKED_INDEX, 0, now - self.workers["visibility_timeout"], byscore=True,
+                                     offset=0, num=1)
+            if due:
+                with self.celery.producer_or_acquire() as producer:
+                    qos = producer.channel.qos
+                    qos.visibility_timeout = self.workers["visibility_timeout"]
+                    qos.restore_visible(num=10, interval=1)
+        except Exception as exc:  # noqa: BLE001 - the next sweep (or a Celery worker's) tries again
+            logger.warning("could not sweep lapsed deliveries: {}", exc.__class__.__name__)
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()

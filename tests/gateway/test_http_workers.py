@@ -1,0 +1,206 @@
+"""The HTTP worker API against the live stack (issue 22): a worker authenticated as the system identity
+leases jobs over HTTP, heartbeats and finishes them, with the Celery workers' guarantees. Queue
+`http_only` (job type calc_hash_http) is consumed by no Celery worker, so these tests decide who takes
+what; the mixed test shares `hash` with the session's Celery worker."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid as uuidlib
+from typing import Any
+
+import pytest
+import requests
+
+from devsupport.processes import wait_until
+from tests.support.api import Api, b64
+
+QUEUE, TYPE = "http_only", "calc_hash_http"
+
+
+def digests(content: bytes) -> dict[str, Any]:
+    return {"size": len(content), "digests": {"sha256": hashlib.sha256(content).hexdigest()}}
+
+
+class Worker:
+    """An HTTP worker, as any language would write one: three POSTs."""
+
+    def __init__(self, api: Api, name: str = "test-worker") -> None:
+        self.api, self.name = api, name
+
+    def lease(self, queue: str = QUEUE, wait: float = 0, **extra: Any) -> requests.Response:
+        return self.api.request("POST", f"/internal/queues/{queue}/lease",
+                                json={"worker": self.name, "wait": wait, **extra}, timeout=30)
+
+    def leased(self, queue: str = QUEUE, wait: float = 5) -> dict[str, Any]:
+        response = self.lease(queue, wait)
+        assert response.status_code == 200, (response.status_code, response.text)
+        return response.json()
+
+    def heartbeat(self, task: str, token: str, **extra: Any) -> requests.Response:
+        return self.api.request("POST", f"/internal/tasks/{task}/heartbeat", json={"token": token, **extra})
+
+    def finish(self, task: str, token: str, **outcome: Any) -> requests.Response:
+        return self.api.request("POST", f"/internal/tasks/{task}/finish", json={"token": token, **outcome})
+
+
+@pytest.fixture
+def http_worker(api_as) -> Worker:
+    return Worker(api_as("system"))
+
+
+def drain_queue(worker: Worker, queue: str = QUEUE) -> None:
+    """Finish whatever an earlier test left leasable, so each test leases its own job."""
+    while (response := worker.lease(queue)).status_code == 200:
+        job = response.json()
+        worker.finish(job["uuid"], job["lease"]["token"], error={"code": 1, "message": "cleanup"})
+
+
+def test_lease_heartbeat_finish_reads_like_a_celery_job(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    content = b"leased over http"
+    task = api.submitted(TYPE, {"content": b64(content)})
+    job = http_worker.leased()
+    assert job["uuid"] == task and job["type"] == TYPE and job["attempt"] == 1
+    assert job["upload"] == {"content": b64(content)} and job["time_limit"] == 60
+    token = job["lease"]["token"]
+    assert api.taskinfo(task).json()["status"] == "pending"
+
+    beat = http_worker.heartbeat(task, token, progress={"percent": 40, "stage": "hashing"})
+    assert beat.status_code == 200, beat.text
+    assert beat.json()["expires_at"] > job["lease"]["expires_at"] or beat.json()["expires_at"]
+    info = api.taskinfo(task).json()
+    assert info["status"] == "pending" and info["progress"] == {"percent": 40, "stage": "hashing"}
+
+    finished = http_worker.finish(task, token, result=digests(content))
+    assert finished.status_code == 200, finished.text
+    assert finished.json() == {"uuid": task, "status": "done"}
+    info = api.wait_status(task, "done")
+    assert info["result"] == digests(content)
+    # The same call again answers the same and changes nothing.
+    again = http_worker.finish(task, token, result=digests(content))
+    assert again.status_code == 200 and again.json() == {"uuid": task, "status": "done"}
+    # Another token, or a heartbeat after the end, is a 409 that changes nothing.
+    other = http_worker.finish(task, "not-the-token", error={"code": 1, "message": "x"})
+    assert other.status_code == 409 and other.json()["reason"] == "expired"
+    late = http_worker.heartbeat(task, token)
+    assert late.status_code == 409 and late.json()["reason"] == "finished"
+    assert api.taskinfo(task).json()["status"] == "done"
+
+
+def test_an_empty_queue_answers_204_after_the_wait(http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    assert http_worker.lease(wait=0).status_code == 204
+    began = time.monotonic()
+    assert http_worker.lease(wait=1).status_code == 204
+    assert time.monotonic() - began >= 0.9  # it waited (a lower bound: never flaky)
+
+
+def test_a_long_poll_returns_when_a_job_arrives(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    got: dict[str, Any] = {}
+    poll = threading.Thread(target=lambda: got.update(response=http_worker.lease(wait=15)))
+    poll.start()
+    wait_until(lambda: True, 1, "")  # the poll is sent; whether it blocks yet does not matter
+    task = api.submitted(TYPE, {"content": b64(b"long poll")})
+    poll.join(20)
+    assert got["response"].status_code == 200 and got["response"].json()["uuid"] == task
+    job = got["response"].json()
+    assert http_worker.finish(task, job["lease"]["token"], result=digests(b"long poll")).status_code == 200
+
+
+def test_error_reports_read_as_celery_failures(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    bad = api.submitted(TYPE, {"content": b64(b"bad")})
+    job = http_worker.leased()
+    assert http_worker.finish(bad, job["lease"]["token"], error={"code": 2, "message": "not what I expected"}).json() == {
+        "uuid": bad, "status": "error"}
+    info = api.wait_status(bad, "error")
+    assert (info["code"], info["message"]) == (2, "not what I expected")
+
+    failed = api.submitted(TYPE, {"content": b64(b"failed")})
+    job = http_worker.leased()
+    assert http_worker.finish(failed, job["lease"]["token"], error={"code": 1, "message": "secret detail"}).status_code == 200
+    info = api.wait_status(failed, "error")
+    assert (info["code"], info["message"]) == (1, "The job failed")  # the worker's text is not the client's
+
+
+def test_a_result_is_checked_against_the_schema_and_its_bound(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    task = api.submitted(TYPE, {"content": b64(b"schema")})
+    job = http_worker.leased()
+    token = job["lease"]["token"]
+    wrong = http_worker.finish(task, token, result={"size": "big", "digests": {"sha256": "nothex"}, "extra": 1})
+    assert wrong.status_code == 400
+    assert set(wrong.json()["errors"]) == {"result.size", "result.digests.sha256", "result.extra"}
+    huge = http_worker.finish(task, token, result={"size": 1, "digests": {"sha256": "a" * 70_000}})
+    assert huge.status_code == 413
+    # The lease was kept: the worker fixes its result.
+    assert http_worker.heartbeat(task, token).status_code == 200
+    assert http_worker.finish(task, token, result=digests(b"schema")).status_code == 200
+    assert api.wait_status(task, "done")["result"] == digests(b"schema")
+
+
+def test_a_cancel_is_seen_at_the_next_heartbeat(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    task = api.submitted(TYPE, {"content": b64(b"cancel me")})
+    job = http_worker.leased()
+    assert api.request("DELETE", f"/tasks/{task}").status_code == 202
+    beat = http_worker.heartbeat(task, job["lease"]["token"])
+    assert beat.status_code == 409 and beat.json()["reason"] == "cancelled"
+    info = api.wait_status(task, "error")
+    assert info["code"] == 4
+    late = http_worker.finish(task, job["lease"]["token"], result=digests(b"cancel me"))
+    assert late.status_code == 409
+    assert api.taskinfo(task).json()["code"] == 4
+
+
+def test_a_job_cancelled_while_queued_ends_cancelled_when_leased(api: Api, http_worker: Worker) -> None:
+    drain_queue(http_worker)
+    task = api.submitted(TYPE, {"content": b64(b"cancelled early")})
+    assert api.request("DELETE", f"/tasks/{task}").status_code == 202
+    assert http_worker.lease().status_code == 204  # it was taken, and ended, not handed out
+    assert api.wait_status(task, "error")["code"] == 4
+
+
+@pytest.mark.parametrize("who", ["admin", "service", "copytrust", None])
+def test_client_roles_are_refused(api_as, who: str | None) -> None:
+    client = Worker(api_as(who))
+    task = str(uuidlib.uuid4())
+    expected = 403 if who else 401
+    assert client.lease().status_code == expected
+    assert client.heartbeat(task, "t").status_code == expected
+    assert client.finish(task, "t", result={}).status_code == expected
+
+
+def test_the_system_identity_is_refused_on_client_routes(api_as) -> None:
+    system = api_as("system")
+    assert system.submit("calc_hash", {"content": b64(b"x")}).status_code == 403
+    assert system.taskinfo(str(uuidlib.uuid4())).status_code == 403
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"worker": ""}, {"worker": "a b"}, {"worker": "w" * 101}, {"worker": "w", "wait": 21},
+    {"worker": "w", "wait": -1}, {"worker": "w", "wait": "soon"}, {"worker": "w", "extra": 1},
+])
+def test_malformed_lease_requests_are_400(http_worker: Worker, body: dict[str, Any]) -> None:
+    response = http_worker.api.request("POST", f"/internal/queues/{QUEUE}/lease", json=body)
+    assert response.status_code == 400, response.text
+
+
+def test_unknown_queues_and_tasks(http_worker: Worker) -> None:
+    assert http_worker.lease("no_such_queue").status_code == 404
+    assert http_worker.lease("webhooks").status_code == 404  # the gateway's own queue is not for workers
+    assert http_worker.heartbeat(str(uuidlib.uuid4()), "t").status_code == 404
+    assert http_worker.finish("not-a-uuid", "t", result={}).status_code == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"token": "t"}, {"token": "t", "result": {}, "error": {"code": 1}}, {"token": "t", "error": {"code": 3}},
+    {"token": "t", "error": {"code": 4}}, {"token": "t", "result": []}, {"result": {}},
+    {"token": "t", "error": {"code": 1, "message": "m" * 1001}},
+])
+def test_malformed_finishes_are_400(http_worker: Worker, body: dict[str, Any]) -> None:
+    response = http_worker.api.request("POST", f"/internal/tasks/{uuidlib.uuid4()}/finish", json=body)
+    assert response.status_code == 400, response.text
