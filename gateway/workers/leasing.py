@@ -83,6 +83,7 @@ class HttpWorkers:
         self.ttl = int(config["results"]["expires"])
         self.same_redis = same_redis
         self.max_wait = float(self.workers["http_max_wait"])
+        self.lease_seconds = int(self.workers["http_lease"])
         self._polls = threading.BoundedSemaphore(max(1, self.workers["http_long_polls"]))
         self._polls_enabled = self.workers["http_long_polls"] > 0
         self._swept = 0.0
@@ -100,7 +101,8 @@ class HttpWorkers:
         try:
             self.sweep()
             for _ in range(MAX_TAKES):
-                taken = self.broker.eval(scripts.TAKE, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, time.time())
+                taken = self.broker.eval(scripts.TAKE, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX,
+                                         self.due_score(time.time()))
                 if not taken:
                     remaining = deadline - time.monotonic()
                     if remaining < 0.01 or not self._wait(queue, remaining):
@@ -152,7 +154,7 @@ class HttpWorkers:
         verdict, lost = self.store.eval(
             scripts.START, 3, RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid,
             now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
-            int(self.workers["visibility_timeout"]), f"{holder}|{token}", token, holder, tag, now + job.time_limit)
+            self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit)
         lost = int(lost)
         if verdict == attempts.RUN:
             self._send_events(worker, [
@@ -160,9 +162,9 @@ class HttpWorkers:
                                    "args": delivery.headers.get("argsrepr"), "kwargs": delivery.headers.get("kwargsrepr"),
                                    "root_id": delivery.headers.get("root_id"), "parent_id": delivery.headers.get("parent_id"),
                                    "retries": delivery.headers.get("retries", 0), "eta": None, "expires": None}),
-                ("task-started", {"uuid": delivery.uuid, "pid": 0})])
+                ("task-started", {"uuid": delivery.uuid})])
             logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
-            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.workers["visibility_timeout"])
+            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds)
         if verdict == attempts.UNRECORDED:
             self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
             self._local.handed_back = True
@@ -196,14 +198,19 @@ class HttpWorkers:
         """Extend the lease; when its job was cancelled or ran past its time limit meanwhile, end it so and
         refuse (Refused: cancelled / timed_out)."""
         now = time.time()
-        visibility = int(self.workers["visibility_timeout"])
         meta = outcomes.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
         answer = self.store.eval(scripts.HEARTBEAT, 3, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid,
-                                 token, now, visibility, meta, self.ttl)
+                                 token, now, self.lease_seconds, meta, self.ttl)
         if answer[0] != "ok":
             self._refuse(uuid, token, answer[0])
-        self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: now}, xx=True)
-        return now + visibility
+        self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
+        return now + self.lease_seconds
+
+    def due_score(self, now: float) -> float:
+        """The score in kombu's `unacked_index` that makes a delivery due for the sweep `lease_seconds`
+        after `now`: sweeps put back what scores below `now - visibility_timeout` (kombu's rule, for
+        every delivery alike), so an HTTP lease of its own length is the same index, shifted."""
+        return now - self.workers["visibility_timeout"] + self.lease_seconds
 
     def finish(self, uuid: str, token: str, job: JobType, outcome: Outcome) -> None:
         """End the job with `outcome`; the same call again is answered the same (a repeat)."""

@@ -3,14 +3,15 @@
 Keys are those of jobs/keys.py. An HTTP worker's lease is the job's lease key (`gw:lease:<uuid>`), held
 by `http:<worker>|<token>`, and the task record keeps who holds it: `http_token`, `http_worker` (the
 holder's prefix), `http_tag` (the kombu delivery tag), `http_deadline` (lease time + the type's time
-limit) and, once it finished, `http_done` (the token that finished it: a repeated finish is answered
-again, and only that one).
+limit) and, once it ended, `http_done` (the token whose lease ended) and `http_end` (how: `finished`
+by that token, whose repeated finish is answered again, or `cancelled` / `timed_out`, which every later
+call of that token is told).
 """
 from __future__ import annotations
 
 from jobs import attempts, stats
 
-# On the broker. KEYS: queue, kombu's unacked hash, its index. ARGV: now. Takes the message at the
+# On the broker. KEYS: queue, kombu's unacked hash, its index. ARGV: the delivery's score (`due_score`). Takes the message at the
 # consuming end of the queue and records it as a delivery in `unacked`, as kombu's QoS.append does
 # (tasks/delivery/transport.py), in one step: nothing is ever only in the gateway's hands. Returns
 # {tag, message}, false when the queue is empty, {'', message} for something that is not a kombu message
@@ -63,16 +64,17 @@ return verdict
 """
 
 # Whose lease it is, for a call carrying `token` (ARGV[1]) at `now` (ARGV[2]); sets `holder` and `tag`.
-# The answers: 'gone' (no record), 'finished' (this token finished it), 'stale' (another token's lease),
+# The answers: 'gone' (no record), 'finished' (this token finished it; 'cancelled' or 'timed_out' when its
+# lease ended so), 'stale' (another token's lease),
 # 'lapsed' (this token's lease expired), 'cancelled', 'timed_out' (past the type's time limit), or nil:
 # the lease is this token's.
 LEASE_CHECK = """
 local holder, tag
 local function lease_check(KEYS, token, now)
   local record = redis.call('HMGET', KEYS[1], 'type', 'http_token', 'http_worker', 'http_done', 'cancelled',
-                            'http_tag', 'http_deadline')
+                            'http_tag', 'http_deadline', 'http_end')
   if not record[1] then return 'gone' end
-  if record[4] == token then return 'finished' end
+  if record[4] == token then return record[8] or 'finished' end
   if record[2] ~= token then return 'stale' end
   holder, tag = record[3] .. '|' .. token, record[6]
   if redis.call('GET', KEYS[2]) ~= holder then return 'lapsed' end
@@ -104,14 +106,15 @@ return {'ok', tag}
 # cancelled or timed-out job (the caller then ends it so), hour TTL to set ('0' none).
 # Returns {'ok', tag} or {problem} (LEASE_CHECK's, or 'ended': its meta already says it finished).
 END = attempts.FINISHED_LUA + attempts.END_LUA + LEASE_CHECK + """
+local problem
 if ARGV[1] ~= '' then
-  local problem = lease_check(KEYS, ARGV[1], ARGV[2])
+  problem = lease_check(KEYS, ARGV[1], ARGV[2])
   if problem and not (ARGV[8] ~= '1' and (problem == 'cancelled' or problem == 'timed_out')) then
     return {problem}
   end
 end
 if finished_meta(KEYS[3]) then return {'ended'} end
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'http_done', ARGV[1]) end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'http_done', ARGV[1], 'http_end', problem or 'finished') end
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 redis.call('PUBLISH', KEYS[3], ARGV[3])
 attempt_ended(KEYS[1], KEYS[2], holder or '')
