@@ -5,6 +5,8 @@ what; the mixed test shares `hash` with the session's Celery worker."""
 from __future__ import annotations
 
 import hashlib
+import json
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -14,6 +16,8 @@ import pytest
 import requests
 
 from devsupport.processes import wait_until
+from jobs.webhooks import verify
+from tests.gateway.test_webhooks import receiver  # noqa: F401 - the fixture
 from tests.support.api import Api, b64
 
 QUEUE, TYPE = "http_only", "calc_hash_http"
@@ -204,3 +208,80 @@ def test_unknown_queues_and_tasks(http_worker: Worker) -> None:
 def test_malformed_finishes_are_400(http_worker: Worker, body: dict[str, Any]) -> None:
     response = http_worker.api.request("POST", f"/internal/tasks/{uuidlib.uuid4()}/finish", json=body)
     assert response.status_code == 400, response.text
+
+
+def test_a_job_finished_over_http_reads_the_same_everywhere(api: Api, http_worker: Worker, receiver,
+                                                            redis_client, celery_client, webhook_secret) -> None:
+    """/taskinfo, the listing, the result route, the completion webhook, the outcome count and the Celery
+    task events (what Flower shows), as for a job a Celery worker ran."""
+    drain_queue(http_worker)
+    hook = receiver()
+    counted = int(redis_client.hget("gw:stats:total", f"done|{TYPE}") or 0)
+    with TaskEvents(celery_client, redis_client) as events:
+        task = api.submitted(TYPE, {"content": b64(b"everywhere")}, callback_url=hook.url)
+        job = http_worker.leased()
+        assert http_worker.finish(task, job["lease"]["token"], result=digests(b"everywhere")).status_code == 200
+        info = api.wait_status(task, "done")
+        seen = wait_until(lambda: {"task-received", "task-started", "task-succeeded"} <= events.kinds(task)
+                          and events.of(task), 15, "the task's events")
+    assert {event["hostname"] for event in seen if event["type"] != "task-sent"} == {http_worker.name}
+    headers, body = wait_until(lambda: hook.deliveries and hook.deliveries[0], 30, "webhook delivered")
+    assert json.loads(body) == info
+    assert verify(webhook_secret, headers["X-Gateway-Timestamp"], body, headers["X-Gateway-Signature"])
+    rows = api.request("GET", "/tasks", params={"type": TYPE, "limit": 5}).json()["tasks"]
+    assert {key: value for key, value in info.items() if key != "result"} in rows
+    assert api.request("GET", f"/tasks/{task}/result").json() == digests(b"everywhere")
+    assert int(redis_client.hget("gw:stats:total", f"done|{TYPE}")) == counted + 1
+
+
+def test_celery_and_http_workers_share_a_queue_and_each_job_runs_once(api: Api, http_worker: Worker, redis_client,
+                                                                      hold_queue_paused, celery_client) -> None:
+    """`hash`, which the session's Celery worker consumes: the HTTP worker leases some of its jobs while
+    the Celery worker is paused on it, then both work the rest; every job ends done once."""
+    node = f"main@{socket.gethostname()}"
+    celery_client.control.cancel_consumer("hash", destination=[node], reply=True, timeout=5)
+    try:
+        counted = int(redis_client.hget("gw:stats:total", "done|calc_hash") or 0)
+        contents = {api.submitted("calc_hash", {"content": b64(f"shared {n}".encode())}): f"shared {n}".encode()
+                    for n in range(10)}
+        leased = [http_worker.leased("hash") for _ in range(4)]
+    finally:
+        celery_client.control.add_consumer("hash", destination=[node], reply=True, timeout=5)
+    for job in leased:
+        assert job["uuid"] in contents
+        finished = http_worker.finish(job["uuid"], job["lease"]["token"], result=digests(contents[job["uuid"]]))
+        assert finished.status_code == 200
+    for task, content in contents.items():
+        result = api.wait_status(task, "done")["result"]
+        assert result["digests"]["sha256"] == hashlib.sha256(content).hexdigest()
+    # Each job counted once: none ran on both sides (a second run would count, or be refused its end).
+    assert int(redis_client.hget("gw:stats:total", "done|calc_hash")) == counted + len(contents)
+
+
+class TaskEvents:
+    """Celery task events as Flower receives them (a pattern subscription to the event exchange),
+    captured in a thread while the block runs."""
+
+    def __init__(self, celery_client, redis_client) -> None:
+        self.app, self.redis, self.seen = celery_client, redis_client, []
+
+    def __enter__(self) -> TaskEvents:
+        subscribed = self.redis.pubsub_numpat()
+        self.connection = self.app.connection_for_read()
+        self.receiver = self.app.events.Receiver(self.connection, handlers={"*": self.seen.append})
+        self.thread = threading.Thread(target=lambda: self.receiver.capture(limit=None, timeout=None, wakeup=False),
+                                       daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.redis.pubsub_numpat() > subscribed, 10, "the event receiver subscribed")
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.receiver.should_stop = True
+        self.thread.join(5)
+        self.connection.release()
+
+    def of(self, task: str) -> list[dict[str, Any]]:
+        return [event for event in list(self.seen) if event.get("uuid") == task]
+
+    def kinds(self, task: str) -> set[str]:
+        return {event["type"] for event in self.of(task)}
