@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deploy" / "demo"
 USERS = {"admin": ("client-admin", "admin"), "service": ("client-service", "service"),
-         "copytrust": ("client-copytrust", "copytrust_site"), "ops": ("client-ops", "ops")}
+         "copytrust": ("client-copytrust", "copytrust_site"), "ops": ("client-ops", "ops"),
+         # The system identity (`vault.system_role`): HTTP workers log in as it (docs/workers.md).
+         "worker": ("http-worker", "system")}
 
 
 def _write(path: Path, text: str, secret: bool = True) -> None:

@@ -51,7 +51,10 @@ def test_demo_users_include_ops_with_its_role_in_the_shipped_configuration(tmp_p
     demo.init(tmp_path)
     users = json.loads((tmp_path / "users.json").read_text())
     assert users["ops"]["role"] == "ops" and users["ops"]["client_id"] == "client-ops"
-    assert set(json.loads((tmp_path / "demo-users.json").read_text())) == {"admin", "service", "copytrust", "ops"}
+    assert set(json.loads((tmp_path / "demo-users.json").read_text())) == {"admin", "service", "copytrust", "ops", "worker"}
+    # HTTP workers' login (docs/workers.md): the role is the configured system role.
+    assert users["worker"]["role"] == load_settings(ROOT / "config.example.json", ROOT / ".secrets.example.json",
+                                                    environ={}).config["vault"]["system_role"]
     config = load_settings(ROOT / "config.example.json", ROOT / ".secrets.example.json", environ={}).config
     assert config["roles"]["ops"] == () and "ops" in config["ops"]["roles"]  # the ops API, and no job type
     assert json.loads((ROOT / "config.example.json").read_text())["roles"]["ops"] == []

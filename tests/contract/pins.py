@@ -76,6 +76,19 @@ PINS = [
     Pin("celery.worker.consumer.tasks:Tasks.start", "tasks/delivery/bootstep.py requires it: the task consumer exists first"),
     Pin("celery.worker.request:Request.__init__", "tasks/delivery/leases.py reads request.message.delivery_tag and request.id"),
     Pin("celery.concurrency.prefork:TaskPool.on_start", "tasks/delivery/watchdog.py pool_pids reads consumer.pool._pool._pool"),
+    # The HTTP worker API (gateway/workers/): a kombu delivery in `unacked`, ended as a Celery worker ends it.
+    Pin("kombu.transport.redis:Channel._do_restore_message", "gateway/workers/scripts.py TAKE writes `unacked` entries "
+        "[message, exchange, routing_key] that this restores to their queue"),
+    Pin("kombu.transport.virtual.base:Channel._lookup", "gateway/workers/scripts.py TAKE: the anonymous exchange "
+        "restores to the routing key's queue"),
+    Pin("celery.backends.base:Backend._get_result_meta", "gateway/workers/outcomes.py Outcome.meta builds the same meta"),
+    Pin("celery.backends.base:Backend.prepare_exception", "gateway/workers/outcomes.py _exception builds the same"),
+    Pin("celery.backends.base:Backend.mark_as_revoked", "gateway/workers/outcomes.py revoked: TaskRevokedError(reason)"),
+    Pin("celery.backends.redis:RedisBackend.set", "gateway/workers/scripts.py END and HEARTBEAT: SET with EX, then PUBLISH"),
+    Pin("celery.events.dispatcher:EventDispatcher.publish", "gateway/workers/outcomes.py event_commands publishes "
+        "with our producer (its batch is captured)"),
+    Pin("celery.events.dispatcher:EventDispatcher.__init__", "gateway/workers/outcomes.py event_commands: channel=, "
+        "hostname=, buffer_while_offline="),
 ]
 
 

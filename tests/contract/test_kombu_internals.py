@@ -13,13 +13,17 @@ from unittest import mock
 import pytest
 import redis
 from celery import Celery
+from celery.app.task import Context
+from celery.exceptions import TaskRevokedError, TimeLimitExceeded
 from kombu.transport import redis as kombu_redis
 
 import celeryconfig
 from gateway.http.errors import ServiceUnavailable
 from gateway.submission import capture
 from gateway.submission.publishing import Dispatcher, message_commands
+from gateway.workers.outcomes import Outcome
 from jobs.catalogue import JobCatalogue
+from jobs.failures import BadContent
 from jobs.keys import KOMBU_UNACKED, KOMBU_UNACKED_INDEX
 from jobs.record import TaskRecord
 from jobs.store import TaskStore
@@ -121,3 +125,27 @@ def test_transports_are_handed_to_celery_as_import_paths(nowhere):
     worker = celeryconfig.build(settings, role="worker", transport=worker_transport.Transport)["broker_transport"]
     gateway = celeryconfig.build(settings, role="gateway", transport=capture.Transport)["broker_transport"]
     assert (worker, gateway) == ("tasks.delivery.transport:Transport", "gateway.submission.capture:Transport")
+
+
+@pytest.mark.parametrize("state, value", [
+    ("SUCCESS", {"size": 3, "digests": {"sha256": "ab"}}),
+    ("FAILURE", BadContent("not an image")),
+    ("FAILURE", TimeLimitExceeded(60)),
+    ("REVOKED", TaskRevokedError("cancelled")),
+    ("PROGRESS", {"percent": 40, "stage": "hashing"}),
+])
+def test_an_http_workers_meta_is_the_one_celerys_redis_backend_stores(state: str, value: object) -> None:
+    """gateway/workers/outcomes.py writes Celery's result meta itself (inside the script that ends a job):
+    field for field what the backend would store, but the moment it was done."""
+    backend = Celery("contract", backend="redis://127.0.0.1:1/0", set_as_current=False).backend
+    request = Context(id="t-1", children=[])  # a worker's request, of a task that started no other
+    celery_meta = backend._get_result_meta(result=backend.encode_result(value, state), state=state, traceback=None,
+                                           request=request)
+    celery_meta["task_id"] = "t-1"
+    ours = json.loads(Outcome(state, value, "", ("", {})).meta("t-1"))
+    assert json.loads(backend.encode(celery_meta)).keys() == ours.keys()
+    for key in ours.keys() - {"date_done"}:
+        assert ours[key] == json.loads(backend.encode(celery_meta))[key], key
+    assert (ours["date_done"] is None) == (celery_meta["date_done"] is None)
+    if ours["date_done"]:
+        assert datetime.fromisoformat(ours["date_done"]).tzinfo is not None
