@@ -23,7 +23,7 @@ from gateway.http.schemas import (
     LeaseResponse,
 )
 from gateway.services import services
-from gateway.workers import outcomes
+from gateway.workers import endings
 from gateway.workers.leasing import Refused
 from jobs.ids import canonical_uuid
 from jobs.status import DONE, ERROR
@@ -87,9 +87,9 @@ def finish(data: dict[str, Any], task_id: str) -> dict[str, Any]:
         errors = job.result_errors(result)
         if errors:
             raise ValidationFailed("The result does not match the job type's result schema", errors=errors)
-        outcome = outcomes.done(job.name, workers.set_aside(uuid, result), 0.0)
+        outcome = endings.done(job.name, workers.set_aside(uuid, result), 0.0)
     else:
-        outcome = outcomes.reported(job.name, data["error"]["code"], data["error"]["message"])
+        outcome = endings.reported(job.name, data["error"]["code"], data["error"]["message"])
     try:
         workers.finish(uuid, data["token"], job, outcome)
     except Refused as refused:

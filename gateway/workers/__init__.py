@@ -3,7 +3,7 @@ guarantees of the Celery workers (SPEC §8; docs/workers.md has the protocol).
 
 - messages.py: what a task message taken off a queue says (job type, upload, limits);
 - scripts.py: the Lua that takes a message, checks its start, keeps its lease and ends it, atomically;
-- outcomes.py: what an ended job stores and sends, in the very format a Celery worker would (meta, events);
+- endings.py: what an ended job stores and sends, in the very format a Celery worker would (meta, events);
 - leasing.py: lease, heartbeat and finish, and the long polls' share of a gateway process.
 
 A message an HTTP worker takes is a kombu delivery like any other: it sits in kombu's `unacked` hash

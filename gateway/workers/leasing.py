@@ -27,8 +27,8 @@ from celery import Celery
 from loguru import logger
 from redis import Redis
 
-from gateway.workers import messages, outcomes, scripts
-from gateway.workers.outcomes import Outcome
+from gateway.workers import endings, messages, scripts
+from gateway.workers.endings import Outcome
 from jobs import attempts, deadletters, results, stats
 from jobs.catalogue import JobCatalogue, JobType
 from jobs.headers import SUBMITTED_HEADER
@@ -176,11 +176,11 @@ class HttpWorkers:
             # Left in `unacked`: it comes back when the lease that holds it lapses, and is checked again.
             logger.warning("lease: task {} redelivered while another worker holds it: checked again later", delivery.uuid)
         elif verdict == attempts.CANCELLED:
-            self._end(delivery.uuid, "", job.name, outcomes.revoked(job.name, "cancelled"), worker, tag,
+            self._end(delivery.uuid, "", job.name, endings.revoked(job.name, "cancelled"), worker, tag,
                       delivery.callback, delivery.owner)
         elif verdict == attempts.EXPIRED:
             logger.info("lease: task {} expired before a worker started it", delivery.uuid)
-            self._end(delivery.uuid, "", job.name, outcomes.revoked(job.name, "expired"), worker, tag,
+            self._end(delivery.uuid, "", job.name, endings.revoked(job.name, "expired"), worker, tag,
                       delivery.callback, delivery.owner)
         elif verdict == attempts.LOST:
             logger.warning("lease: task {} set aside: its worker died on each of {} deliveries", delivery.uuid, lost)
@@ -188,7 +188,7 @@ class HttpWorkers:
                 "task": delivery.task, "queue": queue, "type": job.name, "owner": delivery.owner,
                 "callback": delivery.callback, "args": [], "kwargs": {"upload": delivery.upload}, "attempts": lost,
                 "error": "WorkerLost"})
-            self._end(delivery.uuid, "", job.name, outcomes.worker_lost(job.name, lost), worker, tag,
+            self._end(delivery.uuid, "", job.name, endings.worker_lost(job.name, lost), worker, tag,
                       delivery.callback, delivery.owner)
         return None
 
@@ -198,7 +198,7 @@ class HttpWorkers:
         """Extend the lease; when its job was cancelled or ran past its time limit meanwhile, end it so and
         refuse (Refused: cancelled / timed_out)."""
         now = time.time()
-        meta = outcomes.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
+        meta = endings.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
         answer = self.store.eval(scripts.HEARTBEAT, 3, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid,
                                  token, now, self.lease_seconds, meta, self.ttl)
         if answer[0] != "ok":
@@ -238,8 +238,8 @@ class HttpWorkers:
             job = self.job_of(uuid)
             record = self._record(uuid)
             if job is not None:
-                outcome = (outcomes.revoked(job.name, "cancelled") if problem == "cancelled"
-                           else outcomes.timed_out(job.name, job.time_limit))
+                outcome = (endings.revoked(job.name, "cancelled") if problem == "cancelled"
+                           else endings.timed_out(job.name, job.time_limit))
                 self._end(uuid, token, job.name, outcome, record["worker"], record["tag"], record["callback"],
                           record["owner"])
         raise Refused(REASONS.get(problem, "expired"))
@@ -260,7 +260,7 @@ class HttpWorkers:
         `tag`) inside it when the broker is the same Redis, right after it otherwise. Returns the script's
         answer ("ok" when it ended the job)."""
         kind, fields = outcome.event
-        broker = [*outcomes.webhook_commands(self.celery, uuid, callback, owner),
+        broker = [*endings.webhook_commands(self.celery, uuid, callback, owner),
                   *(self._event_commands(worker, [(kind, {"uuid": uuid, **fields})]) if kind else []),
                   *((("hdel", (KOMBU_UNACKED, tag)), ("zrem", (KOMBU_UNACKED_INDEX, tag))) if tag else ())]
         hour = stats.hour_key()
@@ -287,14 +287,14 @@ class HttpWorkers:
         except Exception as exc:  # noqa: BLE001 - events are best effort
             logger.warning("could not send task events: {}", exc.__class__.__name__)
 
-    def _event_commands(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> outcomes.Commands:
+    def _event_commands(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> endings.Commands:
         try:
-            return outcomes.event_commands(self.celery, worker, events)
+            return endings.event_commands(self.celery, worker, events)
         except Exception as exc:  # noqa: BLE001 - events are best effort
             logger.warning("could not build task events: {}", exc.__class__.__name__)
             return []
 
-    def _run_on_broker(self, commands: outcomes.Commands) -> None:
+    def _run_on_broker(self, commands: endings.Commands) -> None:
         if not commands:
             return
         with self.broker.pipeline(transaction=False) as pipe:

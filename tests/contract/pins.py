@@ -81,13 +81,13 @@ PINS = [
         "[message, exchange, routing_key] that this restores to their queue"),
     Pin("kombu.transport.virtual.base:Channel._lookup", "gateway/workers/scripts.py TAKE: the anonymous exchange "
         "restores to the routing key's queue"),
-    Pin("celery.backends.base:Backend._get_result_meta", "gateway/workers/outcomes.py Outcome.meta builds the same meta"),
-    Pin("celery.backends.base:Backend.prepare_exception", "gateway/workers/outcomes.py _exception builds the same"),
-    Pin("celery.backends.base:Backend.mark_as_revoked", "gateway/workers/outcomes.py revoked: TaskRevokedError(reason)"),
+    Pin("celery.backends.base:Backend._get_result_meta", "gateway/workers/endings.py Outcome.meta builds the same meta"),
+    Pin("celery.backends.base:Backend.prepare_exception", "gateway/workers/endings.py _exception builds the same"),
+    Pin("celery.backends.base:Backend.mark_as_revoked", "gateway/workers/endings.py revoked: TaskRevokedError(reason)"),
     Pin("celery.backends.redis:RedisBackend.set", "gateway/workers/scripts.py END and HEARTBEAT: SET with EX, then PUBLISH"),
-    Pin("celery.events.dispatcher:EventDispatcher.publish", "gateway/workers/outcomes.py event_commands publishes "
+    Pin("celery.events.dispatcher:EventDispatcher.publish", "gateway/workers/endings.py event_commands publishes "
         "with our producer (its batch is captured)"),
-    Pin("celery.events.dispatcher:EventDispatcher.__init__", "gateway/workers/outcomes.py event_commands: channel=, "
+    Pin("celery.events.dispatcher:EventDispatcher.__init__", "gateway/workers/endings.py event_commands: channel=, "
         "hostname=, buffer_while_offline="),
 ]
 

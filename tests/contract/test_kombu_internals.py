@@ -21,7 +21,7 @@ import celeryconfig
 from gateway.http.errors import ServiceUnavailable
 from gateway.submission import capture
 from gateway.submission.publishing import Dispatcher, message_commands
-from gateway.workers.outcomes import Outcome
+from gateway.workers.endings import Outcome
 from jobs.catalogue import JobCatalogue
 from jobs.failures import BadContent
 from jobs.keys import KOMBU_UNACKED, KOMBU_UNACKED_INDEX
@@ -135,7 +135,7 @@ def test_transports_are_handed_to_celery_as_import_paths(nowhere):
     ("PROGRESS", {"percent": 40, "stage": "hashing"}),
 ])
 def test_an_http_workers_meta_is_the_one_celerys_redis_backend_stores(state: str, value: object) -> None:
-    """gateway/workers/outcomes.py writes Celery's result meta itself (inside the script that ends a job):
+    """gateway/workers/endings.py writes Celery's result meta itself (inside the script that ends a job):
     field for field what the backend would store, but the moment it was done."""
     backend = Celery("contract", backend="redis://127.0.0.1:1/0", set_as_current=False).backend
     request = Context(id="t-1", children=[])  # a worker's request, of a task that started no other
