@@ -18,6 +18,7 @@ from devsupport.deployment import compose_argv
 from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_redis, start_worker, wait_until
 from settings import Settings, load_settings
 from tests.support.api import Api
+from tests.support.receiver import Receiver
 from tests.support.vault import SeededVault, start_seeded_vault
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
@@ -246,3 +247,16 @@ def stalled_port():
     server.listen(64)
     yield server.getsockname()[1]
     server.close()
+
+
+@pytest.fixture
+def receiver():
+    """receiver() -> a new webhook Receiver (tests/support/receiver.py), closed after the test."""
+    made = []
+
+    def make(fail_first: int = 0) -> Receiver:
+        made.append(Receiver(fail_first))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()

@@ -17,7 +17,6 @@ import requests
 
 from devsupport.processes import wait_until
 from jobs.webhooks import verify
-from tests.gateway.test_webhooks import receiver  # noqa: F401 - the fixture
 from tests.support.api import Api, b64
 
 QUEUE, TYPE = "http_only", "calc_hash_http"

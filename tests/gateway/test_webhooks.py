@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,45 +18,6 @@ from devsupport.procfs import children, cmdline, environ, status_kib
 from jobs import webhooks
 from jobs.webhooks import verify
 from tests.support.api import b64
-
-
-class Receiver:
-    """A real HTTP server on a free port recording every delivery; can refuse the first N."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append((dict(self.headers), body))
-                self.send_response(500 if len(receiver.deliveries) <= receiver.fail_first else 204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(fail_first: int = 0) -> Receiver:
-        made.append(Receiver(fail_first))
-        return made[-1]
-    yield make
-    for r in made:
-        r.close()
 
 
 def test_done_job_posts_signed_taskinfo(api, receiver, webhook_secret):
