@@ -199,14 +199,14 @@ class LeaseResponse(Schema):
     lease = fields.Function(lambda lease: LeaseToken().dump(lease), required=True)
 
 
-class Progress(Schema):
+class ProgressReport(Schema):
     percent = fields.Float(required=True, validate=validate.Range(min=0, max=100))
     stage = fields.String(load_default="", validate=validate.Length(max=100))
 
 
 class HeartbeatRequest(Schema):
     token = fields.String(required=True, validate=TOKEN)
-    progress = fields.Nested(Progress, load_default=None, allow_none=True)
+    progress = fields.Nested(ProgressReport, load_default=None, allow_none=True)
 
 
 class HeartbeatResponse(Schema):
