@@ -50,6 +50,12 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
          '{"ExternalId":null,"type":"calc_hash","uuid":"<uuid>","created":"..."}'),
         (r"^status +done$(.|\n)*digests\.sha256: [0-9a-f]{64}$", "# status     done   ...   result     size: ...   digests.sha256:"),
     ],
+    "docs/workers.md": [
+        (r'"lease": ?\{"token"', '"lease": {"token"'),
+        (r"'stage': 'hashing'", "'stage': 'hashing'"),
+        (r'"status": ?"done"', '"status": "done"'),
+        (r"^done$", "# done"),
+    ],
     "docs/api.md": [
         (r"HTTP/1\.1 202 ACCEPTED\s+HTTP/1\.1 200 OK", "# HTTP/1.1 202 ACCEPTED\n# HTTP/1.1 200 OK"),
         (r"no longer consuming from hash", "no longer consuming from hash"),
