@@ -29,6 +29,9 @@ from jobs.store import TaskStore
 from settings import Settings
 
 
+LONG_POLLS = "gateway-long-poll"  # the Redis client name of HTTP workers' long polls (CLIENT LIST shows it)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway", transport=capture.Transport),
                     set_as_current=False)
@@ -56,7 +59,7 @@ def init_app(app: Flask, settings: Settings) -> None:
                              ("result backend", redis_check("result backend", settings.result_url)),
                              ("vault", vault_token_check(settings.config["vault"]["url"],
                                                          settings.secrets["vault"]["token"]))]),
-        http_workers=HttpWorkers(celery, catalogue, store.redis, broker, redis_client(settings.broker_url),
+        http_workers=HttpWorkers(celery, catalogue, store.redis, broker, redis_client(settings.broker_url, name=LONG_POLLS),
                                  settings.config, same_redis=settings.broker_url == settings.result_url),
     )
 

@@ -25,10 +25,10 @@ def redis_options(timeout: float) -> dict[str, Any]:
     return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "connection_class": GuardedConnection}
 
 
-def redis_client(url: str, timeout: float = TASK_STORE_TIMEOUT) -> Redis:
-    """A client of request code (see the module's docstring)."""
+def redis_client(url: str, timeout: float = TASK_STORE_TIMEOUT, name: str | None = None) -> Redis:
+    """A client of request code (see the module's docstring); `name`: its CLIENT SETNAME, for CLIENT LIST."""
     return Redis.from_url(url, decode_responses=True, health_check_interval=HEALTH_CHECK_INTERVAL,
-                          **redis_options(timeout))
+                          client_name=name, **redis_options(timeout))
 
 
 def probe_client(url: str, timeout: float) -> Redis:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from devsupport.processes import wait_until
+from gateway.extensions import LONG_POLLS
 from jobs.webhooks import verify
 from tests.support.api import Api, b64
 
@@ -96,8 +97,9 @@ def test_an_empty_queue_answers_204_after_the_wait(http_worker: Worker) -> None:
     drain_queue(http_worker)
     assert http_worker.lease(wait=0).status_code == 204
     began = time.monotonic()
-    assert http_worker.lease(wait=1).status_code == 204
-    assert time.monotonic() - began >= 0.9  # it waited (a lower bound: never flaky)
+    waited = http_worker.lease(wait=2.5)  # longer than the gateway's Redis read timeout (1 s)
+    assert waited.status_code == 204 and "Retry-After" not in waited.headers
+    assert time.monotonic() - began >= 2.4  # it waited (a lower bound: never flaky)
 
 
 def test_a_long_poll_returns_when_a_job_arrives(api: Api, http_worker: Worker) -> None:
@@ -284,3 +286,24 @@ class TaskEvents:
 
     def kinds(self, task: str) -> set[str]:
         return {event["type"] for event in self.of(task)}
+
+
+def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gateway_url: str, vault, redis_client,
+                                                                  http_worker: Worker) -> None:
+    """`workers.http_long_polls` (2) per process: a third long poll into the one-process gateway gets
+    its 204 at once, with Retry-After, so client requests keep their threads."""
+    drain_queue(http_worker)
+    single = Worker(Api(one_worker_gateway_url, auth=vault.basic("system")), "poller")
+    polls = [threading.Thread(target=single.lease, kwargs={"wait": 8}) for _ in range(2)]
+    for poll in polls:
+        poll.start()
+    def blocked() -> int:
+        return sum(client.get("name") == LONG_POLLS and client.get("cmd") == "blmove"
+                   for client in redis_client.client_list())
+    wait_until(lambda: blocked() >= 2, 10, "two long polls blocked in Redis")
+    began = time.monotonic()
+    third = single.lease(wait=8)
+    assert third.status_code == 204 and third.headers["Retry-After"] == "1"
+    assert time.monotonic() - began < 6  # answered at once, not after its wait (a loose bound)
+    for poll in polls:
+        poll.join(15)
