@@ -28,7 +28,6 @@ from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
 from settings import Settings
 
-
 LONG_POLLS = "gateway-long-poll"  # the Redis client name of HTTP workers' long polls (CLIENT LIST shows it)
 
 
