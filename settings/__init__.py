@@ -18,6 +18,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from settings.addresses import SentinelOptions, is_sentinel, parse_sentinel_url
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent  # where config.example.json and .secrets.example.json are (the clone, the image's /app)
 JOB_SCHEMA_DIR = HERE.parent / "jobs" / "schemas"
@@ -49,6 +51,15 @@ class Settings:
     def result_url(self) -> str:
         url = self.config["queue"]["result_url"] or self.config["queue"]["url"]
         return _with_credentials(url, self.secrets.get("redis", {}))
+
+    @property
+    def sentinel(self) -> SentinelOptions | None:
+        """The master's name and the sentinels' credentials, when a queue URL is sentinel:// (else None)."""
+        named = self.config["queue"].get("sentinel")
+        if not named:
+            return None
+        creds = self.secrets.get("redis", {})
+        return SentinelOptions(named["master_name"], creds.get("sentinel_username"), creds.get("sentinel_password"))
 
 
 def load_settings(
@@ -205,9 +216,30 @@ def _semantic_problems(config: dict) -> list[str]:
         except (ValueError, SchemaError) as exc:
             reason = exc.message if isinstance(exc, SchemaError) else exc
             problems.append(f"config.jobs.{name}.schema: {path} is not a valid JSON Schema ({reason})")
+    problems += _queue_problems(config["queue"])
     for role, types in config["roles"].items():
         for unknown in sorted(set(types) - set(config["jobs"])):
             problems.append(f"config.roles.{role}: unknown job type {unknown!r}")
+    return problems
+
+
+def _queue_problems(queue: dict) -> list[str]:
+    """A sentinel:// address must parse and needs the master's name; a WAIT must end before the publish
+    timeout, or every acknowledged save would answer "outcome unknown"."""
+    problems = []
+    for key in ("url", "result_url"):
+        url = queue.get(key)
+        if not url or not is_sentinel(url):
+            continue
+        try:
+            parse_sentinel_url(url)
+        except ValueError as exc:
+            problems.append(f"config.queue.{key}: {exc}")
+        if not queue.get("sentinel"):
+            problems.append(f"config.queue.{key}: a sentinel:// address needs config.queue.sentinel.master_name")
+    if queue["wait_replicas"] and queue["wait_timeout_ms"] >= queue["publish_timeout"] * 1000 * 0.8:
+        problems.append("config.queue.wait_timeout_ms: must stay below 80% of publish_timeout "
+                        "(the save and its WAIT share that socket timeout)")
     return problems
 
 
