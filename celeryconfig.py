@@ -12,6 +12,7 @@ from kombu import Exchange, Queue
 from jobs import webhooks
 from jobs.catalogue import JobCatalogue
 from settings import Settings
+from settings.addresses import is_sentinel, transport_options
 
 RESTORE_INTERVAL = 5  # seconds between a worker's sweeps for deliveries whose worker is gone
 # Seconds an idle worker's blocking move waits on a queue before it asks again (kombu's brpop_timeout, 1 s
@@ -39,8 +40,11 @@ def build(settings: Settings, role: str = "worker", transport: type | str = "red
     """Celery configuration for a `worker` or for the `gateway` (a publisher that never waits).
 
     `transport` is the kombu transport class each side hands over: the workers' tasks/delivery/transport.py,
-    the gateway's gateway/submission/capture.py; stock kombu Redis for anyone else (tests, tools)."""
+    the gateway's gateway/submission/capture.py; stock kombu Redis for anyone else (tests, tools). For a
+    sentinel:// broker, its `sentinel_variant` (stock: kombu's "sentinel")."""
     config = settings.config
+    if is_sentinel(settings.broker_url):
+        transport = getattr(transport, "sentinel_variant", None) or "sentinel"
     jobs = config["jobs"]
     catalogue = JobCatalogue(jobs)
     conf: dict[str, Any] = {
@@ -83,7 +87,24 @@ def build(settings: Settings, role: str = "worker", transport: type | str = "red
     specific = _gateway(settings) if role == "gateway" else _worker(settings)
     conf["broker_transport_options"].update(specific.pop("broker_transport_options"))
     conf.update(specific)
+    _sentinel(settings, conf)
     return conf
+
+
+def _sentinel(settings: Settings, conf: dict[str, Any]) -> None:
+    """A sentinel:// broker or result backend needs the master's name and the sentinels' options beside
+    its URL (kombu's and Celery's Sentinel support reads them from the transport options; without them,
+    "No master found for None"). The sentinels are asked with the same timeouts as the master."""
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return
+    broker = conf["broker_transport_options"]
+    if is_sentinel(settings.broker_url):
+        broker.update(transport_options(sentinel, broker.get("socket_timeout"), broker.get("socket_connect_timeout")))
+    if conf.get("result_backend") and is_sentinel(settings.result_url):
+        backend = conf.setdefault("result_backend_transport_options", {})
+        backend.update(transport_options(sentinel, conf.get("redis_socket_timeout"),
+                                         conf.get("redis_socket_connect_timeout")))
 
 
 def _worker(settings: Settings) -> dict[str, Any]:

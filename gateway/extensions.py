@@ -16,7 +16,7 @@ from gateway.access.identity import VaultIdentity
 from gateway.access.jwtcheck import LocalJwtCheck
 from gateway.access.ratelimit import RateLimits
 from gateway.health import drain
-from gateway.health.clients import RATE_LIMIT_TIMEOUT, SCRAPE_TIMEOUT, redis_client
+from gateway.health.clients import RATE_LIMIT_TIMEOUT, SCRAPE_TIMEOUT, client_factory
 from gateway.health.metrics import BrokerCollector
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
@@ -32,6 +32,7 @@ LONG_POLLS = "gateway-long-poll"  # the Redis client name of HTTP workers' long 
 
 
 def init_app(app: Flask, settings: Settings) -> None:
+    redis_client = client_factory(settings.sentinel)  # every Redis client of the app comes from it
     celery = Celery("gateway", config_source=celeryconfig.build(settings, role="gateway", transport=capture.Transport),
                     set_as_current=False)
     store = TaskStore(redis_client(settings.result_url), ttl=settings.config["results"]["expires"])
@@ -54,8 +55,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         celery=celery,
         broker_collector=BrokerCollector(redis_client(settings.broker_url, SCRAPE_TIMEOUT),
                                          redis_client(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
-        readiness=Readiness([("broker", redis_check("broker", settings.broker_url)),
-                             ("result backend", redis_check("result backend", settings.result_url)),
+        readiness=Readiness([("broker", redis_check("broker", settings.broker_url, sentinel=settings.sentinel)),
+                             ("result backend", redis_check("result backend", settings.result_url,
+                                                                     sentinel=settings.sentinel)),
                              ("vault", vault_token_check(settings.config["vault"]["url"],
                                                          settings.secrets["vault"]["token"]))]),
         http_workers=HttpWorkers(celery, catalogue, store.redis, broker, redis_client(settings.broker_url, name=LONG_POLLS),

@@ -11,6 +11,7 @@ from celeryconfig import WORKER_REDIS_CONNECT_TIMEOUT, WORKER_REDIS_TIMEOUT
 from jobs.catalogue import Bounds, JobCatalogue, JobType
 from jobs.headers import JOB_TYPE_HEADER
 from settings import Settings, load_settings_or_exit
+from settings.addresses import connect, is_sentinel
 
 _settings: Settings | None = None
 _catalogue: JobCatalogue | None = None
@@ -56,6 +57,8 @@ def no_progress(percent: int, stage: str) -> None:
 
 def redis_client(url: str, timeout: float = WORKER_REDIS_TIMEOUT, decode: bool = False) -> Redis:
     """A Redis client of the workers' own (beside Celery's and kombu's): bounded by `timeout` per reply
-    and by the workers' connect timeout, never longer."""
-    return Redis.from_url(url, decode_responses=decode, socket_timeout=timeout,
-                          socket_connect_timeout=min(timeout, WORKER_REDIS_CONNECT_TIMEOUT))
+    and by the workers' connect timeout, never longer. For a sentinel:// `url` (settings/addresses.py), one
+    that follows the master through a failover, named by this worker's settings."""
+    sentinel = worker_settings().sentinel if is_sentinel(url) else None
+    return connect(url, sentinel, decode_responses=decode, socket_timeout=timeout,
+                   socket_connect_timeout=min(timeout, WORKER_REDIS_CONNECT_TIMEOUT))

@@ -23,6 +23,7 @@ from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import SentinelManagedConnection
 
 COOLDOWN = 1.0  # seconds a breaker stays open before it lets one probe through
 PROBE_LIMIT = 5.0  # a probe that never reports (a thread killed mid-call) stops blocking others after this
@@ -117,3 +118,14 @@ class GuardedConnection(Connection):
             raise Unanswered(f"no answer from {self._breaker.name}") from exc
         self._breaker.succeeded()
         return response
+
+
+class GuardedSentinelConnection(GuardedConnection, SentinelManagedConnection):
+    """The same breaker in front of a connection to whichever server the sentinels name master. Its
+    breaker is the master's, by name, not by address: the address changes with a failover, and a
+    breaker opened by the dead master's errors lets its probe through after COOLDOWN; the probe
+    connects afresh, and so asks the sentinels for the new master."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._breaker = breaker(f"redis master {self.connection_pool.service_name}")

@@ -17,6 +17,7 @@ import requests
 from redis.exceptions import RedisError
 
 from gateway.health.clients import probe_client
+from settings.addresses import SentinelOptions
 
 BUDGET = 0.75  # seconds each probe may take; they run in parallel
 Check = Callable[[], str | None]  # the name of the part that is down, or None
@@ -59,9 +60,10 @@ class Readiness:
         return [name for name in names if name]
 
 
-def redis_check(name: str, url: str, budget: float = BUDGET) -> Check:
-    """A PING on a client of its own: bounded, never retried, not behind the request path's breaker."""
-    client = probe_client(url, budget)
+def redis_check(name: str, url: str, budget: float = BUDGET, sentinel: SentinelOptions | None = None) -> Check:
+    """A PING on a client of its own: bounded, never retried, not behind the request path's breaker.
+    For a sentinel:// `url` it PINGs the master the sentinels name now."""
+    client = probe_client(url, budget, sentinel)
 
     def check() -> str | None:
         try:

@@ -16,6 +16,10 @@ Redis client of the gateway, so a cancel's revoke broadcast fails fast while Red
 The commands are exactly the ones stock kombu would send: a stock `celery worker` and Flower see
 ordinary Celery protocol-2 messages. Handed to celeryconfig by the gateway (gateway/extensions.py).
 
+A Sentinel variant (`SentinelTransport`, chosen by celeryconfig for a sentinel:// broker) is the same
+channel on kombu's SentinelChannel, its connections the breaker's Sentinel-managed ones, so the
+publisher follows a failover as the gateway's other clients do (gateway/health/clients.py).
+
 A capture never sends anything itself. kombu publishes straight away, without a batch, when a channel
 says batching is unsafe (`supports_batch_publish`, false with retry_on_timeout): inside capture() that
 publish is refused (`NotCaptured`, a 503 with nothing queued) instead of reaching Redis before the
@@ -30,7 +34,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
 
-from gateway.health.breaker import GuardedConnection
+from gateway.health.breaker import GuardedConnection, GuardedSentinelConnection
 
 _capturing = threading.local()
 ALLOWED = ("lpush", "publish", "pexpire")
@@ -124,3 +128,16 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    sentinel_variant: type[Transport]  # what celeryconfig hands over for a sentinel:// broker
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    connection_class = GuardedSentinelConnection
+
+
+class SentinelTransport(Transport):
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port  # type: ignore[assignment]  # kombu declares None
+
+
+Transport.sentinel_variant = SentinelTransport

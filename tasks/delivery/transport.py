@@ -30,6 +30,11 @@ Stock kombu, four changes around a lost broker connection or a killed worker, no
    (docs/guarantees.md); it never polls. A channel that closes (its queue cancelled, the worker
    stopping) drops its move in flight and puts back what it moved, without waiting for it.
 
+A Sentinel variant (`SentinelTransport`, celeryconfig picks it for a sentinel:// broker) is the same
+channel on kombu's SentinelChannel: only where its connection pool comes from differs (kombu's
+`_sentinel_managed_pool`, a redis-py pool that asks the sentinels for the master whenever it connects),
+so everything above holds through a failover; a lost master is a lost connection, handled as any.
+
 What the transport needs to know of its worker — its node name, its landing lists, the jobs its
 children run — it asks the worker's Keeper (tasks/delivery/keeper.py), which the consumer bootstep
 (tasks/delivery/bootstep.py) hands to the consumer connection's transport as `keeper`. A transport
@@ -292,7 +297,20 @@ def _sibling(main: Channel, queue: str) -> Channel:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    sentinel_variant: type[Transport]  # what celeryconfig hands over for a sentinel:// broker
     keeper: Keeper | None = None  # set on the consumer connection's transport by tasks/delivery/bootstep.py
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The channel above, its pool from the sentinels (the module's docstring)."""
+
+
+class SentinelTransport(Transport):
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port  # type: ignore[assignment]  # kombu declares None
+
+
+Transport.sentinel_variant = SentinelTransport
 
 
 def _keeper(channel: Any) -> Keeper | None:

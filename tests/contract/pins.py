@@ -71,6 +71,21 @@ PINS = [
     Pin("kombu.transport.redis:PublishBatch.add", "gateway/submission/capture.py CapturedPublish.add stands in for it"),
     Pin("kombu.messaging:_ProducerBatchState._get_session", "gateway/submission/capture.py: when kombu batches or publishes at once"),
     Pin("kombu.messaging:_ProducerBatchState.publish", "gateway/submission/capture.py: a batched publish goes to the batch"),
+    # The Sentinel variants of both transports, and Celery's Sentinel result backend (celeryconfig._sentinel).
+    Pin("kombu.transport.redis:SentinelChannel._sentinel_managed_pool", "tasks/delivery/transport.py and "
+        "gateway/submission/capture.py SentinelChannel: the pool from every sentinel of connection.alt, its "
+        "connection_class from _connparams (GuardedSentinelConnection at the gateway), sentinel_kwargs, master_name"),
+    Pin("kombu.transport.redis:SentinelChannel._get_pool", "the Sentinel variants: the channels' pool comes from there"),
+    Pin("kombu.transport.redis:Channel._disconnect_pools", "the Sentinel variants: a closed channel closes its "
+        "connections to the sentinels too"),
+    Pin("celery.backends.redis:SentinelBackend._get_sentinel_instance", "celeryconfig._sentinel: sentinel_kwargs "
+        "default to none at all (no socket timeout), so they are always given"),
+    Pin("celery.backends.redis:SentinelBackend._params_from_url", "settings/addresses.py: the master's credentials "
+        "and database are the first URL's"),
+    Pin("redis.sentinel:SentinelManagedConnection.__init__", "gateway/health/breaker.py GuardedSentinelConnection "
+        "reads connection_pool.service_name"),
+    Pin("redis.sentinel:SentinelManagedConnection.read_response", "gateway/health/breaker.py GuardedSentinelConnection: "
+        "READONLY from a demoted master becomes a connection error (the breaker counts it)"),
     # Celery's worker (tasks/delivery/bootstep.py, leases.py, watchdog.py).
     Pin("celery.worker.consumer.consumer:Consumer.start", "tasks/delivery/bootstep.py: steps start again after a reconnect"),
     Pin("celery.worker.consumer.tasks:Tasks.start", "tasks/delivery/bootstep.py requires it: the task consumer exists first"),

@@ -149,3 +149,96 @@ def test_an_http_workers_meta_is_the_one_celerys_redis_backend_stores(state: str
     assert (ours["date_done"] is None) == (celery_meta["date_done"] is None)
     if ours["date_done"]:
         assert datetime.fromisoformat(ours["date_done"]).tzinfo is not None
+
+
+@pytest.fixture
+def sentinels() -> Iterator[str]:
+    """A sentinel:// address of two sentinels nobody runs (three ports nobody listens on)."""
+    ports = []
+    for _ in range(2):
+        with closing(socket.socket()) as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    with mock.patch.object(redis.Redis, "ping", return_value=True):  # kombu PINGs when it opens a channel
+        yield ";".join(f"sentinel://127.0.0.1:{port}/3" for port in ports)
+
+
+def _sentinel_settings(url: str) -> Settings:
+    return _settings(url, GATEWAY__QUEUE__SENTINEL__MASTER_NAME="main", GATEWAY__REDIS__PASSWORD="pa;ss@word",
+                     GATEWAY__REDIS__SENTINEL_PASSWORD="sentinel-secret")
+
+
+def _sentinel_pool_of(pool: redis.ConnectionPool) -> redis.sentinel.SentinelConnectionPool:
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    return pool
+
+
+def _assert_every_sentinel_asked_with(pool: redis.sentinel.SentinelConnectionPool, url: str, timeout: float) -> None:
+    """Every sentinel of the URL (celery#5538), with a timeout and the sentinels' own password; the master's
+    password from the URL, whole (kombu#1007)."""
+    manager = pool.sentinel_manager
+    ports = sorted(int(chunk.rsplit(":", 1)[1].split("/")[0]) for chunk in url.split(";"))
+    assert sorted(s.connection_pool.connection_kwargs["port"] for s in manager.sentinels) == ports
+    for sentinel in manager.sentinels:
+        kwargs = sentinel.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["password"]) == (timeout, "sentinel-secret")
+    assert pool.service_name == "main"
+    assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("pa;ss@word", 3)
+
+
+def test_worker_sentinel_channel_takes_its_pool_from_every_sentinel(sentinels):
+    settings = _sentinel_settings(sentinels)
+    conf = celeryconfig.build(settings, role="worker", transport=worker_transport.Transport)
+    assert conf["broker_transport"] == "tasks.delivery.transport:SentinelTransport"
+    app = Celery("contract", config_source=conf, set_as_current=False)
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, worker_transport.SentinelChannel)
+        assert isinstance(channel, kombu_redis.SentinelChannel)
+        pool = _sentinel_pool_of(channel.pool)
+        assert issubclass(pool.connection_class, redis.sentinel.SentinelManagedConnection)
+        _assert_every_sentinel_asked_with(pool, sentinels, celeryconfig.WORKER_REDIS_TIMEOUT)
+        channel.check_landing_possible()
+
+
+def test_gateway_sentinel_channel_is_behind_the_masters_breaker_and_still_captures(sentinels):
+    from gateway.health.breaker import GuardedSentinelConnection
+
+    settings = _sentinel_settings(sentinels)
+    celery = _gateway_celery(settings)
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, capture.SentinelChannel)
+        pool = _sentinel_pool_of(channel.pool)
+        assert issubclass(pool.connection_class, GuardedSentinelConnection)
+        _assert_every_sentinel_asked_with(pool, sentinels, settings.config["queue"]["publish_timeout"])
+    job = JobCatalogue(settings.config["jobs"]).get("calc_hash")
+    commands = message_commands(celery, job, _record("calc_hash"), {"content": "aGk="})
+    assert [name for name, _ in commands] == ["lpush", "publish"]
+
+
+def test_sentinel_result_backend_has_a_master_name_and_bounded_sentinels(sentinels):
+    """Without its transport options Celery's backend says "No master found for None"; without
+    sentinel_kwargs its sentinel clients have no socket timeout at all."""
+    settings = _sentinel_settings(sentinels)
+    app = Celery("contract", config_source=celeryconfig.build(settings, role="worker",
+                                                               transport=worker_transport.Transport),
+                 set_as_current=False)
+    assert type(app.backend).__name__ == "SentinelBackend"
+    _assert_every_sentinel_asked_with(_sentinel_pool_of(app.backend.client.connection_pool), sentinels,
+                                      celeryconfig.WORKER_REDIS_TIMEOUT)
+
+
+def test_own_clients_follow_the_master_on_both_sides(sentinels):
+    from gateway.health.breaker import GuardedSentinelConnection
+    from gateway.health.clients import client_factory
+    from tasks import runtime
+
+    settings = _sentinel_settings(sentinels)
+    gateway = client_factory(settings.sentinel)(settings.broker_url, 0.7)
+    pool = _sentinel_pool_of(gateway.connection_pool)
+    assert issubclass(pool.connection_class, GuardedSentinelConnection)
+    _assert_every_sentinel_asked_with(pool, sentinels, 0.7)
+    with mock.patch.object(runtime, "_settings", settings):
+        worker = _sentinel_pool_of(runtime.redis_client(settings.result_url, timeout=2.0).connection_pool)
+    _assert_every_sentinel_asked_with(worker, sentinels, 2.0)
