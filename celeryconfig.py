@@ -5,9 +5,13 @@ implied by Celery's defaults (`task_create_missing_queues` is off).
 """
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Exchange, Queue
+from kombu.connection import failover_strategies
 
 from jobs import webhooks
 from jobs.catalogue import JobCatalogue
@@ -23,6 +27,9 @@ TAKE_WAIT = 5
 # may take this long before the connection counts as lost.
 WORKER_REDIS_TIMEOUT = 10.0
 WORKER_REDIS_CONNECT_TIMEOUT = 5.0
+# kombu's failover strategy for a sentinel:// broker, registered by name (a function in the configuration
+# would reach the worker's stats, which must encode as JSON). See _sentinel.
+STAY_ON_SENTINELS = "stay-on-sentinels"
 RESULT_STORE_RETRIES = 35  # a finished job's result store retried this often while Redis is away (backoff to 2 s)
 
 
@@ -91,6 +98,17 @@ def build(settings: Settings, role: str = "worker", transport: type | str = "red
     return conf
 
 
+def _stay(alternates: Iterable[Any]) -> Iterator[str]:
+    """kombu's "next URL" after a lost connection: the first sentinel's host, so kombu's switch() keeps the
+    transport it was given. Every sentinel URL is an alternate to kombu, and switching to one takes the
+    transport from its scheme: stock kombu's SentinelTransport instead of ours (a worker died on that,
+    with no landing lists). Nothing is lost: the Sentinel channel asks every sentinel on each connect."""
+    return itertools.repeat(urlsplit(next(iter(alternates))).hostname or "")
+
+
+failover_strategies.setdefault(STAY_ON_SENTINELS, _stay)
+
+
 def _sentinel(settings: Settings, conf: dict[str, Any]) -> None:
     """A sentinel:// broker or result backend needs the master's name and the sentinels' options beside
     its URL (kombu's and Celery's Sentinel support reads them from the transport options; without them,
@@ -100,6 +118,7 @@ def _sentinel(settings: Settings, conf: dict[str, Any]) -> None:
         return
     broker = conf["broker_transport_options"]
     if is_sentinel(settings.broker_url):
+        conf["broker_failover_strategy"] = STAY_ON_SENTINELS
         broker.update(transport_options(sentinel, broker.get("socket_timeout"), broker.get("socket_connect_timeout")))
     if conf.get("result_backend") and is_sentinel(settings.result_url):
         backend = conf.setdefault("result_backend_transport_options", {})

@@ -21,7 +21,7 @@ from gateway.health.metrics import BrokerCollector
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from gateway.submission import capture
-from gateway.submission.publishing import Dispatcher
+from gateway.submission.publishing import Dispatcher, ReplicaWait
 from gateway.submission.reading import TaskReader
 from gateway.workers.leasing import HttpWorkers
 from jobs.catalogue import JobCatalogue
@@ -50,7 +50,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         catalogue=catalogue,
         store=store,
         reader=TaskReader(store, settings.config["results"]),
-        dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url),
+        dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url,
+                              wait=ReplicaWait.from_config(settings.config["queue"])),
         broker=broker,
         celery=celery,
         broker_collector=BrokerCollector(redis_client(settings.broker_url, SCRAPE_TIMEOUT),

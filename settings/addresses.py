@@ -38,8 +38,10 @@ class SentinelOptions:
 
     def sentinel_kwargs(self, timeout: float | None, connect_timeout: float | None = None) -> dict[str, Any]:
         """Connection options of the clients that talk to the sentinels themselves. Always given
-        explicitly: Celery's result backend defaults to none at all, which means no socket timeout."""
-        kwargs: dict[str, Any] = {"socket_timeout": timeout,
+        explicitly: Celery's result backend defaults to none at all, which means no socket timeout; and
+        redis-py 8 retries a client built from host and port ten times with a backoff (4 to 5 s for a
+        sentinel that refuses connections) before the next sentinel is asked: `retry` None asks once."""
+        kwargs: dict[str, Any] = {"retry": None, "socket_timeout": timeout,
                                   "socket_connect_timeout": connect_timeout if connect_timeout is not None else timeout}
         if self.password:
             kwargs["password"] = self.password

@@ -13,6 +13,12 @@ One failure is different: the script (or the publish) was sent and no answer cam
 Redis runs it when it resumes, so the task may exist: that 503 says the outcome is unknown and carries
 the uuid the task has if it does (`/taskinfo` tells later). A retry with the same Idempotency-Key or
 ExternalId is safe either way: the claims are checked and taken inside the same script.
+
+Replication to Redis replicas is asynchronous: a task answered 202 just before its master dies may be
+missing from the replica Sentinel promotes. With `queue.wait_replicas` N > 0 (`ReplicaWait`), the save is
+followed on the same connection, in the same round trip, by `WAIT N timeout`: a task whose save fewer
+than N replicas acknowledged in time is answered 503 "outcome unknown" with its uuid (it is on the master,
+and may or may not survive its loss). 0, the default, waits for no replica (docs/operations.md: Scaling out).
 """
 from __future__ import annotations
 
@@ -156,8 +162,8 @@ OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued
                    "Read it with /taskinfo, or repeat the request with the same Idempotency-Key")
 
 
-def _outcome_unknown(record: TaskRecord) -> ServiceUnavailable:
-    logger.warning("broker did not answer, task {} may have been queued", record.uuid)
+def _outcome_unknown(record: TaskRecord, why: str = "broker did not answer") -> ServiceUnavailable:
+    logger.warning("{}, task {} may have been queued", why, record.uuid)
     metrics.note_submit_outcome("outcome_unknown")
     return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
 
@@ -227,14 +233,32 @@ class Submitted:
     same_body: bool  # for an existing task: whether this request's body matches the one that made it
 
 
+@dataclass(frozen=True)
+class ReplicaWait:
+    """How many replicas must acknowledge a save, within `timeout_ms`, before it is answered 202 (0: none)."""
+
+    replicas: int = 0
+    timeout_ms: int = 0
+
+    @classmethod
+    def from_config(cls, queue: Mapping[str, Any]) -> ReplicaWait:
+        return cls(queue["wait_replicas"], queue["wait_timeout_ms"])
+
+
+class NotReplicated(Exception):
+    """The save ran on the master, and fewer replicas than asked acknowledged it in time."""
+
+
 class Dispatcher:
     """Records tasks and publishes their messages (see the module's docstring)."""
 
-    def __init__(self, celery: Celery, store: TaskStore, broker: Redis, same_redis: bool) -> None:
+    def __init__(self, celery: Celery, store: TaskStore, broker: Redis, same_redis: bool,
+                 wait: ReplicaWait = ReplicaWait()) -> None:
         self.celery = celery
         self.store = store
         self.broker = broker
         self.same_redis = same_redis
+        self.wait = wait
         self._save = store.redis.register_script(SAVE_SCRIPT)
         self.housekeeping = Housekeeping(store.ttl)
 
@@ -293,6 +317,8 @@ class Dispatcher:
                                   "at once; wait for some to finish") from None
         except Unanswered:
             raise _outcome_unknown(record) from None
+        except NotReplicated:
+            raise _outcome_unknown(record, "too few replicas acknowledged its save") from None
         except RedisError as exc:
             logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
             if not self.same_redis:
@@ -300,9 +326,11 @@ class Dispatcher:
             raise ServiceUnavailable("Broker unavailable" if self.same_redis else "Task store unavailable") from None
         if existing is None and not self.same_redis:
             try:
-                self._run_on_broker(message)
+                self._run_on_broker(message, record)
             except Unanswered:
                 raise _outcome_unknown(record) from None  # the message may be queued: keep its record
+            except NotReplicated:
+                raise _outcome_unknown(record, "too few replicas acknowledged its message") from None
             except PUBLISH_ERRORS as exc:
                 logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
                 self._forget(record, idempotency)
@@ -320,15 +348,22 @@ class Dispatcher:
             keys.extend(idempotency.keys)
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
-        found, previous = self._save(keys=keys, args=[
-            self.store.ttl, record.created.timestamp(), record.uuid, stats.field(stats.SUBMITTED, record.type), claim,
-            max_unfinished or "", record.expires.timestamp(), json.dumps([[name, list(args)] for name, args in commands]),
-            rate.script_argument() if rate else "",
-            json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields])
+        args = [self.store.ttl, record.created.timestamp(), record.uuid, stats.field(stats.SUBMITTED, record.type), claim,
+                max_unfinished or "", record.expires.timestamp(), json.dumps([[name, list(args)] for name, args in commands]),
+                rate.script_argument() if rate else "",
+                json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields]
+        if self.wait.replicas:
+            with self.store.redis.pipeline(transaction=False) as pipe:
+                self._save(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
+                (found, previous), acknowledged = pipe.execute()
+        else:
+            (found, previous), acknowledged = self._save(keys=keys, args=args), 0
         if rate is not None:
             rate.settle_script(int(found.removeprefix("!rate:")) if found.startswith("!rate:") else None, int(previous))
         if not found:
             self.housekeeping.done(record.owner, chores)
+            self._check_replicated(acknowledged, record)
             return None
         if found == "!cap":
             raise CapReached()
@@ -337,11 +372,21 @@ class Dispatcher:
         existing = json.loads(found)
         return Existing(existing["uuid"], existing["body"], existing["record"])
 
-    def _run_on_broker(self, commands: Commands) -> None:
+    def _check_replicated(self, acknowledged: int, record: TaskRecord) -> None:
+        if acknowledged < self.wait.replicas:
+            logger.warning("save of task {} acknowledged by {} of {} replicas", record.uuid, acknowledged,
+                           self.wait.replicas)
+            raise NotReplicated()
+
+    def _run_on_broker(self, commands: Commands, record: TaskRecord) -> None:
         with self.broker.pipeline(transaction=False) as pipe:
             for name, args in commands:
                 getattr(pipe, name)(*args)
-            pipe.execute()
+            if self.wait.replicas:
+                pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
+            replies = pipe.execute()
+        if self.wait.replicas:
+            self._check_replicated(replies[-1], record)
 
     def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
         """Undo the save of a task that was never queued: record, index entry, claims and count go."""

@@ -75,6 +75,8 @@ PINS = [
     Pin("kombu.transport.redis:SentinelChannel._sentinel_managed_pool", "tasks/delivery/transport.py and "
         "gateway/submission/capture.py SentinelChannel: the pool from every sentinel of connection.alt, its "
         "connection_class from _connparams (GuardedSentinelConnection at the gateway), sentinel_kwargs, master_name"),
+    Pin("kombu.connection:Connection.switch", "celeryconfig._stay: a switch to a URL takes the transport from its "
+        "scheme; one to a bare host keeps the transport given"),
     Pin("kombu.transport.redis:SentinelChannel._get_pool", "the Sentinel variants: the channels' pool comes from there"),
     Pin("kombu.transport.redis:Channel._disconnect_pools", "the Sentinel variants: a closed channel closes its "
         "connections to the sentinels too"),

@@ -182,6 +182,8 @@ def _assert_every_sentinel_asked_with(pool: redis.sentinel.SentinelConnectionPoo
     for sentinel in manager.sentinels:
         kwargs = sentinel.connection_pool.connection_kwargs
         assert (kwargs["socket_timeout"], kwargs["password"]) == (timeout, "sentinel-secret")
+        # redis-py 8 retries a host-and-port client 10 times with a backoff: a dead first sentinel cost seconds.
+        assert sentinel.connection_pool.make_connection().retry.get_retries() == 0
     assert pool.service_name == "main"
     assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("pa;ss@word", 3)
 
@@ -199,6 +201,20 @@ def test_worker_sentinel_channel_takes_its_pool_from_every_sentinel(sentinels):
         assert issubclass(pool.connection_class, redis.sentinel.SentinelManagedConnection)
         _assert_every_sentinel_asked_with(pool, sentinels, celeryconfig.WORKER_REDIS_TIMEOUT)
         channel.check_landing_possible()
+
+
+@pytest.mark.parametrize("role, transport", [("worker", worker_transport.Transport), ("gateway", capture.Transport)])
+def test_a_lost_sentinel_connection_keeps_our_transport(sentinels, role, transport):
+    """kombu switches to the next alternate URL after a lost connection, and takes the transport from its
+    scheme: without celeryconfig's failover strategy a worker came back on stock kombu's transport."""
+    conf = celeryconfig.build(_sentinel_settings(sentinels), role=role, transport=transport)
+    app = Celery("contract", config_source=conf, set_as_current=False)
+    with app.connection_for_write() as connection:
+        for _ in range(3):
+            connection.maybe_switch_next()
+            assert connection.transport_cls == conf["broker_transport"]
+            assert connection.port == int(sentinels.split(";")[0].rsplit(":", 1)[1].split("/")[0])
+        json.dumps(connection.info())  # the worker's stats carry it
 
 
 def test_gateway_sentinel_channel_is_behind_the_masters_breaker_and_still_captures(sentinels):

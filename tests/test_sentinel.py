@@ -1,0 +1,227 @@
+"""Redis Sentinel: a master, a replica and three sentinels of our own on loopback, a gateway (gunicorn) and
+a Celery worker pointed at them with a sentinel:// address, and the traps Celery's and kombu's trackers
+know: the first sentinel listed is down (celery#5538; every address here lists a dead one first), the
+master's password holds URL delimiters (kombu#1007), the sentinels have a password of their own, and the
+result backend needs the master's name too ("No master found for None"). Then the master is killed and
+both follow the promoted replica without a restart; and WAIT-based acknowledgement (queue.wait_replicas).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from redis import Redis
+
+from devsupport.processes import Process, free_port, start_gunicorn, start_worker, wait_until
+from gateway import create_app
+from gateway.submission.publishing import OUTCOME_UNKNOWN
+from jobs.keys import RECORD_PREFIX
+from settings import load_settings
+from tests.support.api import Api, b64, basic_header
+from tests.support.vault import SeededVault
+
+MASTER = "mymaster"
+PASSWORD = "p@ss;w/rd:1%"  # the master's: every URL delimiter kombu#1007 tripped on
+SENTINEL_PASSWORD = "sentinel-secret"
+DOWN_AFTER_MS = 1000
+UPLOAD = {"content": b64(b"sentinel")}
+FAILOVER_BOUND = 30.0  # seconds from the master's death until a submission is accepted again
+
+
+@dataclass
+class Group:
+    """A master, its replica and three sentinels, all on loopback."""
+
+    run_dir: Path
+    master_port: int
+    replica_port: int
+    sentinel_ports: list[int]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def url(self) -> str:
+        """Every sentinel, a dead one first (celery#5538)."""
+        return ";".join(f"sentinel://127.0.0.1:{port}/0" for port in [free_port(), *self.sentinel_ports])
+
+    def environ(self) -> dict[str, str]:
+        return {"GATEWAY__QUEUE__URL": self.url(), "GATEWAY__QUEUE__RESULT_URL": "null",
+                "GATEWAY__QUEUE__SENTINEL__MASTER_NAME": MASTER, "GATEWAY__REDIS__PASSWORD": PASSWORD,
+                "GATEWAY__REDIS__SENTINEL_PASSWORD": SENTINEL_PASSWORD}
+
+    def sentinel(self, index: int = 0) -> Redis:
+        return Redis(port=self.sentinel_ports[index], password=SENTINEL_PASSWORD, socket_timeout=1,
+                     decode_responses=True)
+
+    def master_address(self) -> int:
+        host, port = self.sentinel().sentinel_get_master_addr_by_name(MASTER)
+        return int(port)
+
+    def server(self, port: int) -> Redis:
+        return Redis(port=port, password=PASSWORD, socket_timeout=1, decode_responses=True)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop(signal.SIGKILL, timeout=5)
+
+
+def _redis_server(group: Group, name: str, port: int, *extra: str) -> None:
+    argv = [_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--dir", str(group.run_dir), *extra]
+    group.processes[name] = Process(f"{name}-{port}", argv, dict(os.environ), group.run_dir)
+
+
+def _server() -> str:
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.skip("redis-server is not installed")
+    return found
+
+
+def _sentinel(group: Group, port: int) -> None:
+    conf = group.run_dir / f"sentinel-{port}.conf"  # a sentinel rewrites its own file: one each
+    conf.write_text("\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {group.run_dir}",
+        f"requirepass {SENTINEL_PASSWORD}", f"sentinel sentinel-pass {SENTINEL_PASSWORD}",
+        f"sentinel monitor {MASTER} 127.0.0.1 {group.master_port} 2",
+        f'sentinel auth-pass {MASTER} "{PASSWORD}"',
+        f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
+        f"sentinel failover-timeout {MASTER} 4000", ""]))
+    group.processes[f"sentinel-{port}"] = Process(f"sentinel-{port}", [_server(), str(conf), "--sentinel"],
+                                                  dict(os.environ), group.run_dir)
+
+
+def start_group(run_dir: Path) -> Group:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    group = Group(run_dir, free_port(), free_port(), [free_port() for _ in range(3)])
+    _redis_server(group, "master", group.master_port)
+    _redis_server(group, "replica", group.replica_port, "--replicaof", "127.0.0.1", str(group.master_port))
+    for port in group.sentinel_ports:
+        _sentinel(group, port)
+    try:
+        wait_until(lambda: group.server(group.replica_port).info("replication")["master_link_status"] == "up",
+                   20, "replica in sync")
+        wait_until(lambda: all(int(group.sentinel(i).sentinel_master(MASTER)["num-other-sentinels"]) == 2
+                               for i in range(3)), 20, "sentinels know each other")
+    except BaseException:
+        group.stop()
+        raise
+    return group
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
+    found = start_group(tmp_path_factory.mktemp("sentinel"))
+    yield found
+    found.stop()
+
+
+@dataclass
+class Stack:
+    api: Api
+    gateway: Process
+    worker: Process
+
+
+def start_stack(group: Group, service_env: dict[str, str], vault: SeededVault) -> Stack:
+    env = {**service_env, **group.environ()}
+    port = free_port()
+    gateway = start_gunicorn(port, env, group.run_dir)
+    worker = start_worker(f"sentinel-{port}", "hash", env, group.run_dir, concurrency=1)
+    api = Api(f"http://127.0.0.1:{port}", auth=vault.basic("admin"))
+    try:
+        wait_until(lambda: gateway.alive() and api.request("GET", "/health", timeout=1).status_code == 200,
+                   30, "sentinel gateway ready")
+    except BaseException:
+        stop_stack(Stack(api, gateway, worker))
+        raise
+    return Stack(api, gateway, worker)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.gateway.stop(signal.SIGINT)
+    stack.worker.stop()
+
+
+def test_sentinel_addresses_validate(config_files):
+    settings = load_settings(*config_files, environ={"GATEWAY__QUEUE__URL": "sentinel://127.0.0.1:1/0",
+                                                     "GATEWAY__QUEUE__SENTINEL__MASTER_NAME": MASTER})
+    assert settings.sentinel is not None and settings.sentinel.master_name == MASTER
+    with pytest.raises(Exception, match="needs config.queue.sentinel.master_name"):
+        load_settings(*config_files, environ={"GATEWAY__QUEUE__URL": "sentinel://127.0.0.1:1/0"})
+
+
+def test_job_runs_through_sentinel_with_the_first_sentinel_down(group, service_env, vault):
+    stack = start_stack(group, service_env, vault)
+    try:
+        uuid = stack.api.submitted("calc_hash", UPLOAD)
+        assert stack.api.wait_status(uuid, "done", "error", timeout=60)["status"] == "done"
+        assert group.server(group.master_port).exists(RECORD_PREFIX + uuid)
+        wait_until(lambda: group.server(group.replica_port).exists(RECORD_PREFIX + uuid), 5, "record replicated")
+    finally:
+        stop_stack(stack)
+
+
+def _app(config_files, group: Group, **queue: str):
+    environ = {**group.environ(), **{f"GATEWAY__QUEUE__{key.upper()}": value for key, value in queue.items()}}
+    return create_app(load_settings(*config_files, environ=environ)).test_client()
+
+
+def test_save_waits_for_a_replica_when_asked(config_files, group, vault):
+    client = _app(config_files, group, wait_replicas="1", wait_timeout_ms="500")
+    response = client.post("/submit", json={"type": "calc_hash_parked", "upload": UPLOAD},
+                           headers=basic_header(*vault.basic("admin")))
+    assert response.status_code == 202, response.get_json()
+    assert group.server(group.replica_port).exists(RECORD_PREFIX + response.get_json()["uuid"])
+
+
+def test_save_fewer_replicas_acknowledged_is_outcome_unknown_with_the_uuid(config_files, group, vault):
+    client = _app(config_files, group, wait_replicas="2", wait_timeout_ms="100")
+    started = time.monotonic()
+    response = client.post("/submit", json={"type": "calc_hash_parked", "upload": UPLOAD},
+                           headers=basic_header(*vault.basic("admin")))
+    body = response.get_json()
+    assert (response.status_code, body["message"]) == (503, OUTCOME_UNKNOWN)
+    assert time.monotonic() - started < 2.0
+    assert group.server(group.master_port).exists(RECORD_PREFIX + body["uuid"])  # on the master, not yet safe
+
+
+def test_gateway_and_worker_follow_a_failover_without_restart(tmp_path_factory, service_env, vault):
+    """SIGKILL the master: once a sentinel promotes the replica, the same gateway and worker processes
+    accept and run new jobs. The times are printed (pytest -s) and bounded."""
+    group = start_group(tmp_path_factory.mktemp("failover"))
+    stack = start_stack(group, service_env, vault)
+    try:
+        first = stack.api.submitted("calc_hash", UPLOAD)
+        assert stack.api.wait_status(first, "done", "error", timeout=60)["status"] == "done"
+        killed = time.monotonic()
+        group.processes["master"].stop(signal.SIGKILL, timeout=5)
+        wait_until(lambda: group.master_address() == group.replica_port, FAILOVER_BOUND, "replica promoted")
+        promoted = time.monotonic() - killed
+        accepted = wait_until(lambda: _accepted(stack.api), FAILOVER_BOUND, "submission accepted after failover",
+                              interval=0.2)
+        accepted_after = time.monotonic() - killed
+        assert stack.api.wait_status(accepted, "done", "error", timeout=60)["status"] == "done"
+        done_after = time.monotonic() - killed
+        assert stack.gateway.alive() and stack.worker.alive()
+        figures = {"promoted_s": round(promoted, 1), "accepted_s": round(accepted_after, 1),
+                   "done_s": round(done_after, 1)}
+        print("failover:", json.dumps(figures))
+        (group.run_dir / "failover.json").write_text(json.dumps(figures))
+    finally:
+        stop_stack(stack)
+        group.stop()
+
+
+def _accepted(api: Api) -> str | None:
+    try:
+        response = api.submit("calc_hash", UPLOAD)
+    except requests.RequestException:
+        return None
+    return response.json()["uuid"] if response.status_code == 202 else None
