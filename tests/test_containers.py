@@ -84,10 +84,16 @@ def test_workers_scale_so_none_pins_a_name_or_host_port():
 def test_gateway_is_configured_by_environment_and_mounted_files():
     gateway = SERVICES["gateway"]
     env = gateway["environment"]
-    assert env["GATEWAY__QUEUE__URL"].startswith("redis://redis:") and env["GATEWAY__VAULT__URL"] == "http://vault:8200"
+    assert default(env["GATEWAY__QUEUE__URL"]).startswith("redis://redis:") and env["GATEWAY__VAULT__URL"] == "http://vault:8200"
     assert "./config.json:/app/config.json:ro" in gateway["volumes"]
     assert "./.secrets.json:/app/.secrets.json:ro" in gateway["volumes"]
     assert gateway["depends_on"]["vault-bootstrap"]["condition"] == "service_completed_successfully"
+
+
+def default(value: str) -> str:
+    """What a compose interpolation `${VARIABLE:-default}` gives when VARIABLE is unset."""
+    found = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return found.group(1) if found else value
 
 
 def published(service: dict) -> list[tuple[str, str, str]]:
@@ -135,7 +141,8 @@ def test_nginx_limits_are_rendered_from_the_gateways_own_settings(tmp_path):
     assert set(gateway["volumes"]) <= set(render["volumes"])
     secrets = tmp_path / "secrets.json"
     secrets.write_text('{"vault": {"token": "t"}}')
-    settings = load_settings(ROOT / "config.example.json", secrets, environ=gateway["environment"])
+    environ = {name: default(value) for name, value in gateway["environment"].items()}  # as compose interpolates
+    settings = load_settings(ROOT / "config.example.json", secrets, environ=environ)
     assert settings.config["proxy"]["trusted_hops"] == 1
     text = render_nginx(settings, option(render["command"], "--listen"), option(render["command"], "--upstream"))
     assert f"client_max_body_size {settings.config['limits']['max_body_bytes']};" in text
@@ -199,3 +206,26 @@ def test_scripts_are_executable():
     for script in ("scripts/test.sh", "scripts/run-local.sh", "scripts/bootstrap.sh", "scripts/compose-init.sh", ".ci/run",
                    "faults/run.sh"):
         assert os.access(ROOT / script, os.X_OK), script
+
+
+def test_ha_profile_has_a_replica_and_three_sentinels_with_a_quorum_of_two():
+    ha = {name for name, service in SERVICES.items() if service.get("profiles") == ["ha"]}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert option(SERVICES["redis-replica"]["command"], "--replicaof") == "redis"
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = SERVICES[name]["command"][-1]
+        assert "sentinel monitor main redis 6379 2" in script and "--sentinel" in script
+    assert default(SERVICES["gateway"]["environment"]["GATEWAY__QUEUE__SENTINEL"]) == "null"
+
+
+def test_ha_profiles_address_is_valid_settings(tmp_path):
+    """The address the header gives for the `ha` profile, as the services would read it."""
+    header = (ROOT / "docker-compose.yml").read_text()
+    url = re.search(r"GATEWAY_QUEUE_URL='([^']+)'", header).group(1)
+    sentinel = re.search(r"GATEWAY_QUEUE_SENTINEL='([^']+)'", header).group(1)
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text('{"vault": {"token": "t"}}')
+    settings = load_settings(ROOT / "config.example.json", secrets,
+                             environ={"GATEWAY__QUEUE__URL": url, "GATEWAY__QUEUE__SENTINEL": sentinel})
+    assert settings.sentinel is not None and settings.sentinel.master_name == "main"
+    assert settings.broker_url.count("sentinel://sentinel-") == 3
