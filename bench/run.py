@@ -7,7 +7,8 @@ bare publishing; then the Vault rows (logins with one credential, then unauthent
 the rows that need the worker (end to end, memory); then the Redis rows (commands and memory per job,
 idle workers) and the pickup-latency rows, each starting and stopping its own workers
 (bench/redis_rows.py); profiles last. `--only auth` runs just the four unauthenticated-traffic rows
-against a fresh stack (about a minute); `--only redis` and `--only pickup` just theirs.
+against a fresh stack (about a minute); `--only redis` and `--only pickup` just theirs; `--only wait` the
+cost of WAIT-based acknowledgement (`queue.wait_replicas` 1, a replica on loopback) against /submit without.
 """
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ AUTH_ROWS = {
 }
 
 
+WAIT_TIMEOUT_MS = 200  # the `wait` rows' queue.wait_timeout_ms: the default
+ONLY_LOAD = {"submit": "/ping, /submit", "wait": "/submit without and with WAIT for one replica (two gateways)"}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./bench/run.sh", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -70,10 +75,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
     p.add_argument("--auth-requests", type=int, default=1000, help="requests of each unauthenticated-traffic row")
     p.add_argument("--auth-concurrency", type=int, default=16, help="concurrent clients of those rows")
-    p.add_argument("--only", choices=("all", "auth", "submit", "redis", "pickup"), default="all",
+    p.add_argument("--only", choices=("all", "auth", "submit", "redis", "pickup", "wait"), default="all",
                    help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
                         "submit: only /ping and /submit, interleaved; redis: only the Redis commands per job, "
-                        "memory per job and idle workers' commands; pickup: only the multi-queue pickup latency")
+                        "memory per job and idle workers' commands; pickup: only the multi-queue pickup latency; "
+                        "wait: /submit without and with WAIT-based acknowledgement (one replica), interleaved")
     p.add_argument("--redis-jobs", type=int, default=300,
                    help="jobs per Redis-commands row, one after another (0: skip those rows in a full run)")
     p.add_argument("--idle-seconds", type=int, default=20, help="seconds of each idle worker's command count")
@@ -203,6 +209,19 @@ class Bench:
         self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
         gateway = s.gunicorn_pids
         gw = s.gateway_url
+        if args.only == "wait":
+            self._progress("starting a replica and a second gateway with queue.wait_replicas 1")
+            s.start_replica()
+            s.start_waiting_gateway(1, WAIT_TIMEOUT_MS)
+            waiting = Request(s.waiting_gateway_url + "/submit", "POST", self.body_file, self._basic(USER))
+            self.interleaved([
+                ("submit", "gateway POST /submit calc_hash 1 KiB, no WAIT (queue.wait_replicas 0, the default)",
+                 self._submit_request(), 202),
+                ("submit_wait", f"gateway POST /submit, WAIT for 1 replica (queue.wait_replicas 1, {WAIT_TIMEOUT_MS} ms)",
+                 waiting, 202),
+            ], lambda: [*s.gunicorn_pids(), *procfs.tree(s.waiting_gunicorn_pid)])
+            return {"http": self.http, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": {}, "ceiling": {},
+                    "targets": [], "comparisons": [], "memory": None, "profiles": {}}
         if args.only == "submit":
             self.interleaved([
                 ("ceiling", "gateway GET /ping (HTTP ceiling)", Request(gw + "/ping"), 200),
@@ -693,7 +712,7 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                    f"load average at start {load_average:.2f}",
         "code": code,
         "load": f"wrk -t{args.threads} -c{args.connections}, {args.duration}s per row (+{args.warmup}s warm-up); "
-                f"{'/ping, /submit' if args.only == 'submit' else '/ping, /submit, /taskinfo'} interleaved in "
+                f"{ONLY_LOAD.get(args.only, '/ping, /submit, /taskinfo')} interleaved in "
                 f"{args.rounds} rounds of "
                 f"{max(2, args.duration // args.rounds)}s; "
                 f"calc_hash content {args.content_bytes} B",

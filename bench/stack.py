@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -184,6 +185,18 @@ class Stack:
         wait_for(lambda: Redis(port=self.redis_port, password=self.redis_password).ping(), 15,
                  "redis-server ready", (proc,))
 
+    def start_replica(self) -> None:
+        """A replica of the bench Redis (same password, no persistence), in sync before this returns: what
+        `queue.wait_replicas` waits for (the `wait` rows)."""
+        self.replica_port = free_port()
+        argv = [shutil.which("redis-server") or "redis-server", "--port", str(self.replica_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--requirepass", self.redis_password,
+                "--masterauth", self.redis_password, "--replicaof", "127.0.0.1", str(self.redis_port),
+                "--dir", str(self.dir)]
+        proc = self._start("redis-replica", argv, dict(os.environ))
+        replica = Redis(port=self.replica_port, password=self.redis_password, decode_responses=True)
+        wait_for(lambda: replica.info("replication")["master_link_status"] == "up", 30, "replica in sync", (proc,))
+
     def start_vault(self) -> None:
         """`bao server -dev` on a free port in its own process (never sharing the driver's GIL),
         configured by deploy/vault_bootstrap.py with the users above and a fresh JWT key pair."""
@@ -238,14 +251,23 @@ class Stack:
     def start_gateway(self) -> None:
         """`gunicorn wsgi:app` from the project root, so gunicorn.conf.py is the config; GATEWAY_BIND
         picks the port."""
+        self.gateway_url, self.gunicorn_pid = self._gunicorn("gunicorn", {})
+
+    def start_waiting_gateway(self, replicas: int, timeout_ms: int) -> None:
+        """A second gateway, the same but for `queue.wait_replicas` (the `wait` rows)."""
+        self.waiting_gateway_url, self.waiting_gunicorn_pid = self._gunicorn("gunicorn-wait", {
+            "GATEWAY__QUEUE__WAIT_REPLICAS": str(replicas), "GATEWAY__QUEUE__WAIT_TIMEOUT_MS": str(timeout_ms),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "prometheus-wait")})
+
+    def _gunicorn(self, name: str, extra: dict[str, str]) -> tuple[str, int]:
         port = free_port()
-        env = {**self.env, "GATEWAY_BIND": f"127.0.0.1:{port}"}
-        proc = self._start("gunicorn", [str(BIN / "gunicorn"), "wsgi:app"], env)
-        self.gateway_url = f"http://127.0.0.1:{port}"
-        self.gunicorn_pid = proc.proc.pid
-        wait_for(lambda: len(procfs.children(self.gunicorn_pid)) == self.gateway_workers
-                 and requests.get(self.gateway_url + "/health", timeout=1).status_code == 200,
-                 60, "gateway ready (/health 200, all workers booted)", (proc,))
+        env = {**self.env, **extra, "GATEWAY_BIND": f"127.0.0.1:{port}"}
+        proc = self._start(name, [str(BIN / "gunicorn"), "wsgi:app"], env)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: len(procfs.children(proc.proc.pid)) == self.gateway_workers
+                 and requests.get(url + "/health", timeout=1).status_code == 200,
+                 60, f"{name} ready (/health 200, all workers booted)", (proc,))
+        return url, proc.proc.pid
 
     def gunicorn_pids(self) -> list[int]:
         return procfs.tree(self.gunicorn_pid)
