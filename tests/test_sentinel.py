@@ -174,6 +174,7 @@ def _app(config_files, group: Group, **queue: str):
 
 
 def test_save_waits_for_a_replica_when_asked(config_files, group, vault):
+    group.server(group.master_port).script_flush()  # as on a master just promoted: the script is loaded again
     client = _app(config_files, group, wait_replicas="1", wait_timeout_ms="500")
     response = client.post("/submit", json={"type": "calc_hash_parked", "upload": UPLOAD},
                            headers=basic_header(*vault.basic("admin")))

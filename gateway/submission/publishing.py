@@ -36,7 +36,7 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from loguru import logger
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.access.ratelimit import RATE_LUA, Check
 from gateway.health import metrics
@@ -353,10 +353,7 @@ class Dispatcher:
                 rate.script_argument() if rate else "",
                 json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields]
         if self.wait.replicas:
-            with self.store.redis.pipeline(transaction=False) as pipe:
-                self._save(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
-                (found, previous), acknowledged = pipe.execute()
+            (found, previous), acknowledged = self._save_and_wait(keys, args)
         else:
             (found, previous), acknowledged = self._save(keys=keys, args=args), 0
         if rate is not None:
@@ -371,6 +368,24 @@ class Dispatcher:
             raise ClaimsDisagree(found.removeprefix("!split:"))
         existing = json.loads(found)
         return Existing(existing["uuid"], existing["body"], existing["record"])
+
+    def _save_and_wait(self, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        """The save script and its WAIT on one connection, in one round trip. EVALSHA itself: redis-py's
+        pipelined Script asks SCRIPT EXISTS first, a round trip more on every submit. A server without the
+        script (a master just promoted, a restart) refuses it and nothing ran: it is loaded, and the pair
+        sent again."""
+        try:
+            return self._evalsha_and_wait(keys, args)
+        except NoScriptError:
+            self.store.redis.script_load(SAVE_SCRIPT)
+            return self._evalsha_and_wait(keys, args)
+
+    def _evalsha_and_wait(self, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        with self.store.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._save.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
+            saved, acknowledged = pipe.execute()
+        return saved, acknowledged
 
     def _check_replicated(self, acknowledged: int, record: TaskRecord) -> None:
         if acknowledged < self.wait.replicas:
