@@ -2,12 +2,13 @@
 a markdown report and write bench/results/<timestamp>.json (+ latest.json, latest.md).
 
 Order of the rows, and why: HTTP rows first with no Celery worker running (messages pile up in Redis
-and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; then
+and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; the
+gateway's three are run straight to gunicorn and through nginx (the production path), interleaved; then
 bare publishing; then the Vault rows (logins with one credential, then unauthenticated traffic); then
 the rows that need the worker (end to end, memory); then the Redis rows (commands and memory per job,
 idle workers) and the pickup-latency rows, each starting and stopping its own workers
 (bench/redis_rows.py); profiles last. `--only auth` runs just the four unauthenticated-traffic rows
-against a fresh stack (about a minute); `--only redis` and `--only pickup` just theirs.
+against a fresh stack (about a minute); `--only proxy`, `--only redis` and `--only pickup` just theirs.
 """
 from __future__ import annotations
 
