@@ -88,7 +88,11 @@ class HttpWorkers:
         self._polls_enabled = self.workers["http_long_polls"] > 0
         self._swept = 0.0
         self._hour = ""
-        self._local = threading.local()
+        # EVALSHA, each script loaded once per server (redis-py loads it again after a restart).
+        self._take, self._put_back, self._ack_script = (broker.register_script(script) for script in
+                                                        (scripts.TAKE, scripts.PUT_BACK, scripts.ACK))
+        self._start_check, self._heartbeat, self._end_script = (store.register_script(script) for script in
+                                                                (scripts.START, scripts.HEARTBEAT, scripts.END))
 
     # -- lease ------------------------------------------------------------------------------------------
 
@@ -100,19 +104,18 @@ class HttpWorkers:
         deadline = time.monotonic() + (wait if polling else 0)
         try:
             self.sweep()
-            for _ in range(MAX_TAKES):
-                taken = self.broker.eval(scripts.TAKE, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX,
-                                         self.due_score(time.time()))
+            ended = 0
+            while ended < MAX_TAKES:
+                taken = self._take(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[self.due_score(time.time())])
                 if not taken:
                     remaining = deadline - time.monotonic()
                     if remaining < 0.01 or not self._wait(queue, remaining):
                         return None
                     continue
-                lease = self._start(queue, worker, *taken)
-                if lease is not None:
+                lease, handed_back = self._start(queue, worker, *taken)
+                if lease is not None or handed_back:
                     return lease
-                if self._local.handed_back:
-                    return None
+                ended += 1
             return None
         finally:
             if polling:
@@ -131,10 +134,9 @@ class HttpWorkers:
         finally:
             pool.release(connection)
 
-    def _start(self, queue: str, worker: str, tag: str, raw: str) -> Lease | None:
-        """The start check of a message just taken: a Lease when it is to run; otherwise it ends as the
-        check says and None (`handed_back` set when it went back to its queue, for a Celery worker)."""
-        self._local.handed_back = False
+    def _start(self, queue: str, worker: str, tag: str, raw: str) -> tuple[Lease | None, bool]:
+        """The start check of a message just taken: (its Lease, False) when it is to run; otherwise it
+        ends as the check says: (None, whether it went back to its queue, for a Celery worker)."""
         try:
             delivery = messages.read(tag, raw) if tag else None
         except messages.Unreadable:
@@ -144,17 +146,16 @@ class HttpWorkers:
             # Not a job an HTTP worker can run (another task, a type this gateway does not know): it goes
             # back to the far end of its queue, for a Celery worker.
             if tag:
-                self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
-            self._local.handed_back = True
+                self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
             logger.info("lease: a message of queue {} that no HTTP worker runs went back", queue)
-            return None
+            return None, True
         token, now = secrets.token_urlsafe(24), time.time()
         submitted = delivery.headers.get(SUBMITTED_HEADER)
         holder = f"http:{worker}"
-        verdict, lost = self.store.eval(
-            scripts.START, 3, RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid,
-            now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
-            self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit)
+        verdict, lost = self._start_check(
+            keys=[RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid],
+            args=[now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
+                  self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit])
         lost = int(lost)
         if verdict == attempts.RUN:
             self._send_events(worker, [
@@ -164,11 +165,10 @@ class HttpWorkers:
                                    "retries": delivery.headers.get("retries", 0), "eta": None, "expires": None}),
                 ("task-started", {"uuid": delivery.uuid})])
             logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
-            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds)
+            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds), False
         if verdict == attempts.UNRECORDED:
-            self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
-            self._local.handed_back = True
-            return None
+            self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
+            return None, True
         if verdict == attempts.FINISHED:
             logger.info("lease: task {} redelivered after it finished: skipped", delivery.uuid)
             self._ack(tag)
@@ -190,7 +190,7 @@ class HttpWorkers:
                 "error": "WorkerLost"})
             self._end(delivery.uuid, "", job.name, endings.worker_lost(job.name, lost), worker, tag,
                       delivery.callback, delivery.owner)
-        return None
+        return None, False
 
     # -- heartbeat and finish ---------------------------------------------------------------------------
 
@@ -199,8 +199,8 @@ class HttpWorkers:
         refuse (Refused: cancelled / timed_out)."""
         now = time.time()
         meta = endings.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
-        answer = self.store.eval(scripts.HEARTBEAT, 3, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid,
-                                 token, now, self.lease_seconds, meta, self.ttl)
+        answer = self._heartbeat(keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid],
+                                 args=[token, now, self.lease_seconds, meta, self.ttl])
         if answer[0] != "ok":
             self._refuse(uuid, token, answer[0])
         self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
@@ -264,11 +264,12 @@ class HttpWorkers:
                   *(self._event_commands(worker, [(kind, {"uuid": uuid, **fields})]) if kind else []),
                   *((("hdel", (KOMBU_UNACKED, tag)), ("zrem", (KOMBU_UNACKED_INDEX, tag))) if tag else ())]
         hour = stats.hour_key()
-        answer = self.store.eval(
-            scripts.END, 6, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
-            OPEN_PREFIX + (owner or ""), token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
-            json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
-            "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0")
+        answer = self._end_script(
+            keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
+                  OPEN_PREFIX + (owner or "")],
+            args=[token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
+                  json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
+                  "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0"])
         if answer[0] != "ok":
             return str(answer[0])
         self._hour = hour
@@ -278,7 +279,7 @@ class HttpWorkers:
         return "ok"
 
     def _ack(self, tag: str) -> None:
-        self.broker.eval(scripts.ACK, 2, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag)
+        self._ack_script(keys=[KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag])
 
     def _send_events(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Best effort, as a Celery worker's events are."""
