@@ -6,6 +6,7 @@ import json
 import random
 import re
 import string
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +93,46 @@ def test_submissions_and_task_outcomes_by_type(api, api_as):
                 and delta("gateway_submissions_total", type="calc_hash", outcome="invalid") == 1
                 and delta("gateway_tasks_submitted_total", type="calc_hash") >= 1)
     wait_until(outcomes_counted, 10, "outcome counters")
+
+
+def clock_passed(since: float, seconds: float) -> None:
+    """Wait until `seconds` have passed since `since` (time.monotonic()): a deadline, not a guess."""
+    wait_until(lambda: time.monotonic() - since >= seconds, seconds + 5, f"{seconds} s passed")
+
+
+def test_runtime_and_queue_wait_histograms_hold_a_real_job(api, redis_client, hold_queue_paused):
+    """One job of a type nobody else submits, held in its queue and then in its worker for a known
+    time at least: each histogram counts it once, with a sum no shorter than the hold."""
+    submitted = time.monotonic()
+    task_id = api.submitted("hold_timed", {"tag": "timed"})
+    clock_passed(submitted, 0.3)
+    resumed = time.monotonic()
+    hold_queue_paused()  # resume: the worker takes it now
+    wait_until(lambda: redis_client.get(f"starts:{task_id}"), 20, "the job started")
+    started = time.monotonic()
+    clock_passed(started, 0.3)
+    redis_client.rpush(f"release:{task_id}", "go")
+    api.wait_status(task_id, "done")
+    ended = time.monotonic()
+
+    def counted():
+        samples = scrape(api.base_url)
+        return samples if value(samples, "gateway_task_runtime_seconds_count", type="hold_timed") else None
+    samples = wait_until(counted, 10, "the job's timings")
+    for name, lower, upper in (("gateway_task_runtime_seconds", 0.3, ended - resumed),
+                               ("gateway_task_queue_wait_seconds", 0.3, started - submitted)):
+        assert value(samples, f"{name}_count", type="hold_timed") == 1
+        assert lower <= value(samples, f"{name}_sum", type="hold_timed") <= upper
+        assert value(samples, f"{name}_bucket", type="hold_timed", le="0.25") == 0
+        assert value(samples, f"{name}_bucket", type="hold_timed", le="+Inf") == 1
+
+
+def test_live_workers_per_queue(api):
+    """The session's worker consumes hash, images and hold; nobody consumes `parked`."""
+    samples = scrape(api.base_url)
+    assert value(samples, "gateway_queue_workers", queue="hash") >= 1
+    assert value(samples, "gateway_queue_workers", queue="hold") >= 1
+    assert value(samples, "gateway_queue_workers", queue="parked") == 0
 
 
 def test_vault_calls_and_auth_decisions_are_measured(api, vault):
