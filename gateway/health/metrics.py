@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from gateway.health.queues import queue_stats, queue_workers
 from gateway.http import requestinfo
 from jobs import stats, timings
+from jobs.keys import DEADLETTERS
 from jobs.status import code_for_reason
 
 REQUESTS = Counter("gateway_http_requests_total", "HTTP requests by route, method and status",
@@ -101,8 +102,8 @@ def render(broker_collector: BrokerCollector) -> Response:
 
 
 class BrokerCollector:
-    """Queue depth, oldest-message age and live workers per queue, task outcomes and timings per type, and
-    whether Redis answered."""
+    """Queue depth, oldest-message age and live workers per queue, task outcomes and timings per type, the
+    dead letters, and whether Redis answered."""
 
     def __init__(self, broker, results, queues: list[str]) -> None:
         self.broker, self.results, self.queues = broker, results, queues
@@ -129,13 +130,16 @@ class BrokerCollector:
         yield from self._outcomes()
 
     def _outcomes(self):
+        dead = GaugeMetricFamily("gateway_dead_letters", "Jobs set aside in the dead-letter list, waiting for an operator")
         try:
             with self.results.pipeline(transaction=False) as pipe:
-                counts, timed = pipe.hgetall(stats.TOTAL_KEY).hgetall(timings.KEY).execute()
+                counts, timed, dead_letters = pipe.hgetall(stats.TOTAL_KEY).hgetall(timings.KEY).hlen(DEADLETTERS).execute()
+            dead.add_metric([], dead_letters)
         except RedisError:
             counts, timed = {}, {}
         yield from self._counts(counts)
         yield from self._timings(timed)
+        yield dead
 
     def _counts(self, counts):
         submitted = CounterMetricFamily("gateway_tasks_submitted", "Tasks accepted and queued, by job type",

@@ -135,6 +135,14 @@ def test_live_workers_per_queue(api):
     assert value(samples, "gateway_queue_workers", queue="parked") == 0
 
 
+def test_dead_letters_are_counted(api, redis_client):
+    before = value(scrape(api.base_url), "gateway_dead_letters")
+    task_id = api.submitted("doomed", {"tag": "metrics"})
+    assert api.wait_status(task_id, "error")["code"] == 7
+    assert value(scrape(api.base_url), "gateway_dead_letters") == before + 1
+    redis_client.hdel("gw:deadletters", task_id)
+
+
 def test_vault_calls_and_auth_decisions_are_measured(api, vault):
     requests.post(api.base_url + "/submit", json={}, auth=("service", "wrong"), timeout=5)
     samples = scrape(api.base_url)
