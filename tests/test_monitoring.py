@@ -129,27 +129,48 @@ def test_dashboard_has_the_panels_ops_look_for():
         assert wanted in titles, wanted
 
 
-def exported_names(url: str) -> set[str]:
-    text = requests.get(url + "/metrics", timeout=5).text
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+def exported_labels(url: str) -> dict[str, set[str]]:
+    """Sample name -> the label names its series carry, from a live /metrics."""
+    labels: dict[str, set[str]] = {}
+    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, rest = line.partition("{")
+            labels.setdefault(name.split(" ")[0], set()).update(re.findall(r'(\w+)="', rest.rpartition("}")[0]))
+    return labels
 
 
 @pytest.fixture(scope="module")
-def exported(gateway_url, worker, vault) -> set[str]:
+def exported(gateway_url, worker, vault) -> dict[str, set[str]]:
     """The sample names a live gateway exports once a job ran through a real worker (so the task
     families, which have no series before, have theirs)."""
     api = Api(gateway_url, auth=vault.basic("admin"))
     task_id = api.submitted("calc_hash", {"content": b64(uuid.uuid4().bytes)})
     api.wait_status(task_id, "done")
-    return wait_until(lambda: (names := exported_names(api.base_url)) >= {"gateway_task_runtime_seconds_count"}
-                      and names, 10, "the job's timings exported")
+    return wait_until(lambda: (found := exported_labels(api.base_url)).get("gateway_task_runtime_seconds_count")
+                      and found, 10, "the job's timings exported")
 
 
 @pytest.mark.parametrize("source", ["alerts", "dashboard"])
 def test_expressions_name_only_metrics_the_gateway_exports(source, exported):
     expressions = ([rule["expr"] for rule in alert_rules()] if source == "alerts" else dashboard_expressions())
     named = set().union(*(metric_names(expression) for expression in expressions))
-    assert named and named - PROMETHEUS_OWN <= exported, sorted(named - PROMETHEUS_OWN - exported)
+    assert named and named - PROMETHEUS_OWN <= set(exported), sorted(named - PROMETHEUS_OWN - set(exported))
+
+
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_expressions_use_only_labels_their_metrics_carry(source, exported):
+    """Label matchers name labels of their own metric; grouping clauses name labels of some metric of
+    the expression. Prometheus adds `job` and `instance` to every series it scrapes."""
+    expressions = ([rule["expr"] for rule in alert_rules()] if source == "alerts" else dashboard_expressions())
+    for expression in expressions:
+        text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+        carried = {"job", "instance"}.union(*(exported.get(name, set()) for name in metric_names(expression)))
+        for name, matchers in re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", text):
+            used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers))
+            assert used <= exported.get(name, set()) | {"job", "instance"}, (expression, used)
+        for grouped in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", text):
+            used = {label.strip() for label in grouped.split(",") if label.strip()}
+            assert used <= carried, (expression, used - carried)
 
 
 def test_operations_doc_lists_every_metric_the_gateway_exports(exported):
