@@ -9,7 +9,9 @@
   dead attempt too. Messages not published by the gateway have no known wait.
 
 Only attempts that end the job are counted: a retried attempt is not, and a job that never ran (cancelled,
-expired, dead-lettered at its start) has no runtime.
+expired, dead-lettered at its start) has no runtime. Nor has one killed by its hard time limit: the pool
+process that timed it is gone, and the worker's main process reports the failure (its soft limit, which
+raises inside the task, is counted).
 """
 from __future__ import annotations
 
