@@ -21,6 +21,7 @@ from devsupport.processes import ROOT, free_port, wait_until
 from gateway import create_app, services
 from gateway.health.metrics import NAMED_OUTCOMES, OTHER_OUTCOME, SUBMIT_OUTCOMES
 from gateway.http.contract import contract_of
+from jobs.keys import ALIVE_PREFIX, LANDINGS, landing_key
 from settings import load_settings
 from tests.support.api import b64, basic_header
 
@@ -127,12 +128,25 @@ def test_runtime_and_queue_wait_histograms_hold_a_real_job(api, redis_client, ho
         assert value(samples, f"{name}_bucket", type="hold_timed", le="+Inf") == 1
 
 
-def test_live_workers_per_queue(api):
-    """The session's worker consumes hash, images and hold; nobody consumes `parked`."""
+def test_live_workers_per_queue(api, redis_client):
+    """The session's worker consumes hash and hold. A node counts for the queues it registered while its
+    alive key lives (a node registered with no alive key is a dead worker's)."""
     samples = scrape(api.base_url)
     assert value(samples, "gateway_queue_workers", queue="hash") >= 1
     assert value(samples, "gateway_queue_workers", queue="hold") >= 1
-    assert value(samples, "gateway_queue_workers", queue="parked") == 0
+    workers = lambda: value(scrape(api.base_url), "gateway_queue_workers", queue="parked")
+    before, node = workers(), f"ghost-{uuid.uuid4().hex[:8]}@test"
+    landing = landing_key(node, "parked")
+    redis_client.hset(LANDINGS, landing, json.dumps({"node": node, "queue": "parked"}))
+    try:
+        assert workers() == before
+        redis_client.set(ALIVE_PREFIX + node, "1", ex=30)
+        assert workers() == before + 1
+        redis_client.delete(ALIVE_PREFIX + node)
+        assert workers() == before
+    finally:
+        redis_client.hdel(LANDINGS, landing)
+        redis_client.delete(ALIVE_PREFIX + node)
 
 
 def test_dead_letters_are_counted(api, redis_client):
