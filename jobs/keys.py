@@ -20,6 +20,8 @@ META_PREFIX = "celery-task-meta-"
 # Outcome counts: lifetime totals, and per UTC hour (jobs/stats.py).
 STATS_TOTAL = "gw:stats:total"
 STATS_HOUR_PREFIX = "gw:stats:hour:"
+# Runtime and queue-wait histograms of finished jobs, per type, lifetime (jobs/timings.py).
+TIMINGS = "gw:timings"
 # Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
 DEADLETTERS = "gw:deadletters"
 # gw:lease:<uuid>: the worker and pool process running the task ("<node>|<pid>"), while it runs; the worker refreshes it and

@@ -41,9 +41,9 @@ def bootstrap_packages(script: Path) -> list[str]:
     return shown.stdout.split()
 
 
-def test_each_script_installs_only_what_it_runs_and_the_tests_get_nginx():
+def test_each_script_installs_only_what_it_runs_and_the_tests_get_nginx_and_promtool():
     assert bootstrap_packages(RUN_LOCAL) == ["redis-server"]
-    assert bootstrap_packages(ROOT / "scripts" / "test.sh") == ["redis-server", "nginx"]
+    assert bootstrap_packages(ROOT / "scripts" / "test.sh") == ["redis-server", "nginx", "prometheus"]
     assert bootstrap_packages(ROOT / "scripts" / "compose-init.sh") == []  # Python only; compose has the servers
 
 

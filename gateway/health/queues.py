@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from jobs.headers import SUBMITTED_HEADER
+from jobs.keys import ALIVE_PREFIX, LANDINGS
 
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps besides 0, which is the queue's own name
@@ -42,6 +43,28 @@ def queue_stats(redis: Redis, queues: list[str]) -> list[QueueStats]:
         chunk = replies[i * width:(i + 1) * width]
         stats.append(QueueStats(queue, sum(chunk[:-1]), _age(chunk[-1], now)))
     return stats
+
+
+def queue_workers(redis: Redis, queues: list[str]) -> dict[str, int]:
+    """Live workers consuming each queue: the nodes that registered a landing list for it (`gw:landings`,
+    field -> JSON {"node", "queue"}, written by tasks/delivery/landing.py) whose alive key has not lapsed.
+    A worker that died still counts until its alive key lapses (`workers.visibility_timeout`). Two
+    commands; raises RedisError when the broker does not answer."""
+    places = []
+    for raw in redis.hgetall(LANDINGS).values():
+        try:
+            place = json.loads(raw)
+            places.append((str(place["node"]), str(place["queue"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    nodes = sorted({node for node, _ in places})
+    replies = redis.mget([ALIVE_PREFIX + node for node in nodes]) if nodes else []
+    alive = {node for node, reply in zip(nodes, replies, strict=True) if reply is not None}
+    counts = dict.fromkeys(queues, 0)
+    for node, queue in set(places):
+        if node in alive and queue in counts:
+            counts[queue] += 1
+    return counts
 
 
 def _age(raw: str | bytes | None, now: float) -> float | None:
