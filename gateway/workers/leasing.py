@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from celery import Celery
@@ -29,7 +29,7 @@ from redis import Redis
 
 from gateway.workers import endings, messages, scripts
 from gateway.workers.endings import Outcome
-from jobs import attempts, deadletters, results, stats
+from jobs import attempts, deadletters, results, stats, timings
 from jobs.catalogue import JobCatalogue, JobType
 from jobs.headers import SUBMITTED_HEADER
 from jobs.keys import (
@@ -216,7 +216,7 @@ class HttpWorkers:
         """End the job with `outcome`; the same call again is answered the same (a repeat)."""
         record = self._record(uuid)
         answer = self._end(uuid, token, job.name, outcome, record["worker"], record["tag"], record["callback"],
-                           record["owner"], refuse_interrupted=True)
+                           record["owner"], refuse_interrupted=True, timing=record["timing"])
         if answer == "finished":
             return  # this token finished it already: a repeat
         if answer != "ok":
@@ -247,18 +247,20 @@ class HttpWorkers:
     def _record(self, uuid: str) -> dict[str, Any]:
         """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
         token, which refuses everything if the lease changed hands meanwhile."""
-        worker, tag, callback, owner = cast("list[str | None]", self.store.hmget(
-            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner"))  # the store decodes replies
+        worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
         return {"worker": (worker or "http:").removeprefix("http:"), "tag": tag or "", "callback": callback or None,
-                "owner": owner}
+                "owner": owner, "timing": _timing(created, since)}
 
     # -- ending -----------------------------------------------------------------------------------------
 
     def _end(self, uuid: str, token: str, job_type: str, outcome: Outcome, worker: str, tag: str,
-             callback: str | None, owner: str | None, refuse_interrupted: bool = False) -> str:
+             callback: str | None, owner: str | None, refuse_interrupted: bool = False,
+             timing: tuple[float, float | None] | None = None) -> str:
         """Run scripts.END; the broker's part (webhook message, events, the acknowledgement of delivery
         `tag`) inside it when the broker is the same Redis, right after it otherwise. Returns the script's
-        answer ("ok" when it ended the job)."""
+        answer ("ok" when it ended the job). `timing`: (runtime, queue wait) of an attempt that ran to its
+        end, for the timing histograms, as a Celery worker counts them (tasks/timing.py)."""
         kind, fields = outcome.event
         broker = [*endings.webhook_commands(self.celery, uuid, callback, owner),
                   *(self._event_commands(worker, [(kind, {"uuid": uuid, **fields})]) if kind else []),
@@ -266,10 +268,11 @@ class HttpWorkers:
         hour = stats.hour_key()
         answer = self._end_script(
             keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
-                  OPEN_PREFIX + (owner or "")],
+                  OPEN_PREFIX + (owner or ""), timings.KEY],
             args=[token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
                   json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
-                  "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0"])
+                  "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0",
+                  json.dumps(_increments(job_type, *timing) if timing else [])])
         if answer[0] != "ok":
             return str(answer[0])
         self._hour = hour
@@ -326,5 +329,22 @@ class HttpWorkers:
             logger.warning("could not sweep lapsed deliveries: {}", exc.__class__.__name__)
 
 
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+def _timing(created: str | None, since: str | None) -> tuple[float, float | None] | None:
+    """(runtime until now, queue wait) of the attempt leased at `since`, for a task created at `created`."""
+    if not since:
+        return None
+    leased = float(since)
+    wait = max(0.0, leased - datetime.fromisoformat(created).timestamp()) if created else None
+    return max(0.0, time.time() - leased), wait
+
+
+def _increments(job_type: str, runtime: float, wait: float | None) -> list[tuple[str, int]]:
+    """jobs/timings.py's increments of one ended attempt, as [field, amount] pairs."""
+    collected: list[tuple[str, int]] = []
+
+    class Collect:
+        def hincrby(self, _key: str, name: str, amount: int) -> None:
+            collected.append((name, amount))
+    timings.add(Collect(), job_type, runtime, wait)
+    return collected
+

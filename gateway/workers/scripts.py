@@ -2,7 +2,7 @@
 
 Keys are those of jobs/keys.py. An HTTP worker's lease is the job's lease key (`gw:lease:<uuid>`), held
 by `http:<worker>|<token>`, and the task record keeps who holds it: `http_token`, `http_worker` (the
-holder's prefix), `http_tag` (the kombu delivery tag), `http_deadline` (lease time + the type's time
+holder's prefix), `http_tag` (the kombu delivery tag), `http_since` (when it was leased), `http_deadline` (that + the type's time
 limit) and, once it ended, `http_done` (the token whose lease ended) and `http_end` (how: `finished`
 by that token, whose repeated finish is answered again, or `cancelled` / `timed_out`, which every later
 call of that token is told).
@@ -58,7 +58,7 @@ START = attempts.START_LUA + """
 local verdict = start_check(KEYS, ARGV)
 if verdict[1] == 'run' then
   redis.call('HSET', KEYS[1], 'http_token', ARGV[6], 'http_worker', ARGV[7], 'http_tag', ARGV[8],
-             'http_deadline', ARGV[9])
+             'http_deadline', ARGV[9], 'http_since', ARGV[1])
 end
 return verdict
 """
@@ -101,9 +101,10 @@ return {'ok', tag}
 # ended (jobs/attempts.py), the outcome counted, the task off its owner's unfinished set, then
 # `commands` (its webhook message and Celery events, and the broker's acknowledgement when the broker is
 # this Redis), all or nothing.
-# KEYS: record, lease, meta, stats total, stats hour, open set. ARGV: token ("": a verdict of the start
-# check, no lease to check), now, meta, meta TTL, stats field, uuid, commands (JSON), '1' to refuse a
-# cancelled or timed-out job (the caller then ends it so), hour TTL to set ('0' none).
+# KEYS: record, lease, meta, stats total, stats hour, open set, timings. ARGV: token ("": a verdict of the
+# start check, no lease to check), now, meta, meta TTL, stats field, uuid, commands (JSON), '1' to refuse a
+# cancelled or timed-out job (the caller then ends it so), hour TTL to set ('0' none), the timing
+# histograms' increments (JSON [[field, n]...], jobs/timings.py).
 # Returns {'ok', tag} or {problem} (LEASE_CHECK's, or 'ended': its meta already says it finished).
 END = attempts.FINISHED_LUA + attempts.END_LUA + LEASE_CHECK + """
 local problem
@@ -120,6 +121,9 @@ redis.call('PUBLISH', KEYS[3], ARGV[3])
 attempt_ended(KEYS[1], KEYS[2], holder or '')
 redis.call('ZREM', KEYS[6], ARGV[6])
 """ + stats.lua_increment("KEYS[4]", "KEYS[5]", "ARGV[5]", "ARGV[4]", expire_when="ARGV[9] ~= '0'") + """
+for _, increment in ipairs(cjson.decode(ARGV[10])) do
+  redis.call('HINCRBY', KEYS[7], increment[1], increment[2])
+end
 for _, command in ipairs(cjson.decode(ARGV[7])) do
   redis.call(command[1], unpack(command[2]))
 end

@@ -17,6 +17,7 @@ import requests
 
 from devsupport.processes import wait_until
 from gateway.extensions import LONG_POLLS
+from jobs import timings
 from jobs.webhooks import verify
 from tests.support.api import Api, b64
 
@@ -218,6 +219,8 @@ def test_a_job_finished_over_http_reads_the_same_everywhere(api: Api, http_worke
     drain_queue(http_worker)
     hook = receiver()
     counted = int(redis_client.hget("gw:stats:total", f"done|{TYPE}") or 0)
+    timed = timings.read(redis_client.hgetall(timings.KEY))
+    ran, waited = (timed[kind].get(TYPE, timings.Histogram()).count for kind in (timings.RUNTIME, timings.WAIT))
     with TaskEvents(celery_client, redis_client) as events:
         task = api.submitted(TYPE, {"content": b64(b"everywhere")}, callback_url=hook.url)
         job = http_worker.leased()
@@ -233,6 +236,8 @@ def test_a_job_finished_over_http_reads_the_same_everywhere(api: Api, http_worke
     assert {key: value for key, value in info.items() if key != "result"} in rows
     assert api.request("GET", f"/tasks/{task}/result").json() == digests(b"everywhere")
     assert int(redis_client.hget("gw:stats:total", f"done|{TYPE}")) == counted + 1
+    timed = timings.read(redis_client.hgetall(timings.KEY))  # the runtime and queue-wait histograms too
+    assert (timed[timings.RUNTIME][TYPE].count, timed[timings.WAIT][TYPE].count) == (ran + 1, waited + 1)
 
 
 def test_celery_and_http_workers_share_a_queue_and_each_job_runs_once(api: Api, http_worker: Worker, redis_client,
