@@ -52,8 +52,10 @@ def node_worker(vault: SeededVault, run_dir: Path) -> Iterator[StartWorker]:
         return proc
 
     yield start
+    # SIGTERM: a worker lets its long poll end before it exits. A SIGKILL would leave the poll to the
+    # gateway, which may lease the next test's job to it (a lease nobody holds, until it lapses).
     for proc in started:
-        proc.stop(signal.SIGKILL)
+        proc.stop()
 
 
 def expected(content: bytes, algorithms: list[str] | None) -> dict:
@@ -98,7 +100,7 @@ def test_node_worker_finishes_its_job_on_sigterm(api: Api, gateway_url: str, nod
     assert api.taskinfo(task).json()["result"] == expected(b"finish me first", None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def short_lease_gateway(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
     """A gateway of its own whose leases last VISIBILITY seconds, so a dead worker's job comes back soon."""
     port = free_port()
@@ -138,3 +140,52 @@ def test_node_worker_authenticates_with_a_jwt(api: Api, gateway_url: str, node_w
     task = api.submitted("calc_hash_http", {"content": b64(b"bearer")})
     assert api.wait_status(task, "done", "error")["result"] == expected(b"bearer", None)
     assert token not in worker.output()
+
+
+def test_node_worker_heartbeats_keep_a_job_longer_than_its_lease(
+        api: Api, short_lease_gateway: str, node_worker: StartWorker, gateway_log: Path) -> None:
+    worker = node_worker(short_lease_gateway, "node-slow", WORK_DELAY_MS=str((VISIBILITY + 4) * 1000))
+    task = api.submitted("calc_hash_http", {"content": b64(b"slow and steady")})
+    info = api.wait_status(task, "done", "error", timeout=VISIBILITY + 30)
+    assert info["result"] == expected(b"slow and steady", None)
+    assert gateway_log.read_text(errors="replace").count(f"lease: task {task} to HTTP worker") == 1
+    assert f"job {task} (calc_hash_http, attempt 1): done" in worker.output()
+
+
+def test_node_worker_drops_a_job_cancelled_while_it_works(
+        api: Api, short_lease_gateway: str, node_worker: StartWorker) -> None:
+    worker = node_worker(short_lease_gateway, "node-cancelled", WORK_DELAY_MS="30000")
+    task = api.submitted("calc_hash_http", {"content": b64(b"never mind")})
+    api.wait_status(task, "pending")
+    assert api.request("DELETE", f"/tasks/{task}").status_code == 202
+    wait_until(lambda: f"job {task} (calc_hash_http, attempt 1): abandoned: cancelled" in worker.output(),
+               VISIBILITY, "the worker drops the job at its next heartbeat")
+    assert api.wait_status(task, "error")["code"] == 4
+
+
+def test_node_worker_drops_a_job_past_its_time_limit_and_goes_on(
+        api: Api, short_lease_gateway: str, node_worker: StartWorker) -> None:
+    short = {"QUEUE": "http_short", "JOB_TYPES": "calc_hash_http_short"}
+    worker = node_worker(short_lease_gateway, "node-late", WORK_DELAY_MS="9000", **short)
+    late = api.submitted("calc_hash_http_short", {"content": b64(b"too slow")})  # time_limit 4
+    info = api.wait_status(late, "error", "done", timeout=VISIBILITY + 10)
+    assert (info["status"], info["code"]) == ("error", 5)
+    wait_until(lambda: f"job {late} (calc_hash_http_short, attempt 1): abandoned: timed_out" in worker.output(),
+               5, "the worker's log says it dropped the job")
+    assert worker.alive()
+
+
+def test_node_worker_waits_out_a_gateway_not_up_yet(
+        api: Api, service_env: dict[str, str], run_dir: Path, node_worker: StartWorker) -> None:
+    port = free_port()
+    worker = node_worker(f"http://127.0.0.1:{port}", "node-early")
+    wait_until(lambda: "lease: no answer" in worker.output(), 10, "a lease without an answer")
+    gateway = start_gunicorn(port, dict(service_env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / f"metrics-late-{port}")),
+                             run_dir, workers=1)
+    try:
+        task = api.submitted("calc_hash_http", {"content": b64(b"better late")})
+        info = api.wait_status(task, "done", "error", timeout=60)
+        assert info["result"] == expected(b"better late", None)
+        assert f"job {task} (calc_hash_http, attempt 1): done" in worker.output()
+    finally:
+        gateway.stop(signal.SIGINT)

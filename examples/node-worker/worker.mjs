@@ -93,7 +93,7 @@ async function post(path, payload, timeoutMs) {
     const retryAfter = Number(response.headers.get("retry-after")) || 0;
     return { status: response.status, body, retryAfter };
   } catch (error) {
-    return { status: 0, body: null, retryAfter: 0, error: error.name };
+    return { status: 0, body: null, retryAfter: 0, error: error.cause?.code ?? error.name }; // ECONNREFUSED, TimeoutError
   }
 }
 
@@ -158,7 +158,8 @@ function keepLease(job, lease, abandon) {
   let timer;
   let stopped = false;
   const schedule = () => {
-    if (!stopped) timer = setTimeout(beat, Math.max(250, (lease.expiresAt - Date.now()) / 3));
+    const left = lease.expiresAt - Date.now();
+    if (!stopped) timer = setTimeout(beat, Number.isFinite(left) ? Math.max(250, left / 3) : 1000);
   };
   const beat = async () => {
     const answer = await persist("heartbeat", `/internal/tasks/${job.uuid}/heartbeat`, { token: lease.token },
