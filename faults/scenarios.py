@@ -98,6 +98,17 @@ def kill_http_worker(run: Run) -> None:
              f"({run.stack.http_worker_starts} Node workers started so far)")
 
 
+def kill_a_http_worker(run: Run) -> None:
+    """SIGKILL a Node worker, in turn, whatever it is doing: running a job, or in a long poll (which the
+    gateway may still answer with a job, leased to a worker that is gone, until its lease lapses)."""
+    names = run.stack.http_workers()
+    pid = run.stack.procs[names[len(run.events) % len(names)]].proc.pid
+    held = [task_id[:8] for task_id, runs in ledger.read(str(run.stack.ledger)).items()
+            if runs.events[-1] == "start" and runs.last_pid == pid]
+    run.stack.kill_http_worker(pid)
+    run.note(f"Node worker {pid} SIGKILLed {'running job ' + held[0] if held else 'with no job in hand'}")
+
+
 def restart_redis(run: Run, down: float = 3.0) -> None:
     run.stack.kill_redis()
     run.note("redis-server SIGKILLed")
@@ -200,6 +211,9 @@ SCENARIOS = [
              every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False, felt=RERUN),
     Scenario("redis-restart-long", "redis-server restarted from its AOF every 20 s for 2 minutes",
              every(20, 8, 120, restart_redis), load_seconds=125, deadline=150, quick=False),
+    Scenario("http-worker-kill-long", "a Node worker SIGKILLed every 6 s for 2 minutes, mid-job or mid-poll",
+             every(6, 5, 120, kill_a_http_worker), load_seconds=125, deadline=90, quick=False, felt=HTTP_RERUN,
+             knobs=Knobs(http_workers=2)),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
              every(20, 5, 120, stall_in_turn),
              load_seconds=125, deadline=90, quick=False),
