@@ -30,6 +30,7 @@ function readConfig(env) {
   const queue = env.QUEUE || "hash";
   if (!/^[A-Za-z0-9_.-]+$/.test(queue)) problems.push("QUEUE must name one queue");
   const name = env.WORKER_NAME || `node-${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9@._:-]/g, "-").slice(0, 100);
+  if (!/^[A-Za-z0-9@._:-]{1,100}$/.test(name)) problems.push("WORKER_NAME must be 1 to 100 of A-Z a-z 0-9 @ . _ : -");
   let authorization;
   if (env.WORKER_TOKEN) {
     authorization = `Bearer ${env.WORKER_TOKEN}`;
@@ -189,11 +190,18 @@ async function runJob(job) {
   const what = `job ${job.uuid} (${job.type}, attempt ${job.attempt})`;
   ledger("start", job.uuid);
   try {
-    const outcome = await work(job, aborted.signal);
+    let outcome = await work(job, aborted.signal);
     if (abandoned) return log(`${what}: abandoned: ${abandoned}`);
     ledger("done", job.uuid);
-    const answer = await persist("finish", `/internal/tasks/${job.uuid}/finish`, { token: lease.token, ...outcome },
+    const finish = () => persist("finish", `/internal/tasks/${job.uuid}/finish`, { token: lease.token, ...outcome },
                                  { giveUp: (next) => next > lease.expiresAt });
+    let answer = await finish();
+    if (outcome.result && (answer.status === 400 || answer.status === 413)) {
+      // A result the gateway refuses (its schema, its size) is this worker's bug: the job fails, and
+      // is not left to lapse and run again, to the same end.
+      outcome = { error: { code: 1, message: `the worker's result was refused (${answer.status})` } };
+      answer = await finish();
+    }
     const ms = Date.now() - began;
     if (answer.status === 200) {
       ledger("stored", job.uuid);
