@@ -1,10 +1,10 @@
 # Sourced by scripts/test.sh, scripts/run-local.sh and the other scripts: installs what a fresh machine lacks.
-# A fresh machine has Python, pip and apt; this adds redis-server, nginx and promtool (apt) and a
+# A fresh machine has Python, pip and apt; this adds redis-server, nginx, promtool and nodejs (apt) and a
 # virtualenv with the pinned requirements in .venv. Safe to run again: each step is skipped when already
-# done. BOOTSTRAP_APT names the apt packages the caller runs (default: all three, what the tests run;
+# done. BOOTSTRAP_APT names the apt packages the caller runs (default: all four, what the tests run;
 # run-local.sh runs only redis-server, so it sets "redis-server"; compose-init.sh runs none, so it sets "").
 set -euo pipefail
-BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx prometheus}"
+BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx prometheus nodejs}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GATEWAY_VENV:-$ROOT/.venv}"
@@ -43,6 +43,14 @@ ensure_promtool() {
   fi
 }
 
+# The reference HTTP worker (examples/node-worker/) runs under `node` in the tests and the fault suite.
+ensure_nodejs() {
+  command -v node >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing nodejs (apt)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs >/dev/null
+}
+
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256"
   local want
@@ -74,6 +82,7 @@ for _package in $BOOTSTRAP_APT; do
     redis-server) ensure_redis_server ;;
     nginx) ensure_nginx ;;
     prometheus) ensure_promtool ;;
+    nodejs) ensure_nodejs ;;
     *) echo "bootstrap: unknown package in BOOTSTRAP_APT: $_package" >&2; exit 2 ;;
   esac
 done
