@@ -112,6 +112,8 @@ class Stack:
         config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
         if "visibility_timeout" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
             config["workers"]["visibility_timeout"] = self.knobs.visibility_timeout  # (absent before issue 13)
+        if "http_lease" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
+            config["workers"]["http_lease"] = self.knobs.visibility_timeout  # HTTP workers' leases: the same bound
         config["jobs"]["probe"] = {**config["jobs"]["calc_hash"], "task": "faults.probe", "schema": str(PROBE_SCHEMA)}
         config["roles"]["admin"].append("probe")
         config["roles"]["service"].append("probe")

@@ -21,7 +21,7 @@ from tests.support.api import Api, b64
 from tests.support.vault import SeededVault
 
 WORKER = ROOT / "examples" / "node-worker" / "worker.mjs"
-VISIBILITY = 10  # workers.visibility_timeout of the short-lease gateway (the schema's minimum)
+VISIBILITY = 10  # workers.http_lease of the short-lease gateway: an HTTP lease's length
 SWEEP = 5  # gateway/workers/leasing.py SWEEP_EVERY: a gateway process sweeps lapsed deliveries this often
 
 
@@ -104,7 +104,7 @@ def test_node_worker_finishes_its_job_on_sigterm(api: Api, gateway_url: str, nod
 def short_lease_gateway(service_env: dict[str, str], run_dir: Path) -> Iterator[str]:
     """A gateway of its own whose leases last VISIBILITY seconds, so a dead worker's job comes back soon."""
     port = free_port()
-    env = dict(service_env, GATEWAY__WORKERS__VISIBILITY_TIMEOUT=str(VISIBILITY),
+    env = dict(service_env, GATEWAY__WORKERS__HTTP_LEASE=str(VISIBILITY),
                PROMETHEUS_MULTIPROC_DIR=str(run_dir / f"metrics-short-{port}"))
     proc = start_gunicorn(port, env, run_dir, workers=1)
     url = f"http://127.0.0.1:{port}"

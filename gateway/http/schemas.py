@@ -186,6 +186,8 @@ class LeaseToken(Schema):
     token = fields.String(required=True)
     expires_at = fields.Function(lambda lease: _iso(lease.expires_at), required=True,
                                  metadata={"description": "When the lease lapses without a heartbeat"})
+    expires_in = fields.Float(required=True, metadata={"description": "The same, in seconds from now (for a worker "
+                                                                      "whose clock is not the gateway's)"})
 
 
 class LeaseResponse(Schema):
@@ -210,7 +212,8 @@ class HeartbeatRequest(Schema):
 
 
 class HeartbeatResponse(Schema):
-    expires_at = fields.Function(lambda expires: _iso(expires), required=True)
+    expires_at = fields.Function(lambda lease: _iso(lease["expires_at"]), required=True)
+    expires_in = fields.Float(required=True, metadata={"description": "The same, in seconds from now"})
 
 
 class ReportedError(Schema):

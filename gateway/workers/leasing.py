@@ -18,7 +18,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -54,6 +54,7 @@ class Lease:
     attempt: int
     token: str
     expires_at: float
+    expires_in: float  # seconds: what a worker whose clock differs from the gateway's should go by
 
 
 class Refused(Exception):
@@ -96,21 +97,26 @@ class HttpWorkers:
 
     # -- lease ------------------------------------------------------------------------------------------
 
-    def lease(self, queue: str, worker: str, wait: float) -> Lease | None:
+    def lease(self, queue: str, worker: str, wait: float, gone: Callable[[], bool] = lambda: False) -> Lease | None:
         """The next job of `queue` for `worker`, waiting up to `wait` seconds; None if none came (or the
-        long polls of this process are all taken and none was ready)."""
+        long polls of this process are all taken and none was ready). `gone`: whether the caller hung up
+        (a worker killed in its long poll): nothing is taken for it then, and its thread is freed within
+        SWEEP_EVERY seconds. Meanwhile the sweep runs every SWEEP_EVERY seconds, so a lapsed lease comes
+        back even while every HTTP worker of a queue waits in a long poll."""
         wait = min(wait, self.max_wait)
         polling = wait > 0 and self._polls_enabled and self._polls.acquire(blocking=False)
         deadline = time.monotonic() + (wait if polling else 0)
         try:
             self.sweep()
             ended = 0
-            while ended < MAX_TAKES:
+            while ended < MAX_TAKES and not gone():
                 taken = self._take(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[self.due_score(time.time())])
                 if not taken:
                     remaining = deadline - time.monotonic()
-                    if remaining < 0.01 or not self._wait(queue, remaining):
+                    if remaining < 0.01:
                         return None
+                    self._wait(queue, min(remaining, SWEEP_EVERY))
+                    self.sweep()
                     continue
                 lease, handed_back = self._start(queue, worker, *taken)
                 if lease is not None or handed_back:
@@ -165,7 +171,8 @@ class HttpWorkers:
                                    "retries": delivery.headers.get("retries", 0), "eta": None, "expires": None}),
                 ("task-started", {"uuid": delivery.uuid})])
             logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
-            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds), False
+            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds,
+                         self.lease_seconds), False
         if verdict == attempts.UNRECORDED:
             self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
             return None, True
@@ -194,9 +201,9 @@ class HttpWorkers:
 
     # -- heartbeat and finish ---------------------------------------------------------------------------
 
-    def heartbeat(self, uuid: str, token: str, progress: dict[str, Any] | None) -> float:
-        """Extend the lease; when its job was cancelled or ran past its time limit meanwhile, end it so and
-        refuse (Refused: cancelled / timed_out)."""
+    def heartbeat(self, uuid: str, token: str, progress: dict[str, Any] | None) -> tuple[float, float]:
+        """Extend the lease: (when it now lapses, in how many seconds). When its job was cancelled or ran
+        past its time limit meanwhile, end it so and refuse (Refused: cancelled / timed_out)."""
         now = time.time()
         meta = endings.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
         answer = self._heartbeat(keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid],
@@ -204,7 +211,7 @@ class HttpWorkers:
         if answer[0] != "ok":
             self._refuse(uuid, token, answer[0])
         self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
-        return now + self.lease_seconds
+        return now + self.lease_seconds, self.lease_seconds
 
     def due_score(self, now: float) -> float:
         """The score in kombu's `unacked_index` that makes a delivery due for the sweep `lease_seconds`

@@ -4,6 +4,7 @@ leases jobs over HTTP, heartbeats and finishes them, with the Celery workers' gu
 what; the mixed test shares `hash` with the session's Celery worker."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -312,3 +313,29 @@ def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gate
     assert time.monotonic() - began < 6  # answered at once, not after its wait (a loose bound)
     for poll in polls:
         poll.join(15)
+
+
+def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: str, vault, api: Api, redis_client,
+                                                                   http_worker: Worker, gateway_log) -> None:
+    """A worker killed while it waits in a long poll: the job that then arrives goes to a live worker, not
+    to the dead one's request (which would hold it for a lease nobody heartbeats, and count a death)."""
+    drain_queue(http_worker)
+
+    def blocked() -> int:
+        return sum(client.get("name") == LONG_POLLS and client.get("cmd") == "blmove"
+                   for client in redis_client.client_list())
+    before = blocked()
+    user, password = vault.basic("system")
+    body = json.dumps({"worker": "dead-poller", "wait": 15}).encode()
+    host, port = gateway_url.removeprefix("http://").split(":")
+    dead = socket.create_connection((host, int(port)), timeout=10)
+    dead.sendall(b"POST /internal/queues/%s/lease HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Basic %s\r\nContent-Length: %d\r\n\r\n%s"
+                 % (QUEUE.encode(), base64.b64encode(f"{user}:{password}".encode()), len(body), body))
+    wait_until(lambda: blocked() > before, 10, "the dead worker's long poll blocked in Redis")
+    dead.close()
+    task = api.submitted(TYPE, {"content": b64(b"for the living")})
+    job = http_worker.leased(wait=15)
+    assert job["uuid"] == task and job["attempt"] == 1
+    assert http_worker.finish(task, job["lease"]["token"], result=digests(b"for the living")).status_code == 200
+    assert f"lease: task {task} to HTTP worker dead-poller" not in gateway_log.read_text()
