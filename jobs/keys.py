@@ -44,6 +44,10 @@ LANDINGS = "gw:landings"
 # `workers.visibility_timeout`; a node without it is dead and its landing lists go back.
 ALIVE_PREFIX = "gw:worker-alive:"
 
+# HTTP workers seen (gateway/workers/): hash "<worker>|<queue>" -> when it last asked for a job of the
+# queue or heartbeat one of its jobs (epoch seconds). On the broker; entries idle for a day are dropped.
+HTTP_WORKERS = "gw:http-workers"
+
 # kombu's Redis transport (kombu 5.7 `Channel.unacked_key` / `unacked_index_key` defaults, pinned by
 # tests/contract): delivery tag -> message, and delivery tag -> when delivered (or last refreshed).
 KOMBU_UNACKED = "unacked"

@@ -105,8 +105,9 @@ class BrokerCollector:
     """Queue depth, oldest-message age and live workers per queue, task outcomes and timings per type, the
     dead letters, and whether Redis answered."""
 
-    def __init__(self, broker, results, queues: list[str]) -> None:
+    def __init__(self, broker, results, queues: list[str], http_live: float = 0) -> None:
         self.broker, self.results, self.queues = broker, results, queues
+        self.http_live = http_live  # seconds an HTTP worker counts as live after it was last seen
 
     def collect(self):
         up = GaugeMetricFamily("gateway_broker_up", "1 if the broker answered this scrape")
@@ -121,7 +122,7 @@ class BrokerCollector:
             for queue in queue_stats(self.broker, self.queues):
                 depth.add_metric([queue.name], queue.depth)
                 age.add_metric([queue.name], queue.oldest_age or 0.0)
-            for name, count in queue_workers(self.broker, self.queues).items():
+            for name, count in queue_workers(self.broker, self.queues, self.http_live).items():
                 workers.add_metric([name], count)
             up.add_metric([], 1)
         except RedisError:

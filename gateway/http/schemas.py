@@ -109,8 +109,10 @@ class Queues(Schema):
 
 class WorkerState(Schema):
     name = fields.String()
+    kind = fields.String(metadata={"description": "celery, or http: a worker of the HTTP worker API, seen asking for "
+                                                  "a job or heartbeating one lately"})
     queues = fields.List(fields.String())
-    active = fields.Integer()
+    active = fields.Integer(allow_none=True, metadata={"description": "jobs running; null for an HTTP worker"})
 
 
 class Workers(Schema):

@@ -33,6 +33,7 @@ from jobs import attempts, deadletters, results, stats, timings
 from jobs.catalogue import JobCatalogue, JobType
 from jobs.headers import SUBMITTED_HEADER
 from jobs.keys import (
+    HTTP_WORKERS,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
     LEASE_PREFIX,
@@ -44,6 +45,8 @@ from jobs.keys import (
 MAX_TAKES = 32  # messages one lease request may take and end (finished, cancelled, expired) before it answers
 SWEEP_EVERY = 5.0  # seconds between one gateway process's sweeps for lapsed deliveries
 LATE = 1.0  # a long poll's read may take this much longer than its wait
+PRUNE_EVERY = 300.0  # seconds between one process's pruning of the HTTP workers seen
+FORGET_AFTER = 86400.0  # an HTTP worker not seen for this long is forgotten
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class HttpWorkers:
         self.lease_seconds = int(self.workers["http_lease"])
         self._polls = threading.BoundedSemaphore(max(1, self.workers["http_long_polls"]))
         self._polls_enabled = self.workers["http_long_polls"] > 0
-        self._swept = 0.0
+        self._swept = self._pruned = 0.0
         self._hour = ""
         # EVALSHA, each script loaded once per server (redis-py loads it again after a restart).
         self._take, self._put_back, self._ack_script = (broker.register_script(script) for script in
@@ -110,7 +113,9 @@ class HttpWorkers:
             self.sweep()
             ended = 0
             while ended < MAX_TAKES and not gone():
-                taken = self._take(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[self.due_score(time.time())])
+                now = time.time()
+                taken = self._take(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, HTTP_WORKERS],
+                                   args=[self.due_score(now), f"{worker}|{queue}", now])
                 if not taken:
                     remaining = deadline - time.monotonic()
                     if remaining < 0.01:
@@ -161,7 +166,7 @@ class HttpWorkers:
         verdict, lost = self._start_check(
             keys=[RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid],
             args=[now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
-                  self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit])
+                  self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit, queue])
         lost = int(lost)
         if verdict == attempts.RUN:
             self._send_events(worker, [
@@ -210,7 +215,11 @@ class HttpWorkers:
                                  args=[token, now, self.lease_seconds, meta, self.ttl])
         if answer[0] != "ok":
             self._refuse(uuid, token, answer[0])
-        self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
+        worker = str(answer[3]).removeprefix("http:")
+        with self.broker.pipeline(transaction=False) as pipe:
+            pipe.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
+            pipe.hset(HTTP_WORKERS, f"{worker}|{answer[2]}", now)
+            pipe.execute()
         return now + self.lease_seconds, self.lease_seconds
 
     def due_score(self, now: float) -> float:
@@ -327,6 +336,11 @@ class HttpWorkers:
         try:
             due = self.broker.zrange(KOMBU_UNACKED_INDEX, 0, now - self.workers["visibility_timeout"], byscore=True,
                                      offset=0, num=1)
+            if now - self._pruned >= PRUNE_EVERY:
+                self._pruned = now
+                stale = [name for name, seen in self.broker.hgetall(HTTP_WORKERS).items() if float(seen) < now - FORGET_AFTER]
+                if stale:
+                    self.broker.hdel(HTTP_WORKERS, *stale)
             if due:
                 with self.celery.producer_or_acquire() as producer:
                     qos = producer.channel.qos

@@ -304,7 +304,7 @@ def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gate
     for poll in polls:
         poll.start()
     def blocked() -> int:
-        return sum(client.get("name") == LONG_POLLS and client.get("cmd") == "blmove"
+        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
                    for client in redis_client.client_list())
     wait_until(lambda: blocked() >= 2, 10, "two long polls blocked in Redis")
     began = time.monotonic()
@@ -322,7 +322,7 @@ def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: s
     drain_queue(http_worker)
 
     def blocked() -> int:
-        return sum(client.get("name") == LONG_POLLS and client.get("cmd") == "blmove"
+        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
                    for client in redis_client.client_list())
     before = blocked()
     user, password = vault.basic("system")
@@ -339,3 +339,16 @@ def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: s
     assert job["uuid"] == task and job["attempt"] == 1
     assert http_worker.finish(task, job["lease"]["token"], result=digests(b"for the living")).status_code == 200
     assert f"lease: task {task} to HTTP worker dead-poller" not in gateway_log.read_text()
+
+
+def test_http_workers_count_as_workers_of_their_queue(api: Api, http_worker: Worker) -> None:
+    """/ops/workers lists an HTTP worker that asked for a job, and /metrics counts it among its queue's
+    workers (the "queue with work and no workers" alert must not fire for queues HTTP workers serve)."""
+    seen = Worker(http_worker.api, "listed-worker")
+    assert seen.lease(wait=0).status_code in (200, 204)
+    listed = api.request("GET", "/ops/workers").json()["workers"]
+    assert {"name": "listed-worker", "kind": "http", "queues": [QUEUE], "active": None} in listed
+    assert all(worker["kind"] == "celery" for worker in listed if worker["name"].startswith("main@"))
+    scraped = api.request("GET", "/metrics").text
+    counted = [line for line in scraped.splitlines() if line.startswith(f'gateway_queue_workers{{queue="{QUEUE}"}}')]
+    assert counted and float(counted[0].split()[-1]) >= 1
