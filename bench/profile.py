@@ -37,12 +37,20 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
                                                         "gateway/http/schemas.py", "gateway/routes/tasks.py:upload_errors")),
     # Old and new paths (jobs/ took the shared core out of gateway/ and tasks/), so saved raw files of
     # earlier runs still summarize alike.
-    ("task record write (jobs/store.py + redis-py)", ("gateway/store.py", "tasks/stats.py", "jobs/store.py",
-                                                      "jobs/record.py", "jobs/stats.py")),
-    ("publish (celery send_task, kombu, redis-py)", ("gateway/dispatch.py", "gateway/submission/publishing.py",
-                                                     "gateway/transport.py", "gateway/submission/capture.py", "kombu/",
-                                                     "celery/", "amqp/", "vine/", "billiard/")),
-    ("rate limit + unfinished cap (gateway/access/ratelimit.py, limits)", ("gateway/access/ratelimit.py:RateLimits", "limits/")),
+    # /taskinfo's read: the round trip (rate check + record + meta, or only `created` for a finished task
+    # this process remembers) and the TaskInfo built from it.
+    ("task read (gateway/submission/reading.py, jobs/taskinfo.py, jobs/status.py, jobs/results.py)",
+     ("gateway/submission/reading.py", "jobs/taskinfo.py", "jobs/status.py", "jobs/results.py")),
+    ("task record (jobs/store.py + redis-py)", ("gateway/store.py", "tasks/stats.py", "jobs/store.py",
+                                                "jobs/record.py", "jobs/stats.py")),
+    # Since the save script, send_task only builds the message (its Redis commands are captured, then run
+    # inside the script): the first is Celery's and kombu's Python, the second the one round trip.
+    ("Celery message building (send_task, kombu, captured)", ("gateway/submission/publishing.py:message_commands",
+                                                               "gateway/transport.py", "gateway/submission/capture.py",
+                                                               "kombu/", "celery/", "amqp/", "vine/", "billiard/")),
+    ("save script round trip (rate, cap, record, message; publishing.py + redis-py)",
+     ("gateway/dispatch.py", "gateway/submission/publishing.py")),
+    ("rate limit + unfinished cap (gateway/access/ratelimit.py, limits)", ("gateway/access/ratelimit.py", "limits/")),
     ("auth / identity (login cache, Vault)", ("gateway/access/decorators.py", "gateway/access/identity.py",
                                               "gateway/access/authenticator.py",
                                               "gateway/access/credentials.py", "gateway/access/jwtcheck.py", "hvac/", "jwt/")),

@@ -20,6 +20,7 @@ def render(result: dict[str, Any]) -> str:
     out += [f"Machine: {setup['machine']}. Code: {setup['code']}.",
             f"Load: {setup['load']}. Gateway: {setup['gateway']}. Workers: {setup['workers']}.",
             f"Vault: {setup.get('vault', '?')}. Logging: {setup['logging']}. Redis: {setup.get('redis', 'no persistence')}.",
+            *([f"Proxy: {setup['proxy']}."] if setup.get("proxy", "none") != "none" else []),
             ""]
 
     http = result["http"]
@@ -28,12 +29,18 @@ def render(result: dict[str, Any]) -> str:
         rows = []
         for row in http.values():
             rows.append([row["label"], _f(row["rps"], 0), _f(row["p50_ms"]), _f(row["p99_ms"]),
-                         _f(row["p99_over_p50"], 1), _f(row["server_cpu_ms"]), _f(row["redis_cpu_ms"], 3),
-                         str(row["requests"]), str(row["non_2xx"] + row["socket_errors"])])
-        out += _table(["row", "req/s", "p50 ms", "p99 ms", "p99/p50", "server CPU ms/req", "Redis CPU ms/req",
-                       "requests", "errors"], rows)
-        out += ["", ("Server CPU: gunicorn master + workers for gateway rows, the Flower process for Flower rows. "
+                         _f(row["p99_over_p50"], 1), _f(row["server_cpu_ms"]), _f(row.get("proxy_cpu_ms")),
+                         _f(row["redis_cpu_ms"], 3), str(row["requests"]), str(row["non_2xx"] + row["socket_errors"])])
+        out += _table(["row", "req/s", "p50 ms", "p99 ms", "p99/p50", "server CPU ms/req", "nginx CPU ms/req",
+                       "Redis CPU ms/req", "requests", "errors"], rows)
+        out += ["", ("Server CPU: gunicorn master + workers for gateway rows (for `nginx → gateway` rows the gunicorn "
+                     "behind nginx; nginx's master and workers apart), the Flower process for Flower rows. "
                      "Interleaved rows: req/s and CPU over all rounds, p50/p99 the median of the rounds'."), ""]
+    if result.get("proxy"):
+        out += ["## Through nginx (the production path) against straight to gunicorn", ""]
+        rows = [[r["name"], _f(r["value"]), r["target"], ", ".join(f"{x:.2f}" for x in r["rounds"])]
+                for r in result["proxy"]]
+        out += _table(["ratio (median of rounds)", "value", "issue 5 target", "rounds"], rows) + [""]
 
     if result["publish"]:
         out += ["## Bare Celery publishing (one Python process)", ""]
@@ -66,10 +73,11 @@ def render(result: dict[str, Any]) -> str:
     if result.get("pickup"):
         out += _pickup(result["pickup"])
 
-    out += ["## Targets", ""]
-    rows = [[t["name"], _f(t["value"], 2), t["target"], "**met**" if t["met"] else "**MISSED**", t["note"]]
-            for t in result["targets"]]
-    out += _table(["ratio", "value", "target", "", "note"], rows) + [""]
+    if result["targets"]:
+        out += ["## Targets", ""]
+        rows = [[t["name"], _f(t["value"], 2), t["target"], "**met**" if t["met"] else "**MISSED**", t["note"]]
+                for t in result["targets"]]
+        out += _table(["ratio", "value", "target", "", "note"], rows) + [""]
     if result.get("comparisons"):
         out += ["Peers: " + "; ".join(f"{c['name']} = {_f(c['value'])}" for c in result["comparisons"]), ""]
 

@@ -2,12 +2,13 @@
 a markdown report and write bench/results/<timestamp>.json (+ latest.json, latest.md).
 
 Order of the rows, and why: HTTP rows first with no Celery worker running (messages pile up in Redis
-and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; then
+and are flushed between rows), so the gateway, Flower and Redis have both cores to themselves; the
+gateway's three are run straight to gunicorn and through nginx (the production path), interleaved; then
 bare publishing; then the Vault rows (logins with one credential, then unauthenticated traffic); then
 the rows that need the worker (end to end, memory); then the Redis rows (commands and memory per job,
 idle workers) and the pickup-latency rows, each starting and stopping its own workers
 (bench/redis_rows.py); profiles last. `--only auth` runs just the four unauthenticated-traffic rows
-against a fresh stack (about a minute); `--only redis` and `--only pickup` just theirs; `--only wait` the
+against a fresh stack (about a minute); `--only proxy`, `--only redis` and `--only pickup` just theirs; `--only wait` the
 cost of WAIT-based acknowledgement (`queue.wait_replicas` 1, a replica on loopback) against /submit without.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import platform
 import secrets
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -75,11 +77,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--login-requests", type=int, default=1000, help="requests of the Vault-login count")
     p.add_argument("--auth-requests", type=int, default=1000, help="requests of each unauthenticated-traffic row")
     p.add_argument("--auth-concurrency", type=int, default=16, help="concurrent clients of those rows")
-    p.add_argument("--only", choices=("all", "auth", "submit", "redis", "pickup", "wait"), default="all",
+    p.add_argument("--only", choices=("all", "auth", "submit", "proxy", "redis", "pickup", "wait"), default="all",
                    help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
-                        "submit: only /ping and /submit, interleaved; redis: only the Redis commands per job, "
-                        "memory per job and idle workers' commands; pickup: only the multi-queue pickup latency; "
+                        "submit: only /ping and /submit, interleaved; proxy: only /ping, /submit and /taskinfo, "
+                        "straight to gunicorn and through nginx, interleaved; redis: only the Redis commands per "
+                        "job, memory per job and idle workers' commands; pickup: only the multi-queue pickup latency; "
                         "wait: /submit without and with WAIT-based acknowledgement (one replica), interleaved")
+    p.add_argument("--proxy", choices=("yes", "no"), default="yes",
+                   help="also run /ping, /submit and /taskinfo through nginx (deploy/nginx.py's production "
+                        "configuration), interleaved with the direct rows")
     p.add_argument("--redis-jobs", type=int, default=300,
                    help="jobs per Redis-commands row, one after another (0: skip those rows in a full run)")
     p.add_argument("--idle-seconds", type=int, default=20, help="seconds of each idle worker's command count")
@@ -96,7 +102,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="py-spy the gunicorn workers: when a target is missed, always, or never")
     p.add_argument("--profile-duration", type=int, default=10, help="seconds of each py-spy recording")
     p.add_argument("--results", type=Path, default=RESULTS, help="where result files go")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only == "proxy" and args.proxy == "no":
+        p.error("--only proxy needs the nginx rows (--proxy yes)")
+    return args
 
 
 class Bench:
@@ -110,6 +119,7 @@ class Bench:
         self.ceiling: dict[str, Any] = {}
         self.redis: dict[str, Any] | None = None
         self.pickup: dict[str, Any] | None = None
+        self.proxy: dict[str, Any] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -117,8 +127,8 @@ class Bench:
         name, password = self.s.vault.basic(user)
         return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
 
-    def _submit_request(self, user: str = USER) -> Request:
-        return Request(self.s.gateway_url + "/submit", "POST", self.body_file, self._basic(user))
+    def _submit_request(self, user: str = USER, base: str | None = None) -> Request:
+        return Request((base or self.s.gateway_url) + "/submit", "POST", self.body_file, self._basic(user))
 
     def _check(self, request: Request, expect: int) -> requests.Response:
         """One request before a row: the row measures what it claims, not a stream of errors."""
@@ -135,13 +145,15 @@ class Bench:
     def _progress(self, text: str) -> None:
         print(f"bench: {text}", file=sys.stderr, flush=True)
 
-    def _measure(self, request: Request, seconds: int, server: Any) -> dict[str, Any]:
-        """One wrk run, with the CPU the server processes and redis-server burned during it."""
-        meter = procs.CpuMeter(server=server, redis=lambda: [self.s.redis_pid]).start()
+    def _measure(self, request: Request, seconds: int, server: Any, proxy: Any = None) -> dict[str, Any]:
+        """One wrk run, with the CPU the server processes, redis-server and (`proxy`: nginx's processes)
+        burned during it."""
+        groups = {"server": server, "redis": lambda: [self.s.redis_pid]} | ({"proxy": proxy} if proxy else {})
+        meter = procs.CpuMeter(**groups).start()
         result = self.wrk.run(request, seconds)
         cpu = meter.stop()
         return {**result.to_dict(), "server_cpu_s": cpu["server"], "redis_cpu_s": cpu["redis"],
-                "server_processes_changed": "server" in meter.changed}
+                "proxy_cpu_s": cpu.get("proxy"), "server_processes_changed": bool({"server", "proxy"} & set(meter.changed))}
 
     @staticmethod
     def _row(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -155,6 +167,8 @@ class Bench:
                 "max_ms": max(r["max_ms"] for r in runs),
                 "server_cpu_ms": 1000 * sum(r["server_cpu_s"] for r in runs) / max(requests_, 1),
                 "redis_cpu_ms": 1000 * sum(r["redis_cpu_s"] for r in runs) / max(requests_, 1),
+                "proxy_cpu_ms": None if runs[0]["proxy_cpu_s"] is None else
+                                1000 * sum(r["proxy_cpu_s"] for r in runs) / max(requests_, 1),
                 "non_2xx": sum(r["non_2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
                 "server_processes_changed": any(r["server_processes_changed"] for r in runs),
                 "runs": [{k: r[k] for k in ("requests", "seconds", "rps", "p50_ms", "p99_ms")} for r in runs],
@@ -168,9 +182,11 @@ class Bench:
         self.http[key] = self._row(label, [self._measure(request, self.args.duration, server)])
         return self.http[key]
 
-    def interleaved(self, rows: list[tuple[str, str, Request, int]], server: Any) -> None:
+    def interleaved(self, rows: list[tuple[str, str, Request, int]]) -> None:
         """Rows compared with each other, measured in turns (A B C A B C ...) of duration/rounds seconds,
-        so a neighbour's load on the shared machine hits them alike; ratios are taken per round."""
+        so a neighbour's load on the shared machine hits them alike; ratios are taken per round. A row
+        whose key starts with `proxy_` goes through nginx: its server is the gunicorn behind nginx, and
+        nginx's own CPU is counted apart."""
         rounds = self.args.rounds
         seconds = max(2, self.args.duration // rounds)
         for _key, _label, request, expect in rows:
@@ -181,10 +197,50 @@ class Bench:
         for i in range(rounds):
             self._progress(f"round {i + 1}/{rounds}: " + ", ".join(key for key, *_ in rows) + f" ({seconds}s each)")
             for key, _label, request, _expect in rows:
-                runs[key].append(self._measure(request, seconds, server))
+                if key.startswith("proxy_"):
+                    runs[key].append(self._measure(request, seconds, self.s.proxied_gunicorn_pids, self.s.nginx_pids))
+                else:
+                    runs[key].append(self._measure(request, seconds, self.s.gunicorn_pids))
         for key, label, *_ in rows:
             self.http[key] = self._row(label, runs[key])
         self.rounds = runs
+
+    def proxy_ratios(self) -> list[dict[str, Any]]:
+        """What a user behind nginx gets: the issue's ratios computed on the nginx rows, the same ratios on
+        the direct rows beside them, and each nginx row against its direct twin; medians of the per-round
+        ratios, as for the targets."""
+        runs = self.rounds
+
+        def ratio(name: str, a: str, b: str, target: str = "") -> dict[str, Any]:
+            values = [x["rps"] / y["rps"] for x, y in zip(runs[a], runs[b], strict=True)]
+            return {"name": name, "value": statistics.median(values), "target": target, "rounds": values}
+
+        out = []
+        for prefix, how in (("proxy_", "through nginx"), ("", "direct")):
+            out += [ratio(f"{how}: /submit ÷ /ping", prefix + "submit", prefix + "ceiling", "≥ 0.50"),
+                    ratio(f"{how}: /taskinfo ÷ /ping", prefix + "taskinfo", prefix + "ceiling", "≥ 0.70")]
+            out.append({"name": f"{how}: /submit p99 ÷ p50", "value": self.http[prefix + "submit"]["p99_over_p50"],
+                        "target": "≤ 3.0", "rounds": [r["p99_ms"] / r["p50_ms"] for r in runs[prefix + "submit"]]})
+        for key, path in (("ceiling", "/ping"), ("submit", "/submit"), ("taskinfo", "/taskinfo")):
+            out.append(ratio(f"{path} through nginx ÷ direct", "proxy_" + key, key))
+        return out
+
+    def gateway_rows(self, proxy: bool) -> list[tuple[str, str, Request, int]]:
+        """/ping, /submit and /taskinfo straight to gunicorn and, with `proxy`, the same three through
+        nginx (the production path), same credential, body and done task."""
+        rows = []
+        for prefix, base, how in (("", self.s.gateway_url, "gateway"),
+                                  ("proxy_", self.s.proxy_url if proxy else "", "nginx → gateway")):
+            if not base:
+                continue
+            rows += [
+                (prefix + "ceiling", f"{how} GET /ping" + ("" if prefix else " (HTTP ceiling)"), Request(base + "/ping"), 200),
+                (prefix + "submit", f"{how} POST /submit calc_hash 1 KiB, cached Basic credential",
+                 self._submit_request(base=base), 202),
+                (prefix + "taskinfo", f"{how} GET /taskinfo on a done task",
+                 Request(f"{base}/taskinfo?taskid={self.done_id}", auth=self._basic(USER)), 200),
+            ]
+        return rows
 
     # --- rows ------------------------------------------------------------------------------------------
 
@@ -207,7 +263,6 @@ class Bench:
                     "targets": self.redis_targets(), "comparisons": [], "memory": None, "profiles": {},
                     "redis": self.redis, "pickup": self.pickup}
         self.wrk = Wrk(args.threads, args.connections, dict(os.environ))
-        gateway = s.gunicorn_pids
         gw = s.gateway_url
         if args.only == "wait":
             self._progress("starting a replica and a second gateway with queue.wait_replicas 1")
@@ -226,21 +281,26 @@ class Bench:
             self.interleaved([
                 ("ceiling", "gateway GET /ping (HTTP ceiling)", Request(gw + "/ping"), 200),
                 ("submit", "gateway POST /submit calc_hash 1 KiB, cached Basic credential", self._submit_request(), 202),
-            ], gateway)
+            ])
             return {"http": self.http, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": {}, "ceiling": {},
                     "targets": [], "comparisons": [], "memory": None, "profiles": {}}
 
         done_id = self.done_id = self.done_task()
         keep = frozenset({done_id})
+        proxy = args.proxy == "yes"
+        if proxy:
+            self._progress("starting nginx (deploy/nginx.py's configuration) in front of a second gateway")
+            s.start_proxy()
         logins = s.vault.logins()
-        self.interleaved([
-            ("ceiling", "gateway GET /ping (HTTP ceiling)", Request(gw + "/ping"), 200),
-            ("submit", "gateway POST /submit calc_hash 1 KiB, cached Basic credential", self._submit_request(), 202),
-            ("taskinfo", "gateway GET /taskinfo on a done task",
-             Request(f"{gw}/taskinfo?taskid={done_id}", auth=self._basic(USER)), 200),
-        ], gateway)
+        self.interleaved(self.gateway_rows(proxy))
         self.extra["gateway_rows_vault_logins"] = s.vault.logins() - logins
+        if proxy:
+            s.stop_proxy()
+            self.proxy = self.proxy_ratios()
         s.flush(keep)
+        if args.only == "proxy":
+            return {"http": self.http, "publish": {}, "e2e": {}, "vault_logins": {}, "auth": {}, "ceiling": {},
+                    "targets": [], "comparisons": [], "memory": None, "profiles": {}, "proxy": self.proxy}
 
         self._progress("starting Flower")
         s.start_flower()
@@ -282,7 +342,8 @@ class Bench:
         profiles = self.profiles(targets)
         return {"http": self.http, "publish": self.publish, "e2e": self.e2e, "vault_logins": self.extra,
                 "auth": self.auth, "ceiling": self.ceiling, "targets": targets, "comparisons": comparisons,
-                "memory": memory, "profiles": profiles, "redis": self.redis, "pickup": self.pickup}
+                "memory": memory, "profiles": profiles, "redis": self.redis, "pickup": self.pickup,
+                "proxy": self.proxy}
 
     def redis_rows(self) -> None:
         """Redis commands per job, memory per job, idle workers' commands (bench/redis_rows.py)."""
@@ -712,7 +773,15 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                    f"load average at start {load_average:.2f}",
         "code": code,
         "load": f"wrk -t{args.threads} -c{args.connections}, {args.duration}s per row (+{args.warmup}s warm-up); "
-                f"{ONLY_LOAD.get(args.only, '/ping, /submit, /taskinfo')} interleaved in "
+    p.add_argument("--only", choices=("all", "auth", "submit", "proxy", "redis", "pickup", "wait"), default="all",
+                   help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
+                        "submit: only /ping and /submit, interleaved; proxy: only /ping, /submit and /taskinfo, "
+                        "straight to gunicorn and through nginx, interleaved; redis: only the Redis commands per "
+                        "job, memory per job and idle workers' commands; pickup: only the multi-queue pickup latency; "
+                        "wait: /submit without and with WAIT-based acknowledgement (one replica), interleaved")
+    p.add_argument("--proxy", choices=("yes", "no"), default="yes",
+                   help="also run /ping, /submit and /taskinfo through nginx (deploy/nginx.py's production "
+                        "configuration), interleaved with the direct rows")
                 f"{args.rounds} rounds of "
                 f"{max(2, args.duration // args.rounds)}s; "
                 f"calc_hash content {args.content_bytes} B",
@@ -721,11 +790,24 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
         "workers": f"`celery -A tasks worker -Q {HASH_QUEUE} -I bench.noop`, concurrency {workers['concurrency']}, "
                    f"prefetch {workers['prefetch_multiplier']}; not running during the HTTP and publish rows",
         "vault": vault,
+        "proxy": (f"nginx {_nginx_version()} with deploy/nginx.py's production configuration (access log on, "
+                  "buffering, keep-alive to the upstream) in front of a second gunicorn like the first but with "
+                  "proxy.trusted_hops 1, as compose runs it; started for the HTTP rows only"
+                  if args.proxy == "yes" and args.only != "submit" else "none"),
         "logging": "INFO (the product default), loguru to stderr (captured to a file) and to a log file, both in "
                    "the run's temp folder",
         "redis": "no persistence" if args.redis_persistence == "none" else
                  f"appendonly yes, appendfsync {args.redis_persistence}",
     }
+
+
+def _nginx_version() -> str:
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    binary = shutil.which("nginx", path=search)
+    if binary is None:
+        return "?"
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False).stderr.strip()
+    return out.rpartition("/")[2] or "?"
 
 
 def _bao_version() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -28,9 +29,10 @@ from redis import Redis
 
 import celeryconfig
 from bench import stock
+from deploy import nginx
 from devsupport import jwt as devjwt
 from devsupport import procfs
-from devsupport.processes import BIN, ROOT, Process, free_port, start_redis
+from devsupport.processes import BIN, ROOT, Process, free_port, start_nginx, start_redis
 from devsupport.vault import DevVault
 from jobs import stats
 from settings import Settings, load_settings
@@ -271,6 +273,52 @@ class Stack:
 
     def gunicorn_pids(self) -> list[int]:
         return procfs.tree(self.gunicorn_pid)
+
+    # --- the production path: nginx in front of a gateway configured as compose configures it ---------
+
+    def start_proxy(self) -> None:
+        """A second gunicorn, set as compose sets the one behind nginx (`proxy.trusted_hops` 1, so it
+        believes nginx's X-Forwarded-For and drains unread bodies), with as many workers as the direct
+        one, and in front of it a real nginx with the configuration deploy/nginx.py renders for
+        production (the same template, limits and keep-alive to the upstream); its access log and temp
+        files in this run's folder. A gunicorn of its own, so the direct rows keep measuring the gateway
+        as before; its metrics folder and log file are its own too (gunicorn empties the metrics folder
+        at start)."""
+        port = free_port()
+        env = {**self.env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY__PROXY__TRUSTED_HOPS": "1",
+               "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "prometheus-proxied"),
+               "GATEWAY__LOGGING__LOG_FILE": str(self.logs / "gateway-proxied.log")}
+        proc = self._start("gunicorn-proxied", [str(BIN / "gunicorn"), "wsgi:app"], env)
+        self.proxied_gunicorn_pid = proc.proc.pid
+        upstream = f"http://127.0.0.1:{port}"
+        wait_for(lambda: len(procfs.children(self.proxied_gunicorn_pid)) == self.gateway_workers
+                 and requests.get(upstream + "/health", timeout=1).status_code == 200,
+                 60, "gateway behind nginx ready (/health 200, all workers booted)", (proc,))
+        listen = free_port()
+        home = self.dir / "nginx"
+        (home / "temp").mkdir(parents=True, exist_ok=True)
+        # As root nginx wants a `user` to switch to: this one, so it can write this run's folder.
+        user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+        paths = nginx.Paths(pid=str(home / "nginx.pid"), error_log=str(self.logs / "nginx-error.log"),
+                            access_log=str(self.logs / "nginx-access.log"), temp=str(home / "temp"), user=user)
+        conf = home / "nginx.conf"
+        conf.write_text(nginx.render(self.settings, f"127.0.0.1:{listen}", f"127.0.0.1:{port}", paths))
+        server = start_nginx(conf, self.logs)
+        self._procs["nginx"] = server
+        self.nginx_pid = server.proc.pid
+        self.proxy_url = f"http://127.0.0.1:{listen}"
+        wait_for(lambda: requests.get(self.proxy_url + "/ping", timeout=1).status_code == 200, 30,
+                 "gateway through nginx", (server, proc))
+
+    def stop_proxy(self) -> None:
+        self.stop("nginx")
+        self.stop("gunicorn-proxied")
+
+    def proxied_gunicorn_pids(self) -> list[int]:
+        return procfs.tree(self.proxied_gunicorn_pid)
+
+    def nginx_pids(self) -> list[int]:
+        return procfs.tree(self.nginx_pid)
 
     def gunicorn_workers(self) -> list[int]:
         return procfs.children(self.gunicorn_pid)

@@ -4,7 +4,8 @@
 - **stuck**: not `done`/`error` by the deadline;
 - **duplicated**: one `Idempotency-Key` named two uuids in its `2xx` answers, a task record no acknowledged submit names
   (a `503`'d submit that was queued under another uuid), or a probe started again after its result
-  was stored, or stored twice (faults/ledger.py). Work redone because its worker died between the
+  was stored, or stored twice (faults/ledger.py; the Node workers' jobs are in the same ledger, their
+  `stored` once the gateway accepted their finish). Work redone because its worker died between the
   work and storing its result is allowed (every job type here is a pure function of its payload) and
   counted apart;
 - **misreported**: a terminal state that is not the truth: `done` with a wrong result or without the
@@ -25,12 +26,13 @@ import requests
 
 from faults import ledger
 from faults.load import NO_ANSWER, Load, Submission
-from faults.stack import Stack
+from faults.stack import HTTP_TYPE, Stack
 from jobs.keys import RECORD_PREFIX
 
 TERMINAL = ("done", "error")
 MAX_503_SECONDS = 2.0
 WORKER_LOST = 6
+LEDGERED = ("probe", HTTP_TYPE)  # job types whose every start, work done and stored result the ledger has
 
 
 @dataclass
@@ -138,10 +140,10 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
     if again is None or (again.get("status"), again.get("code")) != (end["status"], end.get("code")):
         report.misreported.append(f"{task} ended {end['status']}, then read {again and again.get('status')}")
     if end["status"] == "done":
-        if not _result_is_true(sub, end.get("result") or {}) or (sub.job_type == "probe" and runs.done == 0):
+        if not _result_is_true(sub, end.get("result") or {}) or (sub.job_type in LEDGERED and runs.done == 0):
             report.misreported.append(f"{task} done with a result that is not its work")
         return
-    if end.get("code") == WORKER_LOST and (sub.job_type != "probe" or runs.starts >= max_deliveries):
+    if end.get("code") == WORKER_LOST and (sub.job_type not in LEDGERED or runs.starts >= max_deliveries):
         report.gave_up += 1
         return
     report.misreported.append(f"{task} error {end.get('code')} {end.get('message', '')[:60]} (started {runs.starts}x)")

@@ -3,8 +3,9 @@
 Each client thread submits at a steady pace, every submit with its own `Idempotency-Key`, and repeats a
 submit that got no `2xx` (a `503`, a `429`, no answer) with the same key until it is acknowledged;
 between submits it reads the state of jobs already acknowledged. Every answer is kept (route, status,
-time at the client), so the report can say how slow the worst `503` was. Half the probes and a share
-of hashing jobs, so both the suite's job and a shipped one run; a share of submits may carry a JWT no
+time at the client), so the report can say how slow the worst `503` was. Half the probes and half
+hashing jobs (calc_hash, or the Node workers' calc_hash_http in a stack with HTTP workers), so both the
+suite's job and a shipped one run; a share of submits may carry a JWT no
 gateway process has seen, so that they need a Vault login.
 """
 from __future__ import annotations
@@ -129,7 +130,7 @@ class Load:
             sub = Submission(key, "probe", {"tag": key[:8], "work_ms": rng.randint(20, 300)}, rng.random() < self.jwt_share)
         else:
             content = base64.b64encode(rng.randbytes(rng.randint(1, 4096))).decode()
-            sub = Submission(key, "calc_hash", {"content": content}, rng.random() < self.jwt_share)
+            sub = Submission(key, self.stack.hash_type, {"content": content}, rng.random() < self.jwt_share)
         with self._lock:
             self.submissions.append(sub)
         return sub

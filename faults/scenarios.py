@@ -85,6 +85,30 @@ def _running_probes(stack: Stack) -> set[str]:
             if runs.events[-1] == "start" and alive(runs.last_pid)}
 
 
+def kill_http_worker(run: Run) -> None:
+    """SIGKILL a Node worker while it runs a job (its ledger line `start` and no `done` yet)."""
+    node_pids = {run.stack.procs[name].proc.pid for name in run.stack.http_workers()}
+
+    def running() -> dict[str, int]:
+        return {task_id: runs.last_pid for task_id, runs in ledger.read(str(run.stack.ledger)).items()
+                if runs.events[-1] == "start" and runs.last_pid in node_pids and alive(runs.last_pid)}
+    task_id, pid = next(iter(wait_until(running, 10, "a Node worker's job running", interval=0.01).items()))
+    run.stack.kill_http_worker(pid)
+    run.note(f"Node worker {pid} SIGKILLed while running job {task_id[:8]} "
+             f"({run.stack.http_worker_starts} Node workers started so far)")
+
+
+def kill_a_http_worker(run: Run) -> None:
+    """SIGKILL a Node worker, in turn, whatever it is doing: running a job, or in a long poll (which the
+    gateway may still answer with a job, leased to a worker that is gone, until its lease lapses)."""
+    names = run.stack.http_workers()
+    pid = run.stack.procs[names[len(run.events) % len(names)]].proc.pid
+    held = [task_id[:8] for task_id, runs in ledger.read(str(run.stack.ledger)).items()
+            if runs.events[-1] == "start" and runs.last_pid == pid]
+    run.stack.kill_http_worker(pid)
+    run.note(f"Node worker {pid} SIGKILLed {'running job ' + held[0] if held else 'with no job in hand'}")
+
+
 def restart_redis(run: Run, down: float = 3.0) -> None:
     run.stack.kill_redis()
     run.note("redis-server SIGKILLed")
@@ -153,6 +177,7 @@ def both(*strikes: Callable[[Run], None]) -> Callable[[Run], None]:
 RERUN = ("a probe started again after its worker died", lambda report: report.rerun > 0)
 FROZEN = ("a probe that ran through the freeze (longer than the visibility timeout from start to done)",
           lambda report: report.longest_run > Knobs().visibility_timeout)
+HTTP_RERUN = ("a Node worker's job leased again after its worker was SIGKILLed", lambda report: report.rerun > 0)
 RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn worker" in e or "forked" in e
                                                                for e in report.events))
 
@@ -178,11 +203,17 @@ SCENARIOS = [
              once(6, kill_worker), load_seconds=15, deadline=60, felt=RERUN, knobs=Knobs(queues=MULTI_QUEUES)),
     Scenario("redis-restart-multi", "redis-restart, the worker consuming images,webhooks,hash",
              once(6, restart_redis), load_seconds=15, deadline=90, knobs=Knobs(queues=MULTI_QUEUES)),
+    # Half the load is calc_hash_http, served by two Node workers over the HTTP worker API (issue 22).
+    Scenario("http-worker-kill", "a reference Node worker SIGKILLed mid-job under load, restarted as compose would",
+             once(6, kill_http_worker), load_seconds=15, deadline=60, felt=HTTP_RERUN, knobs=Knobs(http_workers=2)),
     # On demand: the same faults, many times over, for minutes.
     Scenario("worker-kill-long", "the worker SIGKILLed every 12 s for 2 minutes",
              every(12, 6, 120, kill_worker), load_seconds=125, deadline=120, quick=False, felt=RERUN),
     Scenario("redis-restart-long", "redis-server restarted from its AOF every 20 s for 2 minutes",
              every(20, 8, 120, restart_redis), load_seconds=125, deadline=150, quick=False),
+    Scenario("http-worker-kill-long", "a Node worker SIGKILLed every 6 s for 2 minutes, mid-job or mid-poll",
+             every(6, 5, 120, kill_a_http_worker), load_seconds=125, deadline=90, quick=False, felt=HTTP_RERUN,
+             knobs=Knobs(http_workers=2)),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
              every(20, 5, 120, stall_in_turn),
              load_seconds=125, deadline=90, quick=False),
@@ -219,6 +250,8 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
         supervisor.join(5)
         what, felt = scenario.felt
         report.events = run.events + [f"worker started {stack.worker_starts}x, exits {stack.worker_exits}",
+                                      *([f"Node workers started {stack.http_worker_starts}x, exits "
+                                         f"{stack.http_worker_exits}"] if stack.knobs.http_workers else []),
                                       f"run folder {folder}"]
         if not felt(report):
             report.unexpected.append(f"the fault was not felt (expected: {what})")

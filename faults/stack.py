@@ -2,17 +2,22 @@
 durability (AOF, `appendfsync always`), a real OpenBao configured by deploy/vault_bootstrap.py, the
 gateway started as compose starts it (`gunicorn wsgi:app`, GATEWAY_BIND) and a `hash` worker started
 with compose's command plus `-I faults.probe` (the suite's job type). No PYTHONPATH: production has none.
+With `Knobs.http_workers`, also that many reference Node workers (examples/node-worker/) leasing job type
+`calc_hash_http` of queue `http` over the HTTP worker API, which the load's hashing jobs then are; they
+write the same ledger as the probes (faults/ledger.py).
 
 The stack also plays the supervisor compose is (`restart: unless-stopped`): `supervise()` starts again a
-worker that exited or was killed, and says how often it had to.
+worker (Celery or Node) that exited or was killed, and says how often it had to.
 """
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +35,12 @@ from devsupport.vault import DevVault
 from settings import load_settings
 
 PROBE_SCHEMA = ROOT / "faults" / "probe.json"
-USERS = {"admin": ("client-admin", "admin")}
+USERS = {"admin": ("client-admin", "admin"), "system": ("gateway-system", "system")}
 WORKER = "hash"  # compose's service and node name
+NODE_WORKER = ROOT / "examples" / "node-worker" / "worker.mjs"
+HTTP_QUEUE, HTTP_TYPE = "http", "calc_hash_http"  # the Node workers' queue and job type (calc_hash's task)
+HTTP_WORK_MS = 200  # the Node workers' WORK_DELAY_MS: busy for a while, as a probe is, when the fault strikes
+HTTP_WAIT = 5  # their long polls (s): short, so that they stop soon at the end
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Knobs:
     gateway_workers: int = 2  # GATEWAY_WORKERS (4 threads each)
     worker_restarts: bool = True  # restart a worker that exits, as compose does
     queues: str = ""  # the worker's -Q instead of compose's (one queue); the probes' queue, hash, among them
+    http_workers: int = 0  # reference Node workers on queue `http`; the load's hashing jobs go to them
 
 
 @dataclass
@@ -52,6 +62,8 @@ class Stack:
     procs: dict[str, Process] = field(default_factory=dict)
     worker_starts: int = 0
     worker_exits: list[int | None] = field(default_factory=list)
+    http_worker_starts: int = 0
+    http_worker_exits: list[int | None] = field(default_factory=list)
     _supervisor: threading.Lock = field(default_factory=threading.Lock)
 
     # --- start and stop ---------------------------------------------------------------------------------
@@ -72,10 +84,21 @@ class Stack:
         self._write_config()
         self.start_gateway()
         self.start_worker()
+        for index in range(self.knobs.http_workers):
+            self.start_http_worker(index)
         return self
 
     def close(self) -> None:
         self.vault.stop()
+        # The Node workers first, all at once: each ends its long poll (HTTP_WAIT) and its job, then exits.
+        for name in self.http_workers():
+            if self.procs[name].alive():
+                os.kill(self.procs[name].proc.pid, signal.SIGTERM)
+        for name in self.http_workers():
+            try:
+                self.procs[name].proc.wait(HTTP_WAIT + 10)
+            except subprocess.TimeoutExpired:
+                pass  # stopped below, killed if need be
         for name in reversed(list(self.procs)):
             resume(self.procs[name])
             self.procs[name].stop()
@@ -89,9 +112,15 @@ class Stack:
         config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
         if "visibility_timeout" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
             config["workers"]["visibility_timeout"] = self.knobs.visibility_timeout  # (absent before issue 13)
+        if "http_lease" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
+            config["workers"]["http_lease"] = self.knobs.visibility_timeout  # HTTP workers' leases: the same bound
         config["jobs"]["probe"] = {**config["jobs"]["calc_hash"], "task": "faults.probe", "schema": str(PROBE_SCHEMA)}
         config["roles"]["admin"].append("probe")
         config["roles"]["service"].append("probe")
+        if self.knobs.http_workers:
+            config["jobs"][HTTP_TYPE] = {**config["jobs"]["calc_hash"], "queue": HTTP_QUEUE}
+            config["roles"]["admin"].append(HTTP_TYPE)
+            config["roles"]["service"].append(HTTP_TYPE)
         # The load is one client sending far more than a client should: rate limits off, as in bench/.
         config.setdefault("limits", {})["rate"] = {"submit": {"default": "1000000/second"},
                                                    "read": {"default": "1000000/second"}}
@@ -169,6 +198,44 @@ class Stack:
             if proc is not None and not proc.alive() and self.knobs.worker_restarts:
                 self.worker_exits.append(proc.proc.returncode)
                 self.start_worker()
+            for index, name in enumerate(self.http_workers()):
+                if not self.procs[name].alive() and self.knobs.worker_restarts:
+                    self.http_worker_exits.append(self.procs[name].proc.returncode)
+                    self.start_http_worker(index)
+
+    # --- HTTP workers ---------------------------------------------------------------------------------------
+
+    @property
+    def hash_type(self) -> str:
+        """The job type of the load's hashing share: the Node workers' when there are any."""
+        return HTTP_TYPE if self.knobs.http_workers else "calc_hash"
+
+    def http_workers(self) -> list[str]:
+        return [name for name in self.procs if name.startswith("http-")]
+
+    def start_http_worker(self, index: int) -> None:
+        """The reference Node worker `node-<index>`, as the system identity, writing the probes' ledger."""
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("node is not installed (scripts/bootstrap.sh installs it: apt-get install nodejs)")
+        env = {k: v for k, v in self.env.items() if not k.startswith("GATEWAY")}
+        env.update(GATEWAY_URL=self.url, WORKER_NAME=f"node-{index}", WORKER_USER="system",
+                   WORKER_PASSWORD=self.passwords["system"], QUEUE=HTTP_QUEUE, JOB_TYPES=HTTP_TYPE,
+                   WAIT=str(HTTP_WAIT), WORK_DELAY_MS=str(HTTP_WORK_MS), LEDGER_FILE=str(self.ledger))
+        self.http_worker_starts += 1
+        proc = Process(f"node-{index}-{self.http_worker_starts}", [node, str(NODE_WORKER)], env, self.logs)
+        self.procs[f"http-{index}"] = proc
+        wait_until(lambda: "started" in proc.output() or not proc.alive(), 30, f"node worker {index} started")
+
+    def kill_http_worker(self, pid: int) -> None:
+        """SIGKILL the Node worker whose process is `pid`."""
+        with self._supervisor:
+            for name in self.http_workers():
+                if self.procs[name].proc.pid == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                    self.procs[name].proc.wait(10)
+                    return
+        raise LookupError(f"no Node worker has pid {pid}")
 
     def celery(self) -> Celery:
         if getattr(self, "_celery", None) is None:

@@ -18,6 +18,7 @@ from gateway.access.ratelimit import RateLimits
 from gateway.health import drain
 from gateway.health.clients import RATE_LIMIT_TIMEOUT, SCRAPE_TIMEOUT, client_factory
 from gateway.health.metrics import BrokerCollector
+from gateway.health.queues import http_live
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from gateway.submission import capture
@@ -55,7 +56,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         broker=broker,
         celery=celery,
         broker_collector=BrokerCollector(redis_client(settings.broker_url, SCRAPE_TIMEOUT),
-                                         redis_client(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues),
+                                         redis_client(settings.result_url, SCRAPE_TIMEOUT), catalogue.queues,
+                                         http_live=http_live(settings.config["workers"])),
         readiness=Readiness([("broker", redis_check("broker", settings.broker_url, sentinel=settings.sentinel)),
                              ("result backend", redis_check("result backend", settings.result_url,
                                                                      sentinel=settings.sentinel)),

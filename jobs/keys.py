@@ -20,6 +20,8 @@ META_PREFIX = "celery-task-meta-"
 # Outcome counts: lifetime totals, and per UTC hour (jobs/stats.py).
 STATS_TOTAL = "gw:stats:total"
 STATS_HOUR_PREFIX = "gw:stats:hour:"
+# Runtime and queue-wait histograms of finished jobs, per type, lifetime (jobs/timings.py).
+TIMINGS = "gw:timings"
 # Jobs set aside after their retries (jobs/deadletters.py); kept until an operator requeues them.
 DEADLETTERS = "gw:deadletters"
 # gw:lease:<uuid>: the worker and pool process running the task ("<node>|<pid>"), while it runs; the worker refreshes it and
@@ -41,6 +43,10 @@ LANDINGS = "gw:landings"
 # gw:worker-alive:<node>: set by each live worker every few seconds, expiring after
 # `workers.visibility_timeout`; a node without it is dead and its landing lists go back.
 ALIVE_PREFIX = "gw:worker-alive:"
+
+# HTTP workers seen (gateway/workers/): hash "<worker>|<queue>" -> when it last asked for a job of the
+# queue or heartbeat one of its jobs (epoch seconds). On the broker; entries idle for a day are dropped.
+HTTP_WORKERS = "gw:http-workers"
 
 # kombu's Redis transport (kombu 5.7 `Channel.unacked_key` / `unacked_index_key` defaults, pinned by
 # tests/contract): delivery tag -> message, and delivery tag -> when delivered (or last refreshed).

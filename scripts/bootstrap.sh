@@ -1,10 +1,10 @@
 # Sourced by scripts/test.sh, scripts/run-local.sh and the other scripts: installs what a fresh machine lacks.
-# A fresh machine has Python, pip and apt; this adds redis-server and nginx (apt) and a virtualenv with
-# the pinned requirements in .venv. Safe to run again: each step is skipped when already done.
-# BOOTSTRAP_APT names the apt packages the caller runs (default: both; run-local.sh runs no nginx, so it
-# sets "redis-server"; compose-init.sh runs neither, so it sets "").
+# A fresh machine has Python, pip and apt; this adds redis-server, nginx, promtool and nodejs (apt) and a
+# virtualenv with the pinned requirements in .venv. Safe to run again: each step is skipped when already
+# done. BOOTSTRAP_APT names the apt packages the caller runs (default: all four, what the tests run;
+# run-local.sh runs only redis-server, so it sets "redis-server"; compose-init.sh runs none, so it sets "").
 set -euo pipefail
-BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx}"
+BOOTSTRAP_APT="${BOOTSTRAP_APT-redis-server nginx prometheus nodejs}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GATEWAY_VENV:-$ROOT/.venv}"
@@ -27,6 +27,28 @@ ensure_nginx() {
   echo "bootstrap: installing nginx (apt)" >&2
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+}
+
+# The tests check the alert rules with promtool (tests/test_monitoring.py: `promtool check rules`,
+# `promtool test rules`), which Debian ships in its `prometheus` package, in /usr/bin. The package is a
+# whole Prometheus server too (without its recommended node exporter here); where systemd runs, it would
+# start it on port 9090, so it is stopped and disabled: nothing here uses it.
+ensure_promtool() {
+  { command -v promtool || [ -x /usr/bin/promtool ]; } >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing promtool (apt: prometheus)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
+# The reference HTTP worker (examples/node-worker/) runs under `node` in the tests and the fault suite.
+ensure_nodejs() {
+  command -v node >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing nodejs (apt)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs >/dev/null
 }
 
 ensure_venv() {
@@ -59,6 +81,8 @@ for _package in $BOOTSTRAP_APT; do
   case "$_package" in
     redis-server) ensure_redis_server ;;
     nginx) ensure_nginx ;;
+    prometheus) ensure_promtool ;;
+    nodejs) ensure_nodejs ;;
     *) echo "bootstrap: unknown package in BOOTSTRAP_APT: $_package" >&2; exit 2 ;;
   esac
 done

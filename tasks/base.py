@@ -12,6 +12,7 @@ from loguru import logger
 
 from jobs.failures import JobError, RetriesExhausted, TransientError, WorkerLost
 from jobs.headers import CLIENT_HEADER
+from tasks import timing
 from tasks.delivery import startcheck as start
 from tasks.retries import dead_letter, retry_or_dead_letter
 
@@ -29,6 +30,7 @@ class JobTask(Task):
         client_id = self.request.get(CLIENT_HEADER) or "-"
         with logger.contextualize(task_id=self.request.id, client_id=client_id):
             self._may_start(args, kwargs)
+            timing.began(self.request)
             started = time.perf_counter()
             try:
                 result = super().__call__(*args, **kwargs)
@@ -43,6 +45,7 @@ class JobTask(Task):
                 logger.warning("task {} raised {} ({:.3f}s)", self.name, exc.__class__.__name__, time.perf_counter() - started)
                 raise
             finally:
+                timing.ended(self.request)
                 start.ended(self)
             logger.info("task {} done ({:.3f}s)", self.name, time.perf_counter() - started)
             return result

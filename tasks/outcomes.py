@@ -1,5 +1,6 @@
 """Every job's outcome, seen from the worker's signals: counted once in the shared counts
-(jobs/stats.py), taken off its client's unfinished set, and handed to its completion webhook."""
+(jobs/stats.py) with its runtime and queue wait (jobs/timings.py, tasks/timing.py), taken off its client's
+unfinished set, and handed to its completion webhook."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,22 +8,26 @@ from typing import Any
 from celery import Task, signals
 from loguru import logger
 
-from jobs import stats, webhooks
+from jobs import stats, timings, webhooks
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER
 from jobs.keys import OPEN_PREFIX
+from tasks import timing
 from tasks.app import app
 from tasks.runtime import worker_settings
 
 _EXPIRING = {"hour": ""}  # the hour key whose TTL this process has set: once an hour is enough
 
 
-def _count(field: str, request: Any = None) -> None:
-    """Add one outcome and take the task off its client's unfinished set; never fails the task over
-    bookkeeping."""
+def _count(field: str, request: Any = None, job_type: str | None = None) -> None:
+    """Add one outcome (and, for an attempt that ran, its timings under `job_type`) and take the task off
+    its client's unfinished set, in one round trip; never fails the task over bookkeeping."""
     try:
         with app.backend.client.pipeline(transaction=False) as pipe:
             hour = stats.hour_key()
             stats.add(pipe, field, worker_settings().config["results"]["expires"], expire=hour != _EXPIRING["hour"])
+            ran = timing.of(request)
+            if ran is not None and job_type is not None:
+                timings.add(pipe, job_type, *ran)
             owner = request.get(CLIENT_HEADER) if request is not None else None
             if owner and request.id:
                 pipe.zrem(OPEN_PREFIX + owner, request.id)
@@ -61,7 +66,8 @@ def _count_success(sender: Task | None = None, **_: Any) -> None:
     if _internal(sender):
         return
     assert sender is not None  # Celery sends task_success with the task as sender
-    _count(stats.field(stats.DONE, _job_type(sender)), sender.request)
+    job_type = _job_type(sender)
+    _count(stats.field(stats.DONE, job_type), sender.request, job_type)
     _notify(sender.request)
 
 
@@ -71,7 +77,8 @@ def _count_failure(sender: Task | None = None, exception: BaseException | None =
         return
     assert sender is not None  # Celery sends task_failure with the task as sender
     reason = exception.__class__.__name__ if exception else "Exception"
-    _count(stats.field(stats.ERROR, _job_type(sender), reason), sender.request)
+    job_type = _job_type(sender)
+    _count(stats.field(stats.ERROR, job_type, reason), sender.request, job_type)
     _notify(sender.request)
 
 

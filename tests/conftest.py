@@ -75,6 +75,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                   "retry": {"max_attempts": 3, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
         "doomed": {**hash_job, "task": "tests.doomed", "queue": "hold", "schema": str(HOLD_SCHEMA),
                    "retry": {"max_attempts": 2, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
+        # Only tests/gateway/test_metrics.py submits it: its timing histograms hold that one job.
+        "hold_timed": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA)},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
         # resize_image with bounds no host could meet (only the address-space limit stops it), and
@@ -101,7 +103,7 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     config["limits"]["failed_auth"] = {"per_source": None, "per_username": None}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
                           "backoff": 0.1, "backoff_max": 0.5}
-    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "flaky", "doomed",
+    config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "hold_timed", "flaky", "doomed",
                                  "resize_unbounded", "resize_small_result", "hold_loss", "crash",
                                  "calc_hash_http", "calc_hash_http_short"]
     # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.

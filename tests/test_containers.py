@@ -157,10 +157,34 @@ def test_real_vault_and_its_bootstrap():
     assert callable(function)
 
 
-def test_prometheus_is_optional_and_scrapes_the_gateway():
+def mounts(service: str) -> dict[str, str]:
+    """A service's bind mounts: path in the container -> path in this repository."""
+    return {target: source for source, target, *_ in (v.split(":") for v in SERVICES[service]["volumes"])}
+
+
+def test_prometheus_is_optional_scrapes_the_gateway_and_loads_the_alert_rules():
     assert SERVICES["prometheus"]["profiles"] == ["metrics"]
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["gateway:8000"]
+    mounted = mounts("prometheus")
+    assert mounted["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
+    for rule_file in config["rule_files"]:  # relative to the config file, there and here
+        assert mounted[f"/etc/prometheus/{rule_file}"] == f"./deploy/prometheus/{rule_file}"
+
+
+def test_grafana_is_optional_with_the_dashboard_and_prometheus_provisioned():
+    grafana = SERVICES["grafana"]
+    assert grafana["profiles"] == ["metrics"] and re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"])
+    mounted = mounts("grafana")
+    provisioning = ROOT / mounted["/etc/grafana/provisioning"]
+    source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert "9090:9090" in SERVICES["prometheus"]["ports"][0]
+    provider = yaml.safe_load((provisioning / "dashboards" / "job-gateway.yml").read_text())["providers"][0]
+    dashboards = ROOT / mounted[provider["options"]["path"]]
+    assert [p.name for p in dashboards.glob("*.json")] == ["job-gateway.json"]
+    panels = json.loads((dashboards / "job-gateway.json").read_text())["panels"]
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in panels if p["type"] != "row")
 
 
 def test_dockerfile_is_slim_non_root_with_a_healthcheck():

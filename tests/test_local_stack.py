@@ -41,9 +41,12 @@ def bootstrap_packages(script: Path) -> list[str]:
     return shown.stdout.split()
 
 
-def test_each_script_installs_only_what_it_runs_and_the_tests_get_nginx():
+def test_each_script_installs_only_what_it_runs_and_the_tests_get_nginx_promtool_and_node():
     assert bootstrap_packages(RUN_LOCAL) == ["redis-server"]
-    assert bootstrap_packages(ROOT / "scripts" / "test.sh") == ["redis-server", "nginx"]
+    # prometheus: promtool (tests/test_monitoring.py); nodejs: the reference HTTP worker
+    # (tests/test_node_worker.py, the fault suite's http-worker-kill)
+    assert bootstrap_packages(ROOT / "scripts" / "test.sh") == ["redis-server", "nginx", "prometheus", "nodejs"]
+    assert bootstrap_packages(ROOT / "faults" / "run.sh") == ["redis-server", "nginx", "prometheus", "nodejs"]
     assert bootstrap_packages(ROOT / "scripts" / "compose-init.sh") == []  # Python only; compose has the servers
 
 

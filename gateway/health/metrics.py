@@ -3,7 +3,8 @@
 Counters and histograms live in this process and, under gunicorn, in prometheus_client's multiprocess
 files (gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this), so a scrape of
 any worker returns the sum over all of them. Broker-side values (queue depth, oldest message age) and
-task outcomes (counted in Redis by the workers, tasks/stats.py) are read at scrape time.
+task outcomes and timings (counted in Redis by the workers: jobs/stats.py, jobs/timings.py) are read at
+scrape time.
 """
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from redis.exceptions import RedisError
 
-from gateway.health.queues import queue_stats
+from gateway.health.queues import queue_stats, queue_workers
 from gateway.http import requestinfo
-from jobs import stats
+from jobs import stats, timings
+from jobs.keys import DEADLETTERS
 from jobs.status import code_for_reason
 
 REQUESTS = Counter("gateway_http_requests_total", "HTTP requests by route, method and status",
@@ -100,10 +102,12 @@ def render(broker_collector: BrokerCollector) -> Response:
 
 
 class BrokerCollector:
-    """Queue depth and oldest-message age per queue, task outcomes per type, and whether Redis answered."""
+    """Queue depth, oldest-message age and live workers per queue, task outcomes and timings per type, the
+    dead letters, and whether Redis answered."""
 
-    def __init__(self, broker, results, queues: list[str]) -> None:
+    def __init__(self, broker, results, queues: list[str], http_live: float = 0) -> None:
         self.broker, self.results, self.queues = broker, results, queues
+        self.http_live = http_live  # seconds an HTTP worker counts as live after it was last seen
 
     def collect(self):
         up = GaugeMetricFamily("gateway_broker_up", "1 if the broker answered this scrape")
@@ -111,25 +115,38 @@ class BrokerCollector:
         age = GaugeMetricFamily("gateway_queue_oldest_message_age_seconds",
                                 "Age of the oldest waiting message published by the gateway (0 when empty)",
                                 labels=["queue"])
+        workers = GaugeMetricFamily("gateway_queue_workers",
+                                    "Live workers consuming the queue (a dead one counts until its alive key lapses)",
+                                    labels=["queue"])
         try:
             for queue in queue_stats(self.broker, self.queues):
                 depth.add_metric([queue.name], queue.depth)
                 age.add_metric([queue.name], queue.oldest_age or 0.0)
+            for name, count in queue_workers(self.broker, self.queues, self.http_live).items():
+                workers.add_metric([name], count)
             up.add_metric([], 1)
         except RedisError:
             up.add_metric([], 0)
-        yield from (up, depth, age)
+        yield from (up, depth, age, workers)
         yield from self._outcomes()
 
     def _outcomes(self):
+        dead = GaugeMetricFamily("gateway_dead_letters", "Jobs set aside in the dead-letter list, waiting for an operator")
+        try:
+            with self.results.pipeline(transaction=False) as pipe:
+                counts, timed, dead_letters = pipe.hgetall(stats.TOTAL_KEY).hgetall(timings.KEY).hlen(DEADLETTERS).execute()
+            dead.add_metric([], dead_letters)
+        except RedisError:
+            counts, timed = {}, {}
+        yield from self._counts(counts)
+        yield from self._timings(timed)
+        yield dead
+
+    def _counts(self, counts):
         submitted = CounterMetricFamily("gateway_tasks_submitted", "Tasks accepted and queued, by job type",
                                         labels=["type"])
         outcomes = CounterMetricFamily("gateway_task_outcomes", "Finished tasks by job type, status and error code",
                                        labels=["type", "status", "code"])
-        try:
-            counts = self.results.hgetall(stats.TOTAL_KEY)
-        except RedisError:
-            counts = {}
         merged: dict[tuple[str, str, str], int] = {}
         for field, value in counts.items():
             kind, job_type, reason = stats.parse(field)
@@ -142,3 +159,16 @@ class BrokerCollector:
             outcomes.add_metric(list(labels), value)
         yield submitted
         yield outcomes
+
+    @staticmethod
+    def _timings(fields):
+        histograms = timings.read(fields)
+        for kind, name, help_text in (
+                (timings.RUNTIME, "gateway_task_runtime_seconds",
+                 "Run time of the attempt that ended each finished job, by job type"),
+                (timings.WAIT, "gateway_task_queue_wait_seconds",
+                 "Time each finished job's final attempt waited in its queue before a worker started it, by job type")):
+            family = HistogramMetricFamily(name, help_text, labels=["type"])
+            for job_type, histogram in histograms[kind].items():
+                family.add_metric([job_type], histogram.buckets, histogram.sum)
+            yield family

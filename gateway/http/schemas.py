@@ -109,8 +109,10 @@ class Queues(Schema):
 
 class WorkerState(Schema):
     name = fields.String()
+    kind = fields.String(metadata={"description": "celery, or http: a worker of the HTTP worker API, seen asking for "
+                                                  "a job or heartbeating one lately"})
     queues = fields.List(fields.String())
-    active = fields.Integer()
+    active = fields.Integer(allow_none=True, metadata={"description": "jobs running; null for an HTTP worker"})
 
 
 class Workers(Schema):
@@ -186,6 +188,8 @@ class LeaseToken(Schema):
     token = fields.String(required=True)
     expires_at = fields.Function(lambda lease: _iso(lease.expires_at), required=True,
                                  metadata={"description": "When the lease lapses without a heartbeat"})
+    expires_in = fields.Float(required=True, metadata={"description": "The same, in seconds from now (for a worker "
+                                                                      "whose clock is not the gateway's)"})
 
 
 class LeaseResponse(Schema):
@@ -210,7 +214,8 @@ class HeartbeatRequest(Schema):
 
 
 class HeartbeatResponse(Schema):
-    expires_at = fields.Function(lambda expires: _iso(expires), required=True)
+    expires_at = fields.Function(lambda lease: _iso(lease["expires_at"]), required=True)
+    expires_in = fields.Float(required=True, metadata={"description": "The same, in seconds from now"})
 
 
 class ReportedError(Schema):

@@ -5,10 +5,13 @@ line, as the system identity does on every client route."""
 from __future__ import annotations
 
 import json
+import select
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from gateway.access import decorators as auth
 from gateway.health.drain import refused_while_draining
@@ -45,7 +48,7 @@ def lease(data: dict[str, Any], queue: str) -> Any:
     if queue not in services().catalogue.job_queues:
         raise NotFound(f"Unknown queue. Known: {', '.join(services().catalogue.job_queues)}.")
     began = time.monotonic()
-    leased = workers.lease(queue, data["worker"], data["wait"])
+    leased = workers.lease(queue, data["worker"], data["wait"], gone=_caller_gone(request.environ.get("gunicorn.socket")))
     if leased is None:
         early = time.monotonic() - began < data["wait"] - 0.05
         return Response(status=204, headers={"Retry-After": "1"} if early else {})
@@ -61,7 +64,8 @@ def lease(data: dict[str, Any], queue: str) -> Any:
 def heartbeat(data: dict[str, Any], task_id: str) -> Any:
     uuid = _uuid(task_id)
     try:
-        return services().http_workers.heartbeat(uuid, data["token"], data.get("progress"))
+        expires_at, expires_in = services().http_workers.heartbeat(uuid, data["token"], data.get("progress"))
+        return {"expires_at": expires_at, "expires_in": expires_in}
     except Refused as refused:
         raise _refusal(uuid, refused) from None
 
@@ -95,6 +99,21 @@ def finish(data: dict[str, Any], task_id: str) -> dict[str, Any]:
     except Refused as refused:
         raise _refusal(uuid, refused) from None
     return {"uuid": uuid, "status": DONE if outcome.state == "SUCCESS" else ERROR}
+
+
+def _caller_gone(sock: socket.socket | None) -> Callable[[], bool]:
+    """Whether the client of this request hung up: its socket reads as closed (gunicorn hands views the
+    client's socket; behind nginx, nginx closes ours when its client hangs up). Without one (a test
+    client), never."""
+    def gone() -> bool:
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+    return gone
 
 
 def _uuid(task_id: str) -> str:

@@ -16,8 +16,9 @@ from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
 from gateway.access import decorators as auth
+from gateway.extensions import http_live
 from gateway.health.drain import drain_of
-from gateway.health.queues import queue_stats
+from gateway.health.queues import http_workers, queue_stats
 from gateway.http.contract import declare, optional_body, query, returns
 from gateway.http.errors import Conflict, ServiceUnavailable, TaskNotFound, ValidationFailed
 from gateway.http.schemas import (
@@ -70,8 +71,17 @@ def workers() -> dict[str, Any]:
     except BROKER_ERRORS:
         raise ServiceUnavailable("Broker unavailable") from None
     names = sorted(set(consuming) | set(running))
-    return {"workers": [{"name": name, "queues": sorted(q["name"] for q in consuming.get(name) or []),
-                         "active": len(running.get(name) or [])} for name in names],
+    celery = [{"name": name, "kind": "celery", "queues": sorted(q["name"] for q in consuming.get(name) or []),
+               "active": len(running.get(name) or [])} for name in names]
+    try:
+        seen = http_workers(services().broker, http_live(services().settings.config["workers"]))
+    except BROKER_ERRORS:
+        raise ServiceUnavailable("Broker unavailable") from None
+    http: dict[str, list[str]] = {}
+    for worker, queue in seen:
+        http.setdefault(worker, []).append(queue)
+    return {"workers": celery + [{"name": name, "kind": "http", "queues": queues, "active": None}
+                                 for name, queues in sorted(http.items())],
             "waited_seconds": round(time.monotonic() - started, 3)}
 
 

@@ -18,9 +18,9 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from celery import Celery
@@ -29,10 +29,11 @@ from redis import Redis
 
 from gateway.workers import endings, messages, scripts
 from gateway.workers.endings import Outcome
-from jobs import attempts, deadletters, results, stats
+from jobs import attempts, deadletters, results, stats, timings
 from jobs.catalogue import JobCatalogue, JobType
 from jobs.headers import SUBMITTED_HEADER
 from jobs.keys import (
+    HTTP_WORKERS,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
     LEASE_PREFIX,
@@ -44,6 +45,8 @@ from jobs.keys import (
 MAX_TAKES = 32  # messages one lease request may take and end (finished, cancelled, expired) before it answers
 SWEEP_EVERY = 5.0  # seconds between one gateway process's sweeps for lapsed deliveries
 LATE = 1.0  # a long poll's read may take this much longer than its wait
+PRUNE_EVERY = 300.0  # seconds between one process's pruning of the HTTP workers seen
+FORGET_AFTER = 86400.0  # an HTTP worker not seen for this long is forgotten
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Lease:
     attempt: int
     token: str
     expires_at: float
+    expires_in: float  # seconds: what a worker whose clock differs from the gateway's should go by
 
 
 class Refused(Exception):
@@ -86,33 +90,43 @@ class HttpWorkers:
         self.lease_seconds = int(self.workers["http_lease"])
         self._polls = threading.BoundedSemaphore(max(1, self.workers["http_long_polls"]))
         self._polls_enabled = self.workers["http_long_polls"] > 0
-        self._swept = 0.0
+        self._swept = self._pruned = 0.0
         self._hour = ""
-        self._local = threading.local()
+        # EVALSHA, each script loaded once per server (redis-py loads it again after a restart).
+        self._take, self._put_back, self._ack_script = (broker.register_script(script) for script in
+                                                        (scripts.TAKE, scripts.PUT_BACK, scripts.ACK))
+        self._start_check, self._heartbeat, self._end_script = (store.register_script(script) for script in
+                                                                (scripts.START, scripts.HEARTBEAT, scripts.END))
 
     # -- lease ------------------------------------------------------------------------------------------
 
-    def lease(self, queue: str, worker: str, wait: float) -> Lease | None:
+    def lease(self, queue: str, worker: str, wait: float, gone: Callable[[], bool] = lambda: False) -> Lease | None:
         """The next job of `queue` for `worker`, waiting up to `wait` seconds; None if none came (or the
-        long polls of this process are all taken and none was ready)."""
+        long polls of this process are all taken and none was ready). `gone`: whether the caller hung up
+        (a worker killed in its long poll): nothing is taken for it then, and its thread is freed within
+        SWEEP_EVERY seconds. Meanwhile the sweep runs every SWEEP_EVERY seconds, so a lapsed lease comes
+        back even while every HTTP worker of a queue waits in a long poll."""
         wait = min(wait, self.max_wait)
         polling = wait > 0 and self._polls_enabled and self._polls.acquire(blocking=False)
         deadline = time.monotonic() + (wait if polling else 0)
         try:
             self.sweep()
-            for _ in range(MAX_TAKES):
-                taken = self.broker.eval(scripts.TAKE, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX,
-                                         self.due_score(time.time()))
+            ended = 0
+            while ended < MAX_TAKES and not gone():
+                now = time.time()
+                taken = self._take(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, HTTP_WORKERS],
+                                   args=[self.due_score(now), f"{worker}|{queue}", now])
                 if not taken:
                     remaining = deadline - time.monotonic()
-                    if remaining < 0.01 or not self._wait(queue, remaining):
+                    if remaining < 0.01:
                         return None
+                    self._wait(queue, min(remaining, SWEEP_EVERY))
+                    self.sweep()
                     continue
-                lease = self._start(queue, worker, *taken)
-                if lease is not None:
+                lease, handed_back = self._start(queue, worker, *taken)
+                if lease is not None or handed_back:
                     return lease
-                if self._local.handed_back:
-                    return None
+                ended += 1
             return None
         finally:
             if polling:
@@ -131,10 +145,9 @@ class HttpWorkers:
         finally:
             pool.release(connection)
 
-    def _start(self, queue: str, worker: str, tag: str, raw: str) -> Lease | None:
-        """The start check of a message just taken: a Lease when it is to run; otherwise it ends as the
-        check says and None (`handed_back` set when it went back to its queue, for a Celery worker)."""
-        self._local.handed_back = False
+    def _start(self, queue: str, worker: str, tag: str, raw: str) -> tuple[Lease | None, bool]:
+        """The start check of a message just taken: (its Lease, False) when it is to run; otherwise it
+        ends as the check says: (None, whether it went back to its queue, for a Celery worker)."""
         try:
             delivery = messages.read(tag, raw) if tag else None
         except messages.Unreadable:
@@ -144,17 +157,16 @@ class HttpWorkers:
             # Not a job an HTTP worker can run (another task, a type this gateway does not know): it goes
             # back to the far end of its queue, for a Celery worker.
             if tag:
-                self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
-            self._local.handed_back = True
+                self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
             logger.info("lease: a message of queue {} that no HTTP worker runs went back", queue)
-            return None
+            return None, True
         token, now = secrets.token_urlsafe(24), time.time()
         submitted = delivery.headers.get(SUBMITTED_HEADER)
         holder = f"http:{worker}"
-        verdict, lost = self.store.eval(
-            scripts.START, 3, RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid,
-            now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
-            self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit)
+        verdict, lost = self._start_check(
+            keys=[RECORD_PREFIX + delivery.uuid, LEASE_PREFIX + delivery.uuid, META_PREFIX + delivery.uuid],
+            args=[now, float(submitted) + job.ttl if submitted is not None else "", self.workers["max_deliveries"],
+                  self.lease_seconds, f"{holder}|{token}", token, holder, tag, now + job.time_limit, queue])
         lost = int(lost)
         if verdict == attempts.RUN:
             self._send_events(worker, [
@@ -164,11 +176,11 @@ class HttpWorkers:
                                    "retries": delivery.headers.get("retries", 0), "eta": None, "expires": None}),
                 ("task-started", {"uuid": delivery.uuid})])
             logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
-            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds)
+            return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds,
+                         self.lease_seconds), False
         if verdict == attempts.UNRECORDED:
-            self.broker.eval(scripts.PUT_BACK, 3, queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag, raw)
-            self._local.handed_back = True
-            return None
+            self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
+            return None, True
         if verdict == attempts.FINISHED:
             logger.info("lease: task {} redelivered after it finished: skipped", delivery.uuid)
             self._ack(tag)
@@ -190,21 +202,25 @@ class HttpWorkers:
                 "error": "WorkerLost"})
             self._end(delivery.uuid, "", job.name, endings.worker_lost(job.name, lost), worker, tag,
                       delivery.callback, delivery.owner)
-        return None
+        return None, False
 
     # -- heartbeat and finish ---------------------------------------------------------------------------
 
-    def heartbeat(self, uuid: str, token: str, progress: dict[str, Any] | None) -> float:
-        """Extend the lease; when its job was cancelled or ran past its time limit meanwhile, end it so and
-        refuse (Refused: cancelled / timed_out)."""
+    def heartbeat(self, uuid: str, token: str, progress: dict[str, Any] | None) -> tuple[float, float]:
+        """Extend the lease: (when it now lapses, in how many seconds). When its job was cancelled or ran
+        past its time limit meanwhile, end it so and refuse (Refused: cancelled / timed_out)."""
         now = time.time()
         meta = endings.progress_meta(uuid, progress["percent"], progress.get("stage", "")) if progress else ""
-        answer = self.store.eval(scripts.HEARTBEAT, 3, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid,
-                                 token, now, self.lease_seconds, meta, self.ttl)
+        answer = self._heartbeat(keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid],
+                                 args=[token, now, self.lease_seconds, meta, self.ttl])
         if answer[0] != "ok":
             self._refuse(uuid, token, answer[0])
-        self.broker.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
-        return now + self.lease_seconds
+        worker = str(answer[3]).removeprefix("http:")
+        with self.broker.pipeline(transaction=False) as pipe:
+            pipe.zadd(KOMBU_UNACKED_INDEX, {answer[1]: self.due_score(now)}, xx=True)
+            pipe.hset(HTTP_WORKERS, f"{worker}|{answer[2]}", now)
+            pipe.execute()
+        return now + self.lease_seconds, self.lease_seconds
 
     def due_score(self, now: float) -> float:
         """The score in kombu's `unacked_index` that makes a delivery due for the sweep `lease_seconds`
@@ -216,7 +232,7 @@ class HttpWorkers:
         """End the job with `outcome`; the same call again is answered the same (a repeat)."""
         record = self._record(uuid)
         answer = self._end(uuid, token, job.name, outcome, record["worker"], record["tag"], record["callback"],
-                           record["owner"], refuse_interrupted=True)
+                           record["owner"], refuse_interrupted=True, timing=record["timing"])
         if answer == "finished":
             return  # this token finished it already: a repeat
         if answer != "ok":
@@ -247,28 +263,32 @@ class HttpWorkers:
     def _record(self, uuid: str) -> dict[str, Any]:
         """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
         token, which refuses everything if the lease changed hands meanwhile."""
-        worker, tag, callback, owner = cast("list[str | None]", self.store.hmget(
-            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner"))  # the store decodes replies
+        worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
         return {"worker": (worker or "http:").removeprefix("http:"), "tag": tag or "", "callback": callback or None,
-                "owner": owner}
+                "owner": owner, "timing": _timing(created, since)}
 
     # -- ending -----------------------------------------------------------------------------------------
 
     def _end(self, uuid: str, token: str, job_type: str, outcome: Outcome, worker: str, tag: str,
-             callback: str | None, owner: str | None, refuse_interrupted: bool = False) -> str:
+             callback: str | None, owner: str | None, refuse_interrupted: bool = False,
+             timing: tuple[float, float | None] | None = None) -> str:
         """Run scripts.END; the broker's part (webhook message, events, the acknowledgement of delivery
         `tag`) inside it when the broker is the same Redis, right after it otherwise. Returns the script's
-        answer ("ok" when it ended the job)."""
+        answer ("ok" when it ended the job). `timing`: (runtime, queue wait) of an attempt that ran to its
+        end, for the timing histograms, as a Celery worker counts them (tasks/timing.py)."""
         kind, fields = outcome.event
         broker = [*endings.webhook_commands(self.celery, uuid, callback, owner),
                   *(self._event_commands(worker, [(kind, {"uuid": uuid, **fields})]) if kind else []),
                   *((("hdel", (KOMBU_UNACKED, tag)), ("zrem", (KOMBU_UNACKED_INDEX, tag))) if tag else ())]
         hour = stats.hour_key()
-        answer = self.store.eval(
-            scripts.END, 6, RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
-            OPEN_PREFIX + (owner or ""), token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
-            json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
-            "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0")
+        answer = self._end_script(
+            keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
+                  OPEN_PREFIX + (owner or ""), timings.KEY],
+            args=[token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
+                  json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
+                  "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0",
+                  json.dumps(_increments(job_type, *timing) if timing else [])])
         if answer[0] != "ok":
             return str(answer[0])
         self._hour = hour
@@ -278,7 +298,7 @@ class HttpWorkers:
         return "ok"
 
     def _ack(self, tag: str) -> None:
-        self.broker.eval(scripts.ACK, 2, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, tag)
+        self._ack_script(keys=[KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag])
 
     def _send_events(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Best effort, as a Celery worker's events are."""
@@ -316,6 +336,11 @@ class HttpWorkers:
         try:
             due = self.broker.zrange(KOMBU_UNACKED_INDEX, 0, now - self.workers["visibility_timeout"], byscore=True,
                                      offset=0, num=1)
+            if now - self._pruned >= PRUNE_EVERY:
+                self._pruned = now
+                stale = [name for name, seen in self.broker.hgetall(HTTP_WORKERS).items() if float(seen) < now - FORGET_AFTER]
+                if stale:
+                    self.broker.hdel(HTTP_WORKERS, *stale)
             if due:
                 with self.celery.producer_or_acquire() as producer:
                     qos = producer.channel.qos
@@ -325,5 +350,22 @@ class HttpWorkers:
             logger.warning("could not sweep lapsed deliveries: {}", exc.__class__.__name__)
 
 
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+def _timing(created: str | None, since: str | None) -> tuple[float, float | None] | None:
+    """(runtime until now, queue wait) of the attempt leased at `since`, for a task created at `created`."""
+    if not since:
+        return None
+    leased = float(since)
+    wait = max(0.0, leased - datetime.fromisoformat(created).timestamp()) if created else None
+    return max(0.0, time.time() - leased), wait
+
+
+def _increments(job_type: str, runtime: float, wait: float | None) -> list[tuple[str, int]]:
+    """jobs/timings.py's increments of one ended attempt, as [field, amount] pairs."""
+    collected: list[tuple[str, int]] = []
+
+    class Collect:
+        def hincrby(self, _key: str, name: str, amount: int) -> None:
+            collected.append((name, amount))
+    timings.add(Collect(), job_type, runtime, wait)
+    return collected
+

@@ -18,7 +18,7 @@ import requests
 from devsupport.processes import ROOT, free_port, wait_until
 from jobgateway_client import BasicAuth, Client, WebhookVerificationError, content_from_bytes
 from jobgateway_client.webhooks import parse_signatures, sign, verify_delivery, verify_signature
-from tests.gateway.test_webhooks import Receiver
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ leases jobs over HTTP, heartbeats and finishes them, with the Celery workers' gu
 what; the mixed test shares `hash` with the session's Celery worker."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -17,6 +18,7 @@ import requests
 
 from devsupport.processes import wait_until
 from gateway.extensions import LONG_POLLS
+from jobs import timings
 from jobs.webhooks import verify
 from tests.support.api import Api, b64
 
@@ -218,6 +220,8 @@ def test_a_job_finished_over_http_reads_the_same_everywhere(api: Api, http_worke
     drain_queue(http_worker)
     hook = receiver()
     counted = int(redis_client.hget("gw:stats:total", f"done|{TYPE}") or 0)
+    timed = timings.read(redis_client.hgetall(timings.KEY))
+    ran, waited = (timed[kind].get(TYPE, timings.Histogram()).count for kind in (timings.RUNTIME, timings.WAIT))
     with TaskEvents(celery_client, redis_client) as events:
         task = api.submitted(TYPE, {"content": b64(b"everywhere")}, callback_url=hook.url)
         job = http_worker.leased()
@@ -233,6 +237,8 @@ def test_a_job_finished_over_http_reads_the_same_everywhere(api: Api, http_worke
     assert {key: value for key, value in info.items() if key != "result"} in rows
     assert api.request("GET", f"/tasks/{task}/result").json() == digests(b"everywhere")
     assert int(redis_client.hget("gw:stats:total", f"done|{TYPE}")) == counted + 1
+    timed = timings.read(redis_client.hgetall(timings.KEY))  # the runtime and queue-wait histograms too
+    assert (timed[timings.RUNTIME][TYPE].count, timed[timings.WAIT][TYPE].count) == (ran + 1, waited + 1)
 
 
 def test_celery_and_http_workers_share_a_queue_and_each_job_runs_once(api: Api, http_worker: Worker, redis_client,
@@ -298,7 +304,7 @@ def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gate
     for poll in polls:
         poll.start()
     def blocked() -> int:
-        return sum(client.get("name") == LONG_POLLS and client.get("cmd") == "blmove"
+        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
                    for client in redis_client.client_list())
     wait_until(lambda: blocked() >= 2, 10, "two long polls blocked in Redis")
     began = time.monotonic()
@@ -307,3 +313,42 @@ def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gate
     assert time.monotonic() - began < 6  # answered at once, not after its wait (a loose bound)
     for poll in polls:
         poll.join(15)
+
+
+def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: str, vault, api: Api, redis_client,
+                                                                   http_worker: Worker, gateway_log) -> None:
+    """A worker killed while it waits in a long poll: the job that then arrives goes to a live worker, not
+    to the dead one's request (which would hold it for a lease nobody heartbeats, and count a death)."""
+    drain_queue(http_worker)
+
+    def blocked() -> int:
+        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
+                   for client in redis_client.client_list())
+    before = blocked()
+    user, password = vault.basic("system")
+    body = json.dumps({"worker": "dead-poller", "wait": 15}).encode()
+    host, port = gateway_url.removeprefix("http://").split(":")
+    dead = socket.create_connection((host, int(port)), timeout=10)
+    dead.sendall(b"POST /internal/queues/%s/lease HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Basic %s\r\nContent-Length: %d\r\n\r\n%s"
+                 % (QUEUE.encode(), base64.b64encode(f"{user}:{password}".encode()), len(body), body))
+    wait_until(lambda: blocked() > before, 10, "the dead worker's long poll blocked in Redis")
+    dead.close()
+    task = api.submitted(TYPE, {"content": b64(b"for the living")})
+    job = http_worker.leased(wait=15)
+    assert job["uuid"] == task and job["attempt"] == 1
+    assert http_worker.finish(task, job["lease"]["token"], result=digests(b"for the living")).status_code == 200
+    assert f"lease: task {task} to HTTP worker dead-poller" not in gateway_log.read_text()
+
+
+def test_http_workers_count_as_workers_of_their_queue(api: Api, http_worker: Worker) -> None:
+    """/ops/workers lists an HTTP worker that asked for a job, and /metrics counts it among its queue's
+    workers (the "queue with work and no workers" alert must not fire for queues HTTP workers serve)."""
+    seen = Worker(http_worker.api, "listed-worker")
+    assert seen.lease(wait=0).status_code in (200, 204)
+    listed = api.request("GET", "/ops/workers").json()["workers"]
+    assert {"name": "listed-worker", "kind": "http", "queues": [QUEUE], "active": None} in listed
+    assert all(worker["kind"] == "celery" for worker in listed if worker["name"].startswith("main@"))
+    scraped = api.request("GET", "/metrics").text
+    counted = [line for line in scraped.splitlines() if line.startswith(f'gateway_queue_workers{{queue="{QUEUE}"}}')]
+    assert counted and float(counted[0].split()[-1]) >= 1

@@ -6,6 +6,7 @@ import json
 import random
 import re
 import string
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from devsupport.processes import ROOT, free_port, wait_until
 from gateway import create_app, services
 from gateway.health.metrics import NAMED_OUTCOMES, OTHER_OUTCOME, SUBMIT_OUTCOMES
 from gateway.http.contract import contract_of
+from jobs.keys import ALIVE_PREFIX, LANDINGS, landing_key
 from settings import load_settings
 from tests.support.api import b64, basic_header
 
@@ -92,6 +94,67 @@ def test_submissions_and_task_outcomes_by_type(api, api_as):
                 and delta("gateway_submissions_total", type="calc_hash", outcome="invalid") == 1
                 and delta("gateway_tasks_submitted_total", type="calc_hash") >= 1)
     wait_until(outcomes_counted, 10, "outcome counters")
+
+
+def clock_passed(since: float, seconds: float) -> None:
+    """Wait until `seconds` have passed since `since` (time.monotonic()): a deadline, not a guess."""
+    wait_until(lambda: time.monotonic() - since >= seconds, seconds + 5, f"{seconds} s passed")
+
+
+def test_runtime_and_queue_wait_histograms_hold_a_real_job(api, redis_client, hold_queue_paused):
+    """One job of a type nobody else submits, held in its queue and then in its worker for a known
+    time at least: each histogram counts it once, with a sum no shorter than the hold."""
+    submitted = time.monotonic()
+    task_id = api.submitted("hold_timed", {"tag": "timed"})
+    clock_passed(submitted, 0.3)
+    resumed = time.monotonic()
+    hold_queue_paused()  # resume: the worker takes it now
+    wait_until(lambda: redis_client.get(f"starts:{task_id}"), 20, "the job started")
+    started = time.monotonic()
+    clock_passed(started, 0.3)
+    redis_client.rpush(f"release:{task_id}", "go")
+    api.wait_status(task_id, "done")
+    ended = time.monotonic()
+
+    def counted():
+        samples = scrape(api.base_url)
+        return samples if value(samples, "gateway_task_runtime_seconds_count", type="hold_timed") else None
+    samples = wait_until(counted, 10, "the job's timings")
+    for name, lower, upper in (("gateway_task_runtime_seconds", 0.3, ended - resumed),
+                               ("gateway_task_queue_wait_seconds", 0.3, started - submitted)):
+        assert value(samples, f"{name}_count", type="hold_timed") == 1
+        assert lower <= value(samples, f"{name}_sum", type="hold_timed") <= upper
+        assert value(samples, f"{name}_bucket", type="hold_timed", le="0.25") == 0
+        assert value(samples, f"{name}_bucket", type="hold_timed", le="+Inf") == 1
+
+
+def test_live_workers_per_queue(api, redis_client):
+    """The session's worker consumes hash and hold. A node counts for the queues it registered while its
+    alive key lives (a node registered with no alive key is a dead worker's)."""
+    samples = scrape(api.base_url)
+    assert value(samples, "gateway_queue_workers", queue="hash") >= 1
+    assert value(samples, "gateway_queue_workers", queue="hold") >= 1
+    workers = lambda: value(scrape(api.base_url), "gateway_queue_workers", queue="parked")
+    before, node = workers(), f"ghost-{uuid.uuid4().hex[:8]}@test"
+    landing = landing_key(node, "parked")
+    redis_client.hset(LANDINGS, landing, json.dumps({"node": node, "queue": "parked"}))
+    try:
+        assert workers() == before
+        redis_client.set(ALIVE_PREFIX + node, "1", ex=30)
+        assert workers() == before + 1
+        redis_client.delete(ALIVE_PREFIX + node)
+        assert workers() == before
+    finally:
+        redis_client.hdel(LANDINGS, landing)
+        redis_client.delete(ALIVE_PREFIX + node)
+
+
+def test_dead_letters_are_counted(api, redis_client):
+    before = value(scrape(api.base_url), "gateway_dead_letters")
+    task_id = api.submitted("doomed", {"tag": "metrics"})
+    assert api.wait_status(task_id, "error")["code"] == 7
+    assert value(scrape(api.base_url), "gateway_dead_letters") == before + 1
+    redis_client.hdel("gw:deadletters", task_id)
 
 
 def test_vault_calls_and_auth_decisions_are_measured(api, vault):

@@ -45,7 +45,7 @@ def test_every_operation_is_in_one_declared_tag(document):
     """The docs page groups operations by tag (Swagger UI shows a section per tag, in the document's
     order); each operation is in exactly one, and every declared tag has operations and a description."""
     declared = [tag["name"] for tag in document["tags"]]
-    assert declared == ["jobs", "tasks", "operations", "health", "docs"]
+    assert declared == ["jobs", "tasks", "operations", "workers", "health", "docs"]
     assert all(tag["description"] for tag in document["tags"])
     tags = {f"{method.upper()} {path}": operation.get("tags") for path, operations in document["paths"].items()
             for method, operation in operations.items()}
@@ -54,6 +54,8 @@ def test_every_operation_is_in_one_declared_tag(document):
     assert {found[0] for found in tags.values()} == set(declared)
     assert {name for name, found in tags.items() if found == ["operations"]} == {
         name for name in tags if " /ops/" in name}
+    assert {name for name, found in tags.items() if found == ["workers"]} == {
+        name for name in tags if " /internal/" in name}
     assert tags["POST /submit"] == ["jobs"] and tags["DELETE /tasks/{task_id}"] == ["tasks"]
     assert tags["GET /metrics"] == tags["GET /ping"] == ["health"] and tags["GET /"] == ["docs"]
 
