@@ -773,15 +773,8 @@ def _setup(stack: Stack, args: argparse.Namespace, code: str, load_average: floa
                    f"load average at start {load_average:.2f}",
         "code": code,
         "load": f"wrk -t{args.threads} -c{args.connections}, {args.duration}s per row (+{args.warmup}s warm-up); "
-    p.add_argument("--only", choices=("all", "auth", "submit", "proxy", "redis", "pickup", "wait"), default="all",
-                   help="auth: only the unauthenticated-traffic rows (Vault calls per 1,000 refused requests); "
-                        "submit: only /ping and /submit, interleaved; proxy: only /ping, /submit and /taskinfo, "
-                        "straight to gunicorn and through nginx, interleaved; redis: only the Redis commands per "
-                        "job, memory per job and idle workers' commands; pickup: only the multi-queue pickup latency; "
-                        "wait: /submit without and with WAIT-based acknowledgement (one replica), interleaved")
-    p.add_argument("--proxy", choices=("yes", "no"), default="yes",
-                   help="also run /ping, /submit and /taskinfo through nginx (deploy/nginx.py's production "
-                        "configuration), interleaved with the direct rows")
+                f"{ONLY_LOAD.get(args.only, '/ping, /submit, /taskinfo')}"
+                f"{' (direct and through nginx)' if args.proxy == 'yes' and args.only not in ONLY_LOAD else ''} interleaved in "
                 f"{args.rounds} rounds of "
                 f"{max(2, args.duration // args.rounds)}s; "
                 f"calc_hash content {args.content_bytes} B",
