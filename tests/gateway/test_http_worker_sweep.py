@@ -16,7 +16,7 @@ from devsupport.processes import start_redis
 from gateway.submission import capture
 from gateway.workers import leasing, scripts
 from jobs.catalogue import JobCatalogue
-from jobs.keys import KOMBU_UNACKED, KOMBU_UNACKED_INDEX
+from jobs.keys import HTTP_WORKERS, KOMBU_UNACKED, KOMBU_UNACKED_INDEX
 from settings import load_settings
 
 
@@ -41,7 +41,8 @@ def test_a_lapsed_http_delivery_goes_back_to_the_front_of_its_queue(alone) -> No
     message = json.dumps({"body": "", "headers": {"id": "t-1"}, "properties": {
         "delivery_tag": "tag-1", "delivery_info": {"exchange": "", "routing_key": "hash"}}})
     redis.lpush("hash", message, "newer")  # `message` at the consuming end (the right: kombu BRPOPs)
-    tag, raw = redis.eval(scripts.TAKE, 3, "hash", KOMBU_UNACKED, KOMBU_UNACKED_INDEX, workers.due_score(time.time()))
+    tag, raw = redis.eval(scripts.TAKE, 4, "hash", KOMBU_UNACKED, KOMBU_UNACKED_INDEX, HTTP_WORKERS,
+                          workers.due_score(time.time()), "w|hash", time.time())
     assert (tag, raw) == ("tag-1", message)
     assert json.loads(redis.hget(KOMBU_UNACKED, "tag-1")) == [json.loads(message), "", "hash"]
     workers.sweep()  # not due yet: the lease (2 s) still runs
@@ -57,5 +58,6 @@ def test_a_lapsed_http_delivery_goes_back_to_the_front_of_its_queue(alone) -> No
 def test_something_that_is_not_a_kombu_message_goes_back_untouched(alone) -> None:
     workers, redis = alone
     redis.lpush("hash", "not json at all")
-    assert redis.eval(scripts.TAKE, 3, "hash", KOMBU_UNACKED, KOMBU_UNACKED_INDEX, 0) == ["", "not json at all"]
+    assert redis.eval(scripts.TAKE, 4, "hash", KOMBU_UNACKED, KOMBU_UNACKED_INDEX, HTTP_WORKERS, 0, "w|hash", 0) == [
+        "", "not json at all"]
     assert redis.lrange("hash", 0, -1) == ["not json at all"] and not redis.hlen(KOMBU_UNACKED)
