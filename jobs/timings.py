@@ -38,13 +38,20 @@ def le(kind: str, seconds: float) -> str:
     return _label(bounds[i]) if i < len(bounds) else INF
 
 
-def add(pipe, job_type: str, runtime: float, wait: float | None) -> None:
-    """Queue one finished job's three increments (two without a known wait) on a Redis pipeline."""
+def increments(job_type: str, runtime: float, wait: float | None) -> list[tuple[str, int]]:
+    """One finished job's three (field, amount) increments of the hash, two without a known wait."""
     wait_le = le(WAIT, wait) if wait is not None else UNKNOWN
-    pipe.hincrby(KEY, f"{BUCKET}|{job_type}|{le(RUNTIME, runtime)}|{wait_le}", 1)
-    pipe.hincrby(KEY, f"{RUNTIME}{SUM_SUFFIX}|{job_type}", _micros(runtime))
+    found = [(f"{BUCKET}|{job_type}|{le(RUNTIME, runtime)}|{wait_le}", 1),
+             (f"{RUNTIME}{SUM_SUFFIX}|{job_type}", _micros(runtime))]
     if wait is not None:
-        pipe.hincrby(KEY, f"{WAIT}{SUM_SUFFIX}|{job_type}", _micros(wait))
+        found.append((f"{WAIT}{SUM_SUFFIX}|{job_type}", _micros(wait)))
+    return found
+
+
+def add(pipe, job_type: str, runtime: float, wait: float | None) -> None:
+    """Queue one finished job's increments on a Redis pipeline."""
+    for name, amount in increments(job_type, runtime, wait):
+        pipe.hincrby(KEY, name, amount)
 
 
 @dataclass

@@ -27,6 +27,7 @@ record. Read from kombu 5.7.0; the internals named here are pinned by tests/cont
 """
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +39,7 @@ from gateway.health.breaker import GuardedConnection, GuardedSentinelConnection
 
 _capturing = threading.local()
 ALLOWED = ("lpush", "publish", "pexpire")
+Commands = list[tuple[str, tuple]]  # captured Redis commands: (redis-py method name, its arguments)
 
 
 class NotCaptured(OperationalError):
@@ -95,8 +97,19 @@ def capturing() -> bool:
     return getattr(_capturing, "current", None) is not None
 
 
-def captured_commands(captured: list[CapturedPublish]) -> list[tuple[str, tuple]]:
+def captured_commands(captured: list[CapturedPublish]) -> Commands:
     return [command for batch in captured for command in batch.commands]
+
+
+def queue_on(pipe: Any, commands: Commands) -> None:
+    """Queue captured commands on a redis-py pipeline, to run on the broker (the caller executes it)."""
+    for name, args in commands:
+        getattr(pipe, name)(*args)
+
+
+def as_json(commands: Commands) -> str:
+    """Captured commands as a Lua script runs them (`[[name, [args...]]...]`, for `cjson.decode`)."""
+    return json.dumps([[name, list(args)] for name, args in commands])
 
 
 class Channel(kombu_redis.Channel):

@@ -44,6 +44,7 @@ from gateway.health.breaker import Unanswered
 from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
 from gateway.marks import Marks
 from gateway.submission import capture
+from gateway.submission.capture import Commands
 from jobs import stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
@@ -53,7 +54,6 @@ from jobs.status import cancellable
 from jobs.store import TaskStore
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
-Commands = list[tuple[str, tuple]]
 
 # KEYS: record, owner index, stats total, stats hour, open set[, the rate check's two hashes][, idempotency
 #       claims: the key's, the ExternalId's]
@@ -349,7 +349,7 @@ class Dispatcher:
             claim = json.dumps({"uuid": record.uuid, "body": idempotency.body_hash, "record": record.to_hash()})
         fields = [item for pair in record.to_hash().items() for item in pair]
         args = [self.store.ttl, record.created.timestamp(), record.uuid, stats.field(stats.SUBMITTED, record.type), claim,
-                max_unfinished or "", record.expires.timestamp(), json.dumps([[name, list(args)] for name, args in commands]),
+                max_unfinished or "", record.expires.timestamp(), capture.as_json(commands),
                 rate.script_argument() if rate else "",
                 json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields]
         if self.wait.replicas:
@@ -395,8 +395,7 @@ class Dispatcher:
 
     def _run_on_broker(self, commands: Commands, record: TaskRecord) -> None:
         with self.broker.pipeline(transaction=False) as pipe:
-            for name, args in commands:
-                getattr(pipe, name)(*args)
+            capture.queue_on(pipe, commands)
             if self.wait.replicas:
                 pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
             replies = pipe.execute()

@@ -19,11 +19,10 @@ from celery import Celery
 from celery.exceptions import TaskRevokedError, TimeLimitExceeded
 
 from gateway.submission import capture
+from gateway.submission.capture import Commands
 from jobs import stats, webhooks
 from jobs.failures import BadContent, WorkerLost, WorkerReportedFailure
 from jobs.status import ErrorCode
-
-Commands = list[tuple[str, tuple]]
 
 # The codes an HTTP worker may report, and the exception a Celery worker would have ended with.
 REPORTABLE = {int(ErrorCode.FAILED): WorkerReportedFailure, int(ErrorCode.BAD_CONTENT): BadContent,

@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from celery import Celery
 from loguru import logger
 from redis import Redis
 
+from gateway.submission import capture
+from gateway.submission.capture import Commands
 from gateway.workers import endings, messages, scripts
 from gateway.workers.endings import Outcome
 from jobs import attempts, deadletters, results, stats, timings
@@ -132,13 +134,13 @@ class HttpWorkers:
             if polling:
                 self._polls.release()
 
-    def _wait(self, queue: str, seconds: float) -> bool:
-        """Block until `queue` holds a message, at most `seconds`: whether one came."""
+    def _wait(self, queue: str, seconds: float) -> None:
+        """Block until `queue` holds a message, at most `seconds` (the take that follows tells)."""
         pool = self.waiting.connection_pool
         connection = pool.get_connection()
         try:
             connection.send_command("BLMOVE", queue, queue, "RIGHT", "RIGHT", f"{seconds:.3f}")
-            return connection.read_response(timeout=seconds + LATE) is not None
+            connection.read_response(timeout=seconds + LATE)
         except BaseException:
             connection.disconnect()
             raise
@@ -156,10 +158,7 @@ class HttpWorkers:
         if delivery is None or job is None or job.queue != queue:
             # Not a job an HTTP worker can run (another task, a type this gateway does not know): it goes
             # back to the far end of its queue, for a Celery worker.
-            if tag:
-                self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
-            logger.info("lease: a message of queue {} that no HTTP worker runs went back", queue)
-            return None, True
+            return self._hand_back(queue, tag, raw)
         token, now = secrets.token_urlsafe(24), time.time()
         submitted = delivery.headers.get(SUBMITTED_HEADER)
         holder = f"http:{worker}"
@@ -179,8 +178,7 @@ class HttpWorkers:
             return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds,
                          self.lease_seconds), False
         if verdict == attempts.UNRECORDED:
-            self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
-            return None, True
+            return self._hand_back(queue, tag, raw)
         if verdict == attempts.FINISHED:
             logger.info("lease: task {} redelivered after it finished: skipped", delivery.uuid)
             self._ack(tag)
@@ -203,6 +201,14 @@ class HttpWorkers:
             self._end(delivery.uuid, "", job.name, endings.worker_lost(job.name, lost), worker, tag,
                       delivery.callback, delivery.owner)
         return None, False
+
+    def _hand_back(self, queue: str, tag: str, raw: str) -> tuple[None, bool]:
+        """A message no HTTP worker can run goes back to the far end of its queue (a TAKE of something that
+        is no kombu message, tag "", already put it back)."""
+        if tag:
+            self._put_back(keys=[queue, KOMBU_UNACKED, KOMBU_UNACKED_INDEX], args=[tag, raw])
+        logger.info("lease: a message of queue {} that no HTTP worker runs went back", queue)
+        return None, True
 
     # -- heartbeat and finish ---------------------------------------------------------------------------
 
@@ -249,10 +255,10 @@ class HttpWorkers:
             return results.set_aside(self.store, uuid, result, self.ttl)
         return result
 
-    def _refuse(self, uuid: str, token: str, problem: str) -> None:
+    def _refuse(self, uuid: str, token: str, problem: str) -> NoReturn:
         if problem in ("cancelled", "timed_out"):
-            job = self.job_of(uuid)
             record = self._record(uuid)
+            job = self.catalogue.get(record["type"]) if record["type"] else None
             if job is not None:
                 outcome = (endings.revoked(job.name, "cancelled") if problem == "cancelled"
                            else endings.timed_out(job.name, job.time_limit))
@@ -263,10 +269,10 @@ class HttpWorkers:
     def _record(self, uuid: str) -> dict[str, Any]:
         """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
         token, which refuses everything if the lease changed hands meanwhile."""
-        worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
-            RECORD_PREFIX + uuid, "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
-        return {"worker": (worker or "http:").removeprefix("http:"), "tag": tag or "", "callback": callback or None,
-                "owner": owner, "timing": _timing(created, since)}
+        job_type, worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "type", "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
+        return {"type": job_type, "worker": (worker or "http:").removeprefix("http:"), "tag": tag or "",
+                "callback": callback or None, "owner": owner, "timing": _timing(created, since)}
 
     # -- ending -----------------------------------------------------------------------------------------
 
@@ -286,9 +292,9 @@ class HttpWorkers:
             keys=[RECORD_PREFIX + uuid, LEASE_PREFIX + uuid, META_PREFIX + uuid, stats.TOTAL_KEY, hour,
                   OPEN_PREFIX + (owner or ""), timings.KEY],
             args=[token, time.time(), outcome.meta(uuid), self.ttl, outcome.count, uuid,
-                  json.dumps([[name, list(args)] for name, args in broker] if self.same_redis else []),
+                  capture.as_json(broker if self.same_redis else []),
                   "1" if refuse_interrupted else "0", "1" if hour != self._hour else "0",
-                  json.dumps(_increments(job_type, *timing) if timing else [])])
+                  json.dumps(timings.increments(job_type, *timing) if timing else [])])
         if answer[0] != "ok":
             return str(answer[0])
         self._hour = hour
@@ -307,19 +313,18 @@ class HttpWorkers:
         except Exception as exc:  # noqa: BLE001 - events are best effort
             logger.warning("could not send task events: {}", exc.__class__.__name__)
 
-    def _event_commands(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> endings.Commands:
+    def _event_commands(self, worker: str, events: list[tuple[str, dict[str, Any]]]) -> Commands:
         try:
             return endings.event_commands(self.celery, worker, events)
         except Exception as exc:  # noqa: BLE001 - events are best effort
             logger.warning("could not build task events: {}", exc.__class__.__name__)
             return []
 
-    def _run_on_broker(self, commands: endings.Commands) -> None:
+    def _run_on_broker(self, commands: Commands) -> None:
         if not commands:
             return
         with self.broker.pipeline(transaction=False) as pipe:
-            for name, args in commands:
-                getattr(pipe, name)(*args)
+            capture.queue_on(pipe, commands)
             pipe.execute()
 
     # -- the sweep --------------------------------------------------------------------------------------
@@ -357,15 +362,4 @@ def _timing(created: str | None, since: str | None) -> tuple[float, float | None
     leased = float(since)
     wait = max(0.0, leased - datetime.fromisoformat(created).timestamp()) if created else None
     return max(0.0, time.time() - leased), wait
-
-
-def _increments(job_type: str, runtime: float, wait: float | None) -> list[tuple[str, int]]:
-    """jobs/timings.py's increments of one ended attempt, as [field, amount] pairs."""
-    collected: list[tuple[str, int]] = []
-
-    class Collect:
-        def hincrby(self, _key: str, name: str, amount: int) -> None:
-            collected.append((name, amount))
-    timings.add(Collect(), job_type, runtime, wait)
-    return collected
 

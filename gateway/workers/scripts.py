@@ -65,20 +65,22 @@ end
 return verdict
 """
 
-# Whose lease it is, for a call carrying `token` (ARGV[1]) at `now` (ARGV[2]); sets `holder` and `tag`.
+# Whose lease it is, for a call carrying `token` (ARGV[1]) at `now` (ARGV[2]); sets `holder` (its lease
+# key's value), `prefix` (`http:<worker>`), `tag` (the delivery) and `queue`.
 # The answers: 'gone' (no record), 'finished' (this token finished it; 'cancelled' or 'timed_out' when its
 # lease ended so), 'stale' (another token's lease),
 # 'lapsed' (this token's lease expired), 'cancelled', 'timed_out' (past the type's time limit), or nil:
 # the lease is this token's.
 LEASE_CHECK = """
-local holder, tag
+local holder, prefix, tag, queue
 local function lease_check(KEYS, token, now)
   local record = redis.call('HMGET', KEYS[1], 'type', 'http_token', 'http_worker', 'http_done', 'cancelled',
                             'http_tag', 'http_deadline', 'http_end', 'http_queue')
   if not record[1] then return 'gone' end
   if record[4] == token then return record[8] or 'finished' end
   if record[2] ~= token then return 'stale' end
-  holder, tag = record[3] .. '|' .. token, {record[6], record[9], record[3]}
+  prefix, tag, queue = record[3], record[6], record[9]
+  holder = prefix .. '|' .. token
   if redis.call('GET', KEYS[2]) ~= holder then return 'lapsed' end
   if record[5] == '1' then return 'cancelled' end
   if tonumber(now) > tonumber(record[7]) then return 'timed_out' end
@@ -97,7 +99,7 @@ if ARGV[4] ~= '' then
   redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
   redis.call('PUBLISH', KEYS[3], ARGV[4])
 end
-return {'ok', tag[1], tag[2] or '', tag[3]}
+return {'ok', tag, queue or '', prefix}
 """
 
 # On the task store. Ends a job: its outcome in Celery's meta (never over a finished one), the attempt
@@ -108,7 +110,7 @@ return {'ok', tag[1], tag[2] or '', tag[3]}
 # start check, no lease to check), now, meta, meta TTL, stats field, uuid, commands (JSON), '1' to refuse a
 # cancelled or timed-out job (the caller then ends it so), hour TTL to set ('0' none), the timing
 # histograms' increments (JSON [[field, n]...], jobs/timings.py).
-# Returns {'ok', tag} or {problem} (LEASE_CHECK's, or 'ended': its meta already says it finished).
+# Returns {'ok'} or {problem} (LEASE_CHECK's, or 'ended': its meta already says it finished).
 END = attempts.FINISHED_LUA + attempts.END_LUA + LEASE_CHECK + """
 local problem
 if ARGV[1] ~= '' then
@@ -130,5 +132,5 @@ end
 for _, command in ipairs(cjson.decode(ARGV[7])) do
   redis.call(command[1], unpack(command[2]))
 end
-return {'ok', tag and tag[1] or ''}
+return {'ok'}
 """

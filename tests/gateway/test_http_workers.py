@@ -56,6 +56,12 @@ def http_worker(api_as) -> Worker:
     return Worker(api_as("system"))
 
 
+def long_polls_blocked(redis_client) -> int:
+    """Long polls of the gateways blocked in Redis now (their client's name; CLIENT LIST flag b)."""
+    return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")
+               for client in redis_client.client_list())
+
+
 def drain_queue(worker: Worker, queue: str = QUEUE) -> None:
     """Finish whatever an earlier test left leasable, so each test leases its own job."""
     while (response := worker.lease(queue)).status_code == 200:
@@ -303,10 +309,7 @@ def test_beyond_its_long_polls_a_gateway_process_answers_at_once(one_worker_gate
     polls = [threading.Thread(target=single.lease, kwargs={"wait": 8}) for _ in range(2)]
     for poll in polls:
         poll.start()
-    def blocked() -> int:
-        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
-                   for client in redis_client.client_list())
-    wait_until(lambda: blocked() >= 2, 10, "two long polls blocked in Redis")
+    wait_until(lambda: long_polls_blocked(redis_client) >= 2, 10, "two long polls blocked in Redis")
     began = time.monotonic()
     third = single.lease(wait=8)
     assert third.status_code == 204 and third.headers["Retry-After"] == "1"
@@ -321,10 +324,7 @@ def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: s
     to the dead one's request (which would hold it for a lease nobody heartbeats, and count a death)."""
     drain_queue(http_worker)
 
-    def blocked() -> int:
-        return sum(client.get("name") == LONG_POLLS and "b" in client.get("flags", "")  # b: blocked now
-                   for client in redis_client.client_list())
-    before = blocked()
+    before = long_polls_blocked(redis_client)
     user, password = vault.basic("system")
     body = json.dumps({"worker": "dead-poller", "wait": 15}).encode()
     host, port = gateway_url.removeprefix("http://").split(":")
@@ -332,7 +332,7 @@ def test_a_worker_that_hangs_up_in_its_long_poll_is_given_nothing(gateway_url: s
     dead.sendall(b"POST /internal/queues/%s/lease HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                  b"Authorization: Basic %s\r\nContent-Length: %d\r\n\r\n%s"
                  % (QUEUE.encode(), base64.b64encode(f"{user}:{password}".encode()), len(body), body))
-    wait_until(lambda: blocked() > before, 10, "the dead worker's long poll blocked in Redis")
+    wait_until(lambda: long_polls_blocked(redis_client) > before, 10, "the dead worker's long poll blocked in Redis")
     dead.close()
     task = api.submitted(TYPE, {"content": b64(b"for the living")})
     job = http_worker.leased(wait=15)
