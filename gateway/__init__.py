@@ -12,7 +12,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; without `settings`, read them from the environment (exit 2 if invalid)."""
     from gateway import extensions
     from gateway.health import metrics
-    from gateway.http import bodies, errors, requestlog, security_headers
+    from gateway.http import bodies, errors, requestlog, requesttraces, security_headers
     from gateway.routes import docs, internal, ops, probes, prometheus, tasks
 
     settings = settings or load_settings_or_exit()
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0,  # type: ignore[method-assign]
                                 x_prefix=0)
     extensions.init_app(app, settings)
+    requesttraces.init_app(app, settings)
     errors.init_app(app)
     bodies.init_app(app, behind_proxy=hops > 0)
     requestlog.init_app(app)

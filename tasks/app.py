@@ -14,6 +14,7 @@ from celery import Celery, signals
 
 import celeryconfig
 from settings.logs import setup_logging
+from tasks import jobtraces
 from tasks.base import JobTask
 from tasks.delivery.bootstep import Delivery
 from tasks.delivery.transport import Transport
@@ -38,6 +39,12 @@ def _limit_images(**_: Any) -> None:
     from tasks import imaging
 
     imaging.set_pixel_limit(worker_settings().config["workers"]["max_image_pixels"])
+
+
+@signals.worker_init.connect
+def _start_tracing(**_: Any) -> None:
+    """Before the pool forks: every pool process inherits it (tasks/jobtraces.py)."""
+    jobtraces.start(worker_settings())
 
 
 @signals.worker_process_init.connect

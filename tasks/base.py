@@ -12,7 +12,8 @@ from loguru import logger
 
 from jobs.failures import JobError, RetriesExhausted, TransientError, WorkerLost
 from jobs.headers import CLIENT_HEADER
-from tasks import timing
+from settings import tracing
+from tasks import jobtraces, timing
 from tasks.delivery import startcheck as start
 from tasks.retries import dead_letter, retry_or_dead_letter
 
@@ -31,6 +32,7 @@ class JobTask(Task):
         with logger.contextualize(task_id=self.request.id, client_id=client_id):
             self._may_start(args, kwargs)
             timing.began(self.request)
+            jobtraces.queue_wait(self.request)
             started = time.perf_counter()
             try:
                 result = super().__call__(*args, **kwargs)
@@ -63,7 +65,10 @@ class JobTask(Task):
         if self.request.called_directly:
             return
         try:
-            verdict, lost = start.check(self)
+            with tracing.span("start check") as checked:
+                verdict, lost = start.check(self)
+                if checked is not None:
+                    checked.set_attribute("job.start_verdict", verdict)
         except start.StartUnchecked as exc:
             # Not started, not failed: back to its queue (or, with the broker away too, left in `unacked`
             # for the lease sweep, tasks/delivery/leases.py).

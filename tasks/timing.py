@@ -46,6 +46,12 @@ def ended(request: Any) -> None:
         timing.runtime = time.perf_counter() - timing.clock
 
 
+def waited(request: Any) -> float | None:
+    """The queue wait of the attempt that just began (None if unknown or not begun)."""
+    timing = getattr(request, ATTRIBUTE, None) if request is not None else None
+    return timing.wait if timing is not None else None
+
+
 def of(request: Any) -> tuple[float, float | None] | None:
     """(runtime, queue wait or None if unknown) of the ended attempt; None if it never ran (or never ended)."""
     timing = getattr(request, ATTRIBUTE, None) if request is not None else None

@@ -77,6 +77,8 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                    "retry": {"max_attempts": 2, "backoff": 0.05, "backoff_max": 0.2, "jitter": True}},
         # Only tests/gateway/test_metrics.py submits it: its timing histograms hold that one job.
         "hold_timed": {**hash_job, "task": "tests.hold", "queue": "hold", "schema": str(HOLD_SCHEMA)},
+        # Only the tracing worker of tests/test_traces.py consumes `traced`.
+        "calc_hash_traced": {**hash_job, "queue": "traced"},
         # Only the per-queue worker test consumes `solo`.
         "calc_hash_solo": {**hash_job, "queue": "solo"},
         # resize_image with bounds no host could meet (only the address-space limit stops it), and
@@ -105,7 +107,7 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                           "backoff": 0.1, "backoff_max": 0.5}
     config["roles"]["admin"] += ["calc_hash_parked", "calc_hash_expiring", "hold", "hold_timed", "flaky", "doomed",
                                  "resize_unbounded", "resize_small_result", "hold_loss", "crash",
-                                 "calc_hash_http", "calc_hash_http_short"]
+                                 "calc_hash_http", "calc_hash_http_short", "calc_hash_traced"]
     # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.
     config["ops"] = {"drain_grace": 0, "drain_serve": 0}
     return config

@@ -21,6 +21,7 @@ from gateway.health import metrics
 from gateway.http import requestinfo
 from gateway.http.contract import contract_of
 from gateway.http.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from settings import tracing
 
 KEY = "gateway.access"
 CHALLENGE = 'Bearer realm="job-gateway", Basic realm="job-gateway", charset="UTF-8"'
@@ -49,7 +50,8 @@ def login_required(system: bool = False) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            identity = _authenticate()
+            with tracing.span("auth"):
+                identity = _authenticate()
             if identity.system != system:
                 _audit(identity, "denied", "system_route" if system else "system_identity")
                 raise Forbidden()

@@ -18,6 +18,7 @@ from flask import Response, request
 from marshmallow import Schema, ValidationError
 
 from gateway.http.errors import ValidationFailed
+from settings import tracing
 
 # The groups of the API (OpenAPI tags, in this order in the document and the docs page), each route in one.
 TAGS = {
@@ -112,7 +113,9 @@ def body(schema: type[Schema], check: Check | None = None, document: Document | 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return view(_load(loader, json_object(), check), *args, **kwargs)
+            with tracing.span("validation"):
+                loaded = _load(loader, json_object(), check)
+            return view(loaded, *args, **kwargs)
         found = contract_of(wrapper)
         found.body, found.body_document = schema, document
         found.errors.update({400, 413, 415})

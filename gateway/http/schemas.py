@@ -201,6 +201,9 @@ class LeaseResponse(Schema):
                                  metadata={"description": "Seconds the job may run, from the lease; past it, it ends "
                                                           "timed out (code 5)"})
     lease = fields.Function(lambda lease: LeaseToken().dump(lease), required=True)
+    traceparent = fields.String(allow_none=True, metadata={
+        "description": "The job's W3C traceparent, for the worker's own spans to continue the job's trace "
+                       "(docs/workers.md); null when the gateway does not trace"})
 
 
 class ProgressReport(Schema):

@@ -52,6 +52,7 @@ from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECO
 from jobs.record import TaskRecord
 from jobs.status import cancellable
 from jobs.store import TaskStore
+from settings import tracing
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 
@@ -168,6 +169,14 @@ def _outcome_unknown(record: TaskRecord, why: str = "broker did not answer") -> 
     return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
 
 
+def publish_span(job: JobType, uuid: str) -> Any:
+    """The `publish` span (settings/tracing.py): from before the task's record is made (its `created`, which
+    the worker's queue wait counts from) to the message's save. The message is built inside it, so it
+    carries its `traceparent`: the worker's spans of the job are its children."""
+    return tracing.span("publish", "PRODUCER", {"messaging.message.id": uuid, "messaging.system": "celery",
+                                                "messaging.destination.name": job.queue, "job.type": job.name})
+
+
 def message_commands(celery: Celery, job: JobType, record: TaskRecord, upload: dict[str, Any]) -> Commands:
     """The Redis commands of one standard Celery task message and its task-sent event."""
     with capture.capture() as captured, celery.producer_or_acquire() as producer, producer.batch():
@@ -179,7 +188,8 @@ def message_commands(celery: Celery, job: JobType, record: TaskRecord, upload: d
             time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
             headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
                      SUBMITTED_HEADER: record.created.timestamp(),
-                     **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {})},
+                     **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {}),
+                     **tracing.message_headers()},
             # Flower and worker logs show these instead of the payload itself.
             argsrepr="()", kwargsrepr=f"{{'upload': <{job.name} upload, {len(upload)} fields>}}",
             # Nothing to declare: the message goes to the anonymous exchange, straight to its queue's list
@@ -267,8 +277,10 @@ class Dispatcher:
                max_unfinished: int | None = None, rate: Check | None = None) -> Submitted:
         """With `idempotency`, a claim that already names a task returns that task and queues nothing.
         `rate`: the request's rate-limit check, made first inside the save script (Refused: nothing saved)."""
-        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url)
-        existing = self._publish(job, record, upload, idempotency, max_unfinished, rate=rate)
+        uuid = str(uuidlib.uuid4())
+        with publish_span(job, uuid):
+            record = TaskRecord.new(uuid, job.name, job.ttl, external_id, owner, callback_url)
+            existing = self._publish(job, record, upload, idempotency, max_unfinished, rate=rate)
         if existing is not None:
             assert idempotency is not None  # only a claimed idempotency key names an existing task
             return Submitted(TaskRecord.from_hash(existing.uuid, existing.record), new=False,
@@ -279,11 +291,12 @@ class Dispatcher:
         """Send a dead-lettered job again under its own id, with a fresh TTL, as if just accepted: the
         old outcome, any cancel, its start and its count of lost deliveries are forgotten in the same
         round trip that queues the message."""
-        created = datetime.now(UTC)
-        again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
-        reset = [("del", (META_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
-                 ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started", "runs"))]
-        self._publish(job, again, upload, None, None, reset)
+        with publish_span(job, record.uuid):
+            created = datetime.now(UTC)
+            again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
+            reset = [("del", (META_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
+                     ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started", "runs"))]
+            self._publish(job, again, upload, None, None, reset)
 
     def cancel(self, record: TaskRecord, info: Mapping[str, Any], terminate: bool) -> None:
         """Mark the record (the worker checks it before running) and revoke the task in every worker.

@@ -43,6 +43,7 @@ from jobs.keys import (
     OPEN_PREFIX,
     RECORD_PREFIX,
 )
+from settings import tracing
 
 MAX_TAKES = 32  # messages one lease request may take and end (finished, cancelled, expired) before it answers
 SWEEP_EVERY = 5.0  # seconds between one gateway process's sweeps for lapsed deliveries
@@ -60,6 +61,7 @@ class Lease:
     token: str
     expires_at: float
     expires_in: float  # seconds: what a worker whose clock differs from the gateway's should go by
+    traceparent: str | None = None  # the message's W3C traceparent: the worker's spans continue the job's trace
 
 
 class Refused(Exception):
@@ -176,7 +178,7 @@ class HttpWorkers:
                 ("task-started", {"uuid": delivery.uuid})])
             logger.info("lease: task {} to HTTP worker {} (attempt {})", delivery.uuid, worker, lost + 1)
             return Lease(delivery.uuid, job, delivery.upload, lost + 1, token, now + self.lease_seconds,
-                         self.lease_seconds), False
+                         self.lease_seconds, _traceparent(delivery.headers)), False
         if verdict == attempts.UNRECORDED:
             return self._hand_back(queue, tag, raw)
         if verdict == attempts.FINISHED:
@@ -363,3 +365,9 @@ def _timing(created: str | None, since: str | None) -> tuple[float, float | None
     wait = max(0.0, leased - datetime.fromisoformat(created).timestamp()) if created else None
     return max(0.0, time.time() - leased), wait
 
+
+
+def _traceparent(headers: Mapping[str, Any]) -> str | None:
+    """The gateway's own `publish` span wrote it (settings/tracing.py); a message from elsewhere may hold anything."""
+    value = headers.get(tracing.TRACEPARENT)
+    return value if isinstance(value, str) and len(value) <= tracing.MAX_TRACEPARENT else None
