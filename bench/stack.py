@@ -40,8 +40,10 @@ from settings import Settings, load_settings
 HASH_QUEUE = "hash"
 WORKER_NODE = "bench-hash"
 STOCK_NODE = "bench-stock"
-# Knobs of gunicorn.conf.py that a bench may vary; every other GATEWAY* variable of the caller is dropped.
+# Knobs of gunicorn.conf.py that a bench may vary, and the tracing settings (GATEWAY__TRACING__*, to measure
+# what traces cost: docs/performance.md "Traces' cost"); every other GATEWAY* variable of the caller is dropped.
 PASSED_THROUGH = ("GATEWAY_WORKERS", "GATEWAY_THREADS")
+TRACING_PREFIX = "GATEWAY__TRACING__"
 
 
 # username -> (client_id, role). `guessed` is used only by the wrong-password row, so the per-username
@@ -228,7 +230,8 @@ class Stack:
         self.secrets_path.write_text(json.dumps({"redis": {"password": self.redis_password},
                                                  "vault": {"token": self.vault.gateway_token}}))
         self.settings = load_settings(self.config_path, self.secrets_path, environ={})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY") or k in PASSED_THROUGH}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("GATEWAY") or k in PASSED_THROUGH or k.startswith(TRACING_PREFIX)}
         env.update(GATEWAY_CONFIG=str(self.config_path), GATEWAY_SECRETS=str(self.secrets_path),
                    PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(self.dir / "prometheus"))
         self.env = env

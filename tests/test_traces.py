@@ -18,6 +18,9 @@ import pytest
 import requests
 
 from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_worker, wait_until
+from tests.gateway.test_http_workers import QUEUE as HTTP_QUEUE
+from tests.gateway.test_http_workers import TYPE as HTTP_JOB
+from tests.gateway.test_http_workers import Worker, digests, drain_queue
 from tests.support.api import Api, b64
 from tests.support.otlp import OtlpReceiver, Span
 from tests.support.vault import SeededVault
@@ -141,6 +144,21 @@ def test_malformed_traceparent_is_ignored(traced: Traced, traceparent: str):
     assert publish.trace_id not in traceparent
     server = next(span for span in traced.receiver.trace(publish.trace_id) if span.span_id == publish.parent_id)
     assert server.name == "POST /submit" and server.parent_id == ""
+
+
+def test_http_worker_lease_carries_the_jobs_traceparent(traced: Traced, vault: SeededVault):
+    """A worker in another language continues the trace from the lease: its parent is the publish."""
+    worker = Worker(Api(traced.api.base_url, auth=vault.basic("system")), name="traced-http-worker")
+    drain_queue(worker, HTTP_QUEUE)
+    trace_id = secrets.token_hex(16)
+    response = traced.api.request("POST", "/submit", json={"type": HTTP_JOB, "upload": {"content": b64(CONTENT)}},
+                                  headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+    assert response.status_code == 202, response.text
+    uuid = response.json()["uuid"]
+    job = worker.leased(HTTP_QUEUE)
+    assert job["uuid"] == uuid
+    assert job["traceparent"] == f"00-{trace_id}-{publish_span(traced, uuid).span_id}-01"
+    assert worker.finish(uuid, job["lease"]["token"], result=digests(CONTENT)).status_code == 200
 
 
 OFF_SCRIPT = """

@@ -43,9 +43,11 @@ def _value(value: Any) -> Any:
 class OtlpReceiver:
     """POST /v1/traces on a free port; `spans` in arrival order."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, keep: bool = True) -> None:
+        self.keep = keep  # False: a sink that only counts (the bench's, docs/performance.md)
         self.spans: list[Span] = []
         self.requests = 0
+        self.spans_seen = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,12 +70,17 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
         self._lock = threading.Lock()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def add(self, request: ExportTraceServiceRequest) -> None:
+        if not self.keep:
+            with self._lock:
+                self.requests += 1
+                self.spans_seen += sum(len(scope.spans) for spans in request.resource_spans for scope in spans.scope_spans)
+            return
         found = []
         for resource_spans in request.resource_spans:
             resource = {item.key: _value(item.value) for item in resource_spans.resource.attributes}
@@ -96,3 +103,14 @@ class OtlpReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+if __name__ == "__main__":  # a sink for the bench: python -m tests.support.otlp PORT
+    import sys
+    import time
+
+    sink = OtlpReceiver(int(sys.argv[1]), keep=False)
+    print(f"OTLP sink on {sink.endpoint}", flush=True)
+    while True:
+        time.sleep(10)
+        print(f"{sink.requests} exports, {sink.spans_seen} spans", flush=True)
