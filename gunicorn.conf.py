@@ -96,6 +96,13 @@ def post_worker_init(worker):
     drain_of(worker.wsgi).share(_drain_file)
 
 
+def worker_exit(server, worker):
+    """In the exiting worker: export the spans it still holds (settings/tracing.py; nothing when tracing is off)."""
+    from settings import tracing
+
+    tracing.shutdown()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

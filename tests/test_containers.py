@@ -187,6 +187,15 @@ def test_grafana_is_optional_with_the_dashboard_and_prometheus_provisioned():
     assert all(p["datasource"]["uid"] == "${datasource}" for p in panels if p["type"] != "row")
 
 
+def test_jaeger_is_optional_and_the_services_trace_to_it_only_when_asked():
+    jaeger, env = SERVICES["jaeger"], SERVICES["gateway"]["environment"]
+    assert jaeger["profiles"] == ["tracing"] and re.fullmatch(r"jaegertracing/all-in-one:\d+\.\d+\.\d+", jaeger["image"])
+    assert "4318" in [str(port) for port in jaeger["expose"]]
+    assert default(env["GATEWAY__TRACING__ENABLED"]) == "false"
+    assert default(env["GATEWAY__TRACING__OTLP_ENDPOINT"]) == "http://jaeger:4318/v1/traces"
+    assert SERVICES["worker-hash"]["environment"]["GATEWAY__TRACING__ENABLED"] == env["GATEWAY__TRACING__ENABLED"]
+
+
 def test_dockerfile_is_slim_non_root_with_a_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
