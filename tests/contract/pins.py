@@ -106,6 +106,20 @@ PINS = [
         "with our producer (its batch is captured)"),
     Pin("celery.events.dispatcher:EventDispatcher.__init__", "gateway/workers/endings.py event_commands: channel=, "
         "hostname=, buffer_while_offline="),
+    # Traces (tasks/jobtraces.py, gateway/http/requesttraces.py): OpenTelemetry's instrumentations.
+    Pin("opentelemetry.instrumentation.celery:CeleryInstrumentor._instrument", "tasks/jobtraces.py start disconnects "
+        "the failure and retry receivers connected here"),
+    Pin("opentelemetry.instrumentation.celery:CeleryInstrumentor._trace_failure", "tasks/jobtraces.py _failed replaces "
+        "it (it records the exception's text)"),
+    Pin("opentelemetry.instrumentation.celery:CeleryInstrumentor._trace_retry", "tasks/jobtraces.py _retried replaces "
+        "it (it records the reason's text)"),
+    Pin("opentelemetry.instrumentation.celery:CeleryInstrumentor._trace_prerun", "tasks/jobtraces.py queue_wait: the "
+        "job span's parent is the context the message carries"),
+    Pin("opentelemetry.instrumentation.celery.utils:retrieve_context", "tasks/jobtraces.py _job_span"),
+    Pin("opentelemetry.instrumentation.flask:_rewrapped_app", "gateway/http/requesttraces.py _without_query: the "
+        "response hook runs after the span's attributes are set"),
+    Pin("opentelemetry.instrumentation.wsgi:collect_custom_request_headers_attributes", "gateway/http/requesttraces.py "
+        "CAPTURE_SWITCHES: the variables read at each request"),
 ]
 
 
