@@ -6,7 +6,7 @@ Off by default. Off, nothing of OpenTelemetry is imported: `span()` hands back o
 manager and `message_headers()` an empty dict, so a request pays a function call and a flag test.
 
 On, every process exports in batches (`schedule_delay_ms`, at most `MAX_QUEUE` spans held: past it new
-spans are dropped, never memory), each export bounded by `export_timeout_ms`; `shutdown()` flushes what
+spans are dropped, never memory; attributes bounded too), each export bounded by `export_timeout_ms`; `shutdown()` flushes what
 is left when the process ends (gunicorn: at exit; a Celery pool process: when it shuts down).
 
 The only context carried from process to process is W3C `traceparent` (`TRACEPARENT`): no `tracestate`
@@ -25,6 +25,10 @@ TRACEPARENT = "traceparent"
 MAX_TRACEPARENT = 256  # version 00 is 55 characters; later versions may append fields
 MAX_QUEUE = 2048  # spans a process holds for export at most
 MAX_BATCH = 512
+# A span's attributes: at most this many, each value cut to this many characters (a client's user agent
+# is one of them).
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_LENGTH = 512
 TRACER = "job-gateway"  # the instrumentation scope of the spans made here
 
 _NOTHING = contextlib.nullcontext()
@@ -53,7 +57,7 @@ def setup(settings: Settings, component: str, honour_client_sampling: bool = Tru
     from opentelemetry import propagate, trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
@@ -62,7 +66,9 @@ def setup(settings: Settings, component: str, honour_client_sampling: bool = Tru
     sampler = ParentBased(ratio) if honour_client_sampling else ParentBased(
         ratio, remote_parent_sampled=ratio, remote_parent_not_sampled=ratio)
     name = config["service_name"] if component == "gateway" else f"{config['service_name']}-{component}"
-    provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": name}),
+                              span_limits=SpanLimits(max_span_attributes=MAX_ATTRIBUTES,
+                                                     max_span_attribute_length=MAX_ATTRIBUTE_LENGTH))
     provider.add_span_processor(BatchSpanProcessor(
         OTLPSpanExporter(endpoint=config["otlp_endpoint"], timeout=config["export_timeout_ms"] / 1000),
         max_queue_size=MAX_QUEUE, max_export_batch_size=MAX_BATCH,

@@ -41,7 +41,9 @@ class Traced:
 def traced(service_env: dict[str, str], run_dir: Path, vault: SeededVault) -> Iterator[Traced]:
     receiver = OtlpReceiver()
     env = dict(service_env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=receiver.endpoint,
-               GATEWAY__TRACING__SCHEDULE_DELAY_MS="100")
+               GATEWAY__TRACING__SCHEDULE_DELAY_MS="100",
+               # The instrumentation's switch to record request headers: the gateway must not obey it.
+               OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST="Authorization,traceparent,tracestate")
     port = free_port()
     gateway = start_gunicorn(port, dict(env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-traced")), run_dir,
                              workers=1)
@@ -112,13 +114,16 @@ def test_job_trace_continues_the_clients_traceparent(traced: Traced):
 
 
 def test_spans_record_no_credential_payload_or_query(traced: Traced):
-    uuid = submitted(traced, {"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"})
+    uuid = submitted(traced, {"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+                              "User-Agent": "agent-" + "x" * 2000})
     trace_id = publish_span(traced, uuid).trace_id
     assert traced.api.taskinfo(uuid).status_code == 200
     spans = job_trace(traced, trace_id)
     recorded = json.dumps([[span.name, span.attributes] for span in spans.values()])
+    assert not [key for span in spans.values() for key in span.attributes if key.startswith("http.request.header")]
     for secret in (traced.password, b64(CONTENT), CONTENT.decode(), "Basic ", "authorization"):
         assert secret not in recorded
+    assert spans["POST /submit"].attributes["http.user_agent"] == ("agent-" + "x" * 2000)[:512]  # bounded
     reads = wait_until(lambda: [span for span in traced.receiver.spans if span.name == "GET /taskinfo"], 10,
                        "the taskinfo request's span")
     assert reads[0].attributes["http.target"] == "/taskinfo"  # no ?taskid=…
