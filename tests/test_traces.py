@@ -166,6 +166,35 @@ def test_http_worker_lease_carries_the_jobs_traceparent(traced: Traced, vault: S
     assert worker.finish(uuid, job["lease"]["token"], result=digests(CONTENT)).status_code == 200
 
 
+def test_spans_still_held_are_exported_when_gateway_and_worker_stop(service_env: dict[str, str], run_dir: Path,
+                                                                    vault: SeededVault):
+    """With a batch delay longer than the test, only the flush at exit (gunicorn's worker_exit, a pool
+    process's shutdown) can deliver the spans."""
+    receiver = OtlpReceiver()
+    env = dict(service_env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=receiver.endpoint,
+               GATEWAY__TRACING__SCHEDULE_DELAY_MS="60000",
+               # A queue of their own: the module's tracing worker consumes `traced` meanwhile.
+               GATEWAY__JOBS__CALC_HASH_TRACED__QUEUE="traced_flush")
+    port = free_port()
+    gateway = start_gunicorn(port, dict(env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-flush")), run_dir,
+                             workers=1)
+    worker = start_worker("traced-flush", "traced_flush", env, run_dir, concurrency=1)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: gateway.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
+                   30, "flushing gateway ready")
+        wait_until(lambda: worker.alive() and "ready" in worker.output(), 60, "flushing worker ready")
+        api = Api(url, auth=vault.basic("admin"))
+        uuid = submitted(Traced(api, receiver, ""))
+        assert api.wait_status(uuid, "done")["status"] == "done"
+        assert receiver.spans == []
+    finally:
+        _stop(gateway, worker)
+    names = {(span.service, span.name) for span in receiver.spans}
+    receiver.close()
+    assert {(GATEWAY, "publish"), (WORKER, "run/jobs.calc_hash"), (WORKER, "queue wait")} <= names
+
+
 OFF_SCRIPT = """
 import json, sys
 from gateway import create_app
