@@ -6,8 +6,9 @@ Off by default. Off, nothing of OpenTelemetry is imported: `span()` hands back o
 manager and `message_headers()` an empty dict, so a request pays a function call and a flag test.
 
 On, every process exports in batches (`schedule_delay_ms`, at most `MAX_QUEUE` spans held: past it new
-spans are dropped, never memory; attributes bounded too), each export bounded by `export_timeout_ms`; `shutdown()` flushes what
-is left when the process ends (gunicorn: at exit; a Celery pool process: when it shuts down).
+spans are dropped, never memory; attributes bounded too), each export bounded by `export_timeout_ms`;
+`shutdown()` flushes what is left when the process ends (a gunicorn worker: gunicorn.conf.py
+`worker_exit`; a Celery pool process: tasks/jobtraces.py).
 
 The only context carried from process to process is W3C `traceparent` (`TRACEPARENT`): no `tracestate`
 and no baggage, so nothing a client puts in those ever reaches a worker, a log or an exporter. A
@@ -36,6 +37,7 @@ _on = False
 
 
 def enabled(settings: Settings) -> bool:
+    """Whether the settings turn tracing on (`tracing.enabled`)."""
     return bool(settings.config["tracing"]["enabled"])
 
 
