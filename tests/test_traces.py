@@ -136,6 +136,15 @@ def test_trace_starts_at_the_gateway_without_traceparent(traced: Traced):
     assert spans["run/jobs.calc_hash"].parent_id == spans["publish"].span_id
 
 
+def test_the_clients_sampled_flag_does_not_decide(traced: Traced):
+    """Flags 00 (not sampled) from a client: recorded anyway at sample_ratio 1.0, in the client's trace."""
+    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+    uuid = submitted(traced, {"traceparent": f"00-{trace_id}-{client_span}-00"})
+    publish = publish_span(traced, uuid)
+    assert publish.trace_id == trace_id
+    assert job_trace(traced, trace_id)["POST /submit"].parent_id == client_span
+
+
 @pytest.mark.parametrize("traceparent", [
     "garbage",
     "00-" + "0" * 32 + "-" + "1" * 16 + "-01",  # an all-zero trace id is invalid
