@@ -162,10 +162,17 @@ def mounts(service: str) -> dict[str, str]:
     return {target: source for source, target, *_ in (v.split(":") for v in SERVICES[service]["volumes"])}
 
 
-def test_prometheus_is_optional_scrapes_the_gateway_and_loads_the_alert_rules():
+def test_prometheus_is_optional_scrapes_every_gateway_replica_and_loads_the_alert_rules():
+    """The gateway service can be scaled (no host port, no fixed container name), and Prometheus finds
+    each of its containers by the service's name in compose's DNS, at the port the gateway binds."""
     assert SERVICES["prometheus"]["profiles"] == ["metrics"]
+    gateway = SERVICES["gateway"]
+    assert "ports" not in gateway and "container_name" not in gateway
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["gateway:8000"]
+    (job,) = config["scrape_configs"]
+    assert "static_configs" not in job
+    assert job["dns_sd_configs"] == [{"names": ["gateway"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+    assert gateway["environment"]["GATEWAY_BIND"] == "0.0.0.0:8000"
     mounted = mounts("prometheus")
     assert mounted["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
     for rule_file in config["rule_files"]:  # relative to the config file, there and here

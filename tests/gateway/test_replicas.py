@@ -21,10 +21,11 @@ import pytest
 import requests
 from prometheus_client.metrics import MetricWrapperBase
 
-from devsupport.processes import ROOT, free_port, start_gunicorn, wait_until
+from devsupport.processes import free_port, start_gunicorn, wait_until
 from gateway.health import metrics
 from jobs.keys import DEADLETTERS, OPEN_PREFIX, OWNER_PREFIX
 from tests.support.api import Api, b64
+from tests.support.metricsdoc import documented_aggregation, family
 from tests.support.ratewindows import clear_of_window_edge
 
 REPLICAS = 3
@@ -32,8 +33,6 @@ REPLICAS = 3
 RATE_CLIENT, RATE = "replica-rl-client", 7  # 7/day
 CAP_CLIENT, CAP = "replica-capped-client", 4
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
-# The metrics table of docs/operations.md, whose last column says how to aggregate a family over replicas.
-DOCUMENTED = re.compile(r"^\| `(gateway_\w+)` \| \w+ \|.*\| (sum|max) \|$", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -205,20 +204,6 @@ def parsed(response: requests.Response) -> dict[str, dict[frozenset, float]]:
             labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
             samples.setdefault(match["name"], {})[labels] = float(match["value"])
     return samples
-
-
-def documented_aggregation() -> dict[str, str]:
-    """Metric name -> `sum` or `max`, from docs/operations.md's metrics table."""
-    return dict(DOCUMENTED.findall((ROOT / "docs" / "operations.md").read_text()))
-
-
-def family(sample: str, documented: dict[str, str]) -> str | None:
-    for suffix in ("", "_bucket", "_sum", "_count", "_created", "_total"):
-        name = sample.removesuffix(suffix) if suffix else sample
-        for candidate in (name, name + "_total"):
-            if candidate in documented:
-                return candidate
-    return None
 
 
 def test_the_docs_say_how_to_aggregate_every_metric_and_that_matches_where_it_lives():
