@@ -96,6 +96,29 @@ def test_prometheus_config_loads_the_alert_rules():
     assert "SUCCESS: 1 rule files found" in checked.stdout
 
 
+def scrape_configs_in_the_docs() -> list[str]:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    return [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "scrape_configs:" in block]
+
+
+def test_the_scrape_configs_in_the_docs_are_valid_and_one_is_the_shipped_one(tmp_path):
+    """Each example is a whole Prometheus config that promtool accepts, the job named as the rules expect.
+    Debian's promtool is built without Kubernetes discovery: that example is read as YAML only."""
+    blocks = scrape_configs_in_the_docs()
+    assert len(blocks) == 3
+    shipped = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    for i, block in enumerate(blocks):
+        (job,) = yaml.safe_load(block)["scrape_configs"]
+        assert job["job_name"] == "job-gateway"
+        if "kubernetes_sd_configs" in job:
+            continue
+        path = tmp_path / f"scrape-{i}.yml"
+        path.write_text(block)
+        checked = promtool("check", "config", str(path))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert yaml.safe_load(blocks[0])["scrape_configs"][0]["dns_sd_configs"] == shipped[0]["dns_sd_configs"]
+
+
 def test_alert_rules_pass_their_unit_tests():
     tested = promtool("test", "rules", str(PROMETHEUS / "alerts.test.yml"))
     assert tested.returncode == 0, tested.stdout + tested.stderr

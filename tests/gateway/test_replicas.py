@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 import requests
 from prometheus_client.metrics import MetricWrapperBase
 
-from devsupport.processes import free_port, start_gunicorn, wait_until
+from devsupport.processes import Process, free_port, start_gunicorn, wait_until
 from gateway.health import metrics
 from jobs.keys import DEADLETTERS, OPEN_PREFIX, OWNER_PREFIX
 from tests.support.api import Api, b64
@@ -46,12 +47,15 @@ def replicas(service_env: dict[str, str], run_dir: Path, worker) -> Iterator[lis
         started.append((start_gunicorn(port, env, run_dir, workers=1), f"http://127.0.0.1:{port}"))
     try:
         for proc, url in started:
-            wait_until(lambda: proc.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
-                       30, f"replica {url} ready")
+            wait_until(partial(answering, proc, url), 30, f"replica {url} ready")
         yield [url for _, url in started]
     finally:
         for proc, _ in started:
             proc.stop()
+
+
+def answering(proc: Process, url: str) -> bool:
+    return proc.alive() and requests.get(url + "/health", timeout=1).status_code == 200
 
 
 def at_once(calls: Sequence[Callable[[], requests.Response]]) -> list[requests.Response]:
