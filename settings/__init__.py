@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from settings.addresses import SentinelOptions, is_sentinel, parse_sentinel_url
+from settings.cron import parse_cron, zone
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent  # where config.example.json and .secrets.example.json are (the clone, the image's /app)
@@ -217,10 +218,50 @@ def _semantic_problems(config: dict) -> list[str]:
             reason = exc.message if isinstance(exc, SchemaError) else exc
             problems.append(f"config.jobs.{name}.schema: {path} is not a valid JSON Schema ({reason})")
     problems += _queue_problems(config["queue"])
+    problems += _schedule_problems(config)
     for role, types in config["roles"].items():
         for unknown in sorted(set(types) - set(config["jobs"])):
             problems.append(f"config.roles.{role}: unknown job type {unknown!r}")
     return problems
+
+
+def _schedule_problems(config: dict) -> list[str]:
+    """Each schedule names a configured job type, an upload that type's schema accepts, a cron expression
+    Celery's crontab reads the same way (settings/cron.py) and an IANA time zone. The owner is not looked
+    up: it is a Vault client_id, and Vault may be away at start-up or the client made later
+    (docs/operations.md: Periodic jobs)."""
+    problems = []
+    for name, schedule in config.get("schedules", {}).items():
+        where = f"config.schedules.{name}"
+        job = config["jobs"].get(schedule["type"])
+        if job is None:
+            problems.append(f"{where}.type: unknown job type {schedule['type']!r}")
+        else:
+            problems += _upload_problems(where, job, schedule["upload"])
+        if "cron" in schedule:
+            try:
+                parse_cron(schedule["cron"])
+            except ValueError as exc:
+                problems.append(f"{where}.cron: {exc}")
+        elif "timezone" in schedule:
+            problems.append(f"{where}.timezone: only a cron schedule has a time zone (every: counts seconds)")
+        try:
+            zone(schedule.get("timezone", "UTC"))
+        except ValueError as exc:
+            problems.append(f"{where}.timezone: {exc}")
+    return problems
+
+
+def _upload_problems(where: str, job: dict, upload: dict) -> list[str]:
+    """The upload checked against its type's schema, as a submit's would be; a schema that cannot be read
+    is reported under config.jobs already."""
+    try:
+        schema = json.loads(resolve_schema_path(job["schema"]).read_text())
+        errors = list(Draft202012Validator(schema).iter_errors(upload))
+    except (OSError, ValueError, SchemaError):
+        return []
+    return sorted(f"{where}.upload{''.join(f'.{part}' for part in error.absolute_path)}: {error.message}"
+                  for error in errors)
 
 
 def _queue_problems(queue: dict) -> list[str]:
