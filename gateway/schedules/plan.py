@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from celery import Celery
@@ -25,7 +25,7 @@ class ZonedCrontab(crontab):
         super().__init__(**fields)
         self.zone_name = zone_name
 
-    @property  # type: ignore[override]
+    @property
     def tz(self) -> tzinfo:
         return zone(self.zone_name)
 
@@ -44,9 +44,14 @@ class Planned:
     cron: str | None
     timezone: str
 
-    def next_run(self, last_run_at: datetime, now: datetime) -> datetime:
-        """When the tick after `last_run_at` is due (in the past when it is overdue)."""
-        return now + self.timing.remaining_estimate(last_run_at)
+    def next_run(self, last_run_at: datetime) -> datetime:
+        """When the tick after `last_run_at` is due (in the past when it is overdue), as Celery's schedule
+        computes it, in UTC."""
+        if isinstance(self.timing, crontab):
+            start, delta, _ = self.timing.remaining_delta(last_run_at)
+            return (start + delta).astimezone(UTC)
+        assert isinstance(self.timing, schedule)
+        return (self.timing.maybe_make_aware(last_run_at) + self.timing.run_every).astimezone(UTC)
 
 
 def timing(conf: Mapping[str, Any], app: Celery) -> BaseSchedule:
