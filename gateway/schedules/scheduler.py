@@ -7,6 +7,11 @@ Each entry's schedule is taken from the configuration (gateway/schedules/plan.py
 RedBeat keeps in Redis, which has no time zone for a crontab. Celery's default entries
 (`celery.backend_cleanup`) are not installed: this beat fires the configured schedules only.
 
+Redis going away does not end the process: each pass that cannot reach it is logged in one line and
+tried again `scheduler.max_interval` seconds later. When Redis is back the lock is renewed; if it was lost
+(Redis restarted without it) it is taken again and the schedules written again, and if another scheduler took it meanwhile this one
+stops (its supervisor starts it again, as a standby): two never fire at once for longer than a tick.
+
 A missed tick (no scheduler ran while it was due) is caught up once: RedBeat sees the entry overdue
 and fires it at once, a single time however many ticks were missed, then the schedule goes on from
 then (docs/operations.md: Periodic jobs).
@@ -17,8 +22,10 @@ from typing import Any
 
 from celery import Celery
 from kombu.utils.objects import cached_property
+from loguru import logger
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import RedBeatSchedulerEntry
+from redis.exceptions import LockNotOwnedError, RedisError
 
 from gateway.schedules.beat import runtime
 from gateway.schedules.firing import Fired, Unfired
@@ -37,6 +44,43 @@ class Entry(RedBeatSchedulerEntry):
 
 class Scheduler(RedBeatScheduler):
     Entry = Entry
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """RedBeat's pass (renew the lock, fire what is due), riding out Redis outages and a lost lock."""
+        if self.lock_key and self.lock is None:  # RedBeat's start-up acquire failed (Redis away): start again
+            logger.error("scheduler: could not take its lock at start (Redis unavailable?), stopping")
+            raise SystemExit(1)
+        try:
+            return super().tick(*args, **kwargs)
+        except LockNotOwnedError:
+            if self._take_lock_again():
+                return 0.0
+            logger.error("scheduler: another scheduler holds the lock now, stopping")
+            raise SystemExit(1) from None
+        except RedisError as exc:
+            logger.warning("scheduler: Redis unavailable ({}), trying again in {} s",
+                           exc.__class__.__name__, self.max_interval)
+            return float(self.max_interval)
+
+    def _take_lock_again(self) -> bool:
+        """The lock is gone, not taken: Redis restarted without it, and perhaps without the schedules'
+        entries too, which are written again (a schedule whose entry survived keeps its last run)."""
+        lock: Any = self.lock
+        try:
+            if not lock.acquire(blocking=False):
+                return False
+            self.setup_schedule()
+        except RedisError:
+            return False
+        logger.warning("scheduler: its lock was gone (Redis restarted?), taken again")
+        return True
+
+    def close(self) -> None:
+        """RedBeat releases the lock; with Redis away it simply lapses."""
+        try:
+            super().close()
+        except RedisError:
+            self.lock = None
 
     def install_default_entries(self, data: Any) -> None:
         """None: see the module's docstring."""
