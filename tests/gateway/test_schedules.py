@@ -12,16 +12,17 @@ from datetime import datetime
 
 import pytest
 from celery import Celery
+from redis import Redis
 
 import celeryconfig
-from devsupport.processes import BIN, ROOT, SCHEDULER_COMMAND, Process, start_scheduler, wait_until
+from devsupport.processes import BIN, ROOT, SCHEDULER_COMMAND, Process, start_redis, start_scheduler, wait_until
 from gateway.health.clients import redis_client
 from gateway.schedules.firing import Firing
 from gateway.schedules.plan import plan
 from gateway.submission import capture
 from gateway.submission.publishing import Dispatcher
 from jobs.catalogue import JobCatalogue
-from jobs.keys import BEAT_LOCK, BEAT_PREFIX, SCHEDULE_RUNS
+from jobs.keys import BEAT_LOCK, BEAT_PREFIX, RECORD_PREFIX, SCHEDULE_RUNS
 from jobs.store import TaskStore
 from tests.support.api import Api
 
@@ -71,7 +72,7 @@ def test_one_of_two_schedulers_fires_each_tick_as_a_task_of_the_owner_and_the_ot
         wait_until(lambda: acquired(second), 10, "the second scheduler taking the lock")
         took = time.monotonic() - killed
         lock_timeout, max_interval = settings.config["scheduler"]["lock_timeout"], settings.config["scheduler"]["max_interval"]
-        assert took <= lock_timeout + max_interval + 1, took
+        assert took <= lock_timeout + max_interval + 2, took
         taken_over = {t["uuid"] for t in owner_tasks(owner_api)}
         wait_until(lambda: {t["uuid"] for t in owner_tasks(owner_api)} - taken_over, 10,
                    "a task fired by the second scheduler")
@@ -98,9 +99,11 @@ def test_one_of_two_schedulers_fires_each_tick_as_a_task_of_the_owner_and_the_ot
     gaps = [later - earlier for earlier, later in zip(made, made[1:], strict=False)]
     assert len(made) >= 3 and min(gaps) > 0.9, gaps
     assert "already made task" not in first.output() + second.output()
+    # Nothing left running for the tests that follow.
+    wait_until(lambda: all(t["status"] == "done" for t in owner_tasks(owner_api)), 20, "every scheduled task done")
 
 
-def test_a_tick_fired_twice_makes_one_task(settings, redis_client):
+def test_a_tick_fired_twice_makes_one_task(settings, redis_client, owner_api):
     """What a beat that lost its lock mid-tick, or restarted between its submit and its bookkeeping, does:
     fire a tick another firing already made. The tick's claim answers with the first task."""
     app = Celery("test-firing", config_source=celeryconfig.build(settings, role="gateway", transport=capture.Transport),
@@ -115,6 +118,8 @@ def test_a_tick_fired_twice_makes_one_task(settings, redis_client):
     assert json.loads(redis_client.hget(SCHEDULE_RUNS, SCHEDULE))["uuid"] == once.uuid
     other = firing.fire(planned, tick + "-next")
     assert other.new and other.uuid != once.uuid
+    for uuid in (once.uuid, other.uuid):  # ordinary tasks of the owner, run by the worker
+        assert owner_api.wait_status(uuid, "done")["type"] == "calc_hash"
 
 
 def redis_client_for(settings):
@@ -162,3 +167,26 @@ def test_the_schedules_keys_are_redbeats():
     app.conf.update(redbeat_key_prefix=BEAT_PREFIX, redbeat_redis_url="redis://127.0.0.1:1/0")
     conf = RedBeatConfig(app)
     assert conf.lock_key == BEAT_LOCK and conf.schedule_key == BEAT_PREFIX + ":schedule"
+
+
+def test_the_scheduler_rides_out_a_redis_restart_that_lost_everything(service_env, run_dir, redis_password):
+    """Its own Redis, in memory: restarted, it has lost the lock and the schedules' entries. The scheduler
+    logs the outage (no traceback), takes the lock again, writes the entries again and fires on."""
+    server, port = start_redis(run_dir, redis_password)
+    env = dict(service_env, GATEWAY__QUEUE__URL=f"redis://127.0.0.1:{port}/0")
+    store = Redis(port=port, password=redis_password, decode_responses=True)
+    scheduler = None
+    try:
+        wait_until(store.ping, 10, "the scheduler's own Redis")
+        scheduler = start_scheduler("restart", env, run_dir)
+        wait_until(lambda: store.keys(RECORD_PREFIX + "*"), 20, "a tick before the restart")
+        server.stop()
+        wait_until(lambda: "Redis unavailable" in scheduler.output(), 10, "the outage noticed")
+        server, _ = start_redis(run_dir, redis_password, port=port)
+        wait_until(lambda: store.keys(RECORD_PREFIX + "*") and store.pttl(BEAT_LOCK) > 0, 20,
+                   "a tick after the restart, under the lock taken again")
+        assert scheduler.alive() and "Traceback" not in scheduler.output()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        server.stop()
