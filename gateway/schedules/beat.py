@@ -109,9 +109,8 @@ def beat_config(settings: Settings) -> dict[str, Any]:
         **redbeat_options(settings),
         # What RedBeat stores of each schedule: its name, the job's task and when. The upload and owner
         # stay in the configuration, read when a tick fires (gateway/schedules/scheduler.py).
-        "beat_schedule": {name: {"task": catalogue[conf["type"]].task, "schedule": planned.timing}
-                          for (name, conf), planned in zip(settings.config["schedules"].items(),
-                                                           runtime().plan.values(), strict=True)},
+        "beat_schedule": {name: {"task": catalogue[planned.type].task, "schedule": planned.timing}
+                          for name, planned in runtime().plan.items()},
     }
 
 

@@ -92,7 +92,9 @@ class Scheduler(RedBeatScheduler):
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Fired | None:
         planned = runtime().plan.get(entry.name)
-        if planned is None:  # an entry left from an older configuration, not yet removed
+        if planned is None:  # an entry in RedBeat's keys that is not in the configuration (written by hand)
+            logger.warning("scheduler: entry {} is not a configured schedule, removed", entry.name)
+            entry.delete()
             return None
         try:
             fired = runtime().firing.fire(planned, tick_of(entry.last_run_at))
