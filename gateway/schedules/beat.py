@@ -39,7 +39,6 @@ REDIS_TIMEOUT = 5.0  # RedBeat's own client: each command, and each question to 
 
 @dataclass(frozen=True)
 class Runtime:
-    settings: Settings
     plan: dict[str, Planned]
     firing: Firing
 
@@ -124,7 +123,7 @@ def runtime() -> Runtime:
         broker = redis_client(settings.broker_url, settings.config["queue"]["publish_timeout"])
         dispatcher = Dispatcher(app, store, broker, same_redis=settings.broker_url == settings.result_url,
                                 wait=ReplicaWait.from_config(settings.config["queue"]))
-        _runtime = Runtime(settings, plan(settings.config["schedules"], app),
+        _runtime = Runtime(plan(settings.config["schedules"], app),
                            Firing(dispatcher, JobCatalogue(settings.config["jobs"]), settings.config["limits"]))
     return _runtime
 

@@ -8,9 +8,11 @@ RedBeat keeps in Redis, which has no time zone for a crontab. Celery's default e
 (`celery.backend_cleanup`) are not installed: this beat fires the configured schedules only.
 
 Redis going away does not end the process: each pass that cannot reach it is logged in one line and
-tried again `scheduler.max_interval` seconds later. When Redis is back the lock is renewed; if it was lost
-(Redis restarted without it) it is taken again and the schedules written again, and if another scheduler took it meanwhile this one
-stops (its supervisor starts it again, as a standby): two never fire at once for longer than a tick.
+tried again `scheduler.max_interval` seconds later. When Redis is back the lock is renewed; if it was
+lost (Redis restarted without it) it is taken again and the schedules written again; if another
+scheduler took it meanwhile, this one stops (its supervisor starts it again, as a standby). A scheduler
+that overslept its lock fires at most the ticks of one pass before it finds out, and their claims
+(gateway/schedules/firing.py) keep those from making second tasks.
 
 A missed tick (no scheduler ran while it was due) is caught up once: RedBeat sees the entry overdue
 and fires it at once, a single time however many ticks were missed, then the schedule goes on from
