@@ -110,6 +110,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                                  "calc_hash_http", "calc_hash_http_short"]
     # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.
     config["ops"] = {"drain_grace": 0, "drain_serve": 0}
+    # Fired only while tests/gateway/test_schedules.py runs its schedulers; a client of its own owns the runs.
+    config["schedules"] = {"every-second": {"type": "calc_hash", "upload": {"content": "c2NoZWR1bGVk"},
+                                            "owner": "client-scheduled", "every": 1}}
+    config["scheduler"] = {"max_interval": 0.5, "lock_timeout": 3}
     return config
 
 
