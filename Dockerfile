@@ -2,6 +2,7 @@
 #   gateway (default): gunicorn wsgi:app         (reads gunicorn.conf.py)
 #   worker:            celery -A tasks worker -Q hash -n hash@%h
 #   flower:            celery -A tasks flower --port=5555
+#   scheduler:         celery -A gateway.schedules.beat beat --loglevel INFO
 # Settings come from mounted /app/config.json and /app/.secrets.json and GATEWAY__SECTION__KEY variables.
 FROM python:3.11-slim-bookworm
 

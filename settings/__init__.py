@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from settings.addresses import SentinelOptions, is_sentinel, parse_sentinel_url
+from settings.cron import parse_cron, zone
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent  # where config.example.json and .secrets.example.json are (the clone, the image's /app)
@@ -79,6 +80,7 @@ def load_settings(
     _apply_environment(environ, config, secrets)
     problems += _schema_problems(config, "config.schema.json", "config")
     problems += _schema_problems(secrets, "secrets.schema.json", "secrets")
+    problems += _schedule_problems(config)  # its own guards: every schedule's problems at once, always
     if not problems:
         problems += _semantic_problems(config)
     if problems:
@@ -221,6 +223,56 @@ def _semantic_problems(config: dict) -> list[str]:
         for unknown in sorted(set(types) - set(config["jobs"])):
             problems.append(f"config.roles.{role}: unknown job type {unknown!r}")
     return problems
+
+
+def _schedule_problems(config: dict) -> list[str]:
+    """Each schedule names a configured job type, an upload that type's schema accepts, either `every` or
+    a `cron` expression Celery's crontab reads the same way (settings/cron.py), and an IANA time zone.
+    Checked beside the schema's rules, not after them, so every schedule's problems show at once; a value
+    of the wrong kind is the schema's to report. The owner is not looked up: it is a Vault client_id, and
+    Vault may be away at start-up or the client made later (docs/operations.md: Periodic jobs)."""
+    problems: list[str] = []
+    schedules, jobs = config.get("schedules"), config.get("jobs")
+    if not isinstance(schedules, dict) or not isinstance(jobs, dict):
+        return problems
+    for name, schedule in schedules.items():
+        if not isinstance(schedule, dict):
+            continue
+        where = f"config.schedules.{name}"
+        job_type = schedule.get("type")
+        if isinstance(job_type, str):
+            job = jobs.get(job_type)
+            if not isinstance(job, dict):
+                problems.append(f"{where}.type: unknown job type {job_type!r}")
+            elif isinstance(schedule.get("upload"), dict):
+                problems += _upload_problems(where, job, schedule["upload"])
+        if ("every" in schedule) == ("cron" in schedule):
+            problems.append(f"{where}: give either `every` (seconds) or `cron`, not {'both' if 'cron' in schedule else 'neither'}")
+        if isinstance(schedule.get("cron"), str):
+            try:
+                parse_cron(schedule["cron"])
+            except ValueError as exc:
+                problems.append(f"{where}.cron: {exc}")
+        if "timezone" in schedule and "cron" not in schedule:
+            problems.append(f"{where}.timezone: only a cron schedule has a time zone (`every` counts seconds)")
+        elif isinstance(schedule.get("timezone"), str):
+            try:
+                zone(schedule["timezone"])
+            except ValueError as exc:
+                problems.append(f"{where}.timezone: {exc}")
+    return problems
+
+
+def _upload_problems(where: str, job: dict, upload: dict) -> list[str]:
+    """The upload checked against its type's schema, as a submit's would be; a schema that cannot be read
+    is reported under config.jobs already."""
+    try:
+        schema = json.loads(resolve_schema_path(job["schema"]).read_text())
+        errors = list(Draft202012Validator(schema).iter_errors(upload))
+    except (OSError, ValueError, TypeError, KeyError, SchemaError):
+        return []
+    return sorted(f"{where}.upload{''.join(f'.{part}' for part in error.absolute_path)}: {error.message}"
+                  for error in errors)
 
 
 def _queue_problems(queue: dict) -> list[str]:

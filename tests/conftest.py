@@ -98,9 +98,11 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
     })
     config["workers"]["queues"] = {"solo": {"concurrency": 3, "prefetch_multiplier": 5}}
     # Tests hammer the gateway; only the clients named here meet limits (tests/gateway/test_limits.py).
-    config["limits"]["rate"] = {"submit": {"default": "100000/second", "clients": {"rl-client": "5/minute"}},
+    # The replica-* clients are tests/gateway/test_replicas.py's, over three gateways at once.
+    config["limits"]["rate"] = {"submit": {"default": "100000/second",
+                                           "clients": {"rl-client": "5/minute", "replica-rl-client": "7/day"}},
                                 "read": {"default": "100000/second"}}
-    config["limits"]["max_unfinished"] = {"default": None, "clients": {"capped-client": 3}}
+    config["limits"]["max_unfinished"] = {"default": None, "clients": {"capped-client": 3, "replica-capped-client": 4}}
     # Many tests fail authentication on purpose; tests/gateway/test_auth_guard.py meets these limits.
     config["limits"]["failed_auth"] = {"per_source": None, "per_username": None}
     config["webhooks"] = {"allowed_hosts": ["127.0.0.1", "*.hooks.example"], "max_attempts": 4,
@@ -110,6 +112,10 @@ def build_test_config(redis_port: int, log_file: Path, vault_url: str) -> dict:
                                  "calc_hash_http", "calc_hash_http_short", "calc_hash_traced"]
     # A test's gateway stops at once on SIGTERM; tests/gateway/test_drain.py starts its own that drains.
     config["ops"] = {"drain_grace": 0, "drain_serve": 0}
+    # Fired only while tests/gateway/test_schedules.py runs its schedulers; a client of its own owns the runs.
+    config["schedules"] = {"every-second": {"type": "calc_hash", "upload": {"content": "c2NoZWR1bGVk"},
+                                            "owner": "client-scheduled", "every": 1}}
+    config["scheduler"] = {"max_interval": 0.5, "lock_timeout": 3}
     return config
 
 

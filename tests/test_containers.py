@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from deploy.nginx import render as render_nginx
-from devsupport.processes import ROOT
+from devsupport.processes import ROOT, SCHEDULER_COMMAND
 from settings import load_settings
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -48,6 +48,8 @@ def test_every_command_names_a_real_entry_point(name):
     if command[0] == "gunicorn":
         module, _, attr = command[1].partition(":")
         assert module_defines(module, attr)
+    elif command[:3] == ["celery", "-A", "gateway.schedules.beat"]:
+        assert command == SCHEDULER_COMMAND and module_defines("gateway.schedules.beat", "app")
     elif command[0] == "celery":
         assert command[1:3] == ["-A", "tasks"] and module_defines("tasks", "app")
         assert command[3] in ("worker", "flower")
@@ -66,6 +68,17 @@ def test_every_job_queue_and_the_webhook_queue_have_a_worker_service():
             consumed.update(command[command.index("-Q") + 1].split(","))
     queues = {job["queue"] for job in DEFAULTS["jobs"].values()} | {"webhooks"}
     assert consumed == queues
+
+
+def test_one_scheduler_service_runs_the_command_the_tests_start():
+    """The periodic jobs' scheduler: exactly the command tests/gateway/test_schedules.py starts twice, free to
+    scale (no fixed name or port: RedBeat's lock picks the one that fires), restarted when it exits."""
+    schedulers = [name for name, service in SERVICES.items() if "gateway.schedules.beat" in service.get("command", [])]
+    assert schedulers == ["scheduler"]
+    scheduler = SERVICES["scheduler"]
+    assert scheduler["command"] == SCHEDULER_COMMAND and scheduler["restart"] == "unless-stopped"
+    assert "container_name" not in scheduler and "ports" not in scheduler
+    assert scheduler["environment"]["GATEWAY__QUEUE__URL"] == SERVICES["gateway"]["environment"]["GATEWAY__QUEUE__URL"]
 
 
 def test_redis_keeps_data_and_never_evicts():
@@ -162,10 +175,17 @@ def mounts(service: str) -> dict[str, str]:
     return {target: source for source, target, *_ in (v.split(":") for v in SERVICES[service]["volumes"])}
 
 
-def test_prometheus_is_optional_scrapes_the_gateway_and_loads_the_alert_rules():
+def test_prometheus_is_optional_scrapes_every_gateway_replica_and_loads_the_alert_rules():
+    """The gateway service can be scaled (no host port, no fixed container name), and Prometheus finds
+    each of its containers by the service's name in compose's DNS, at the port the gateway binds."""
     assert SERVICES["prometheus"]["profiles"] == ["metrics"]
+    gateway = SERVICES["gateway"]
+    assert "ports" not in gateway and "container_name" not in gateway
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["gateway:8000"]
+    (job,) = config["scrape_configs"]
+    assert "static_configs" not in job
+    assert job["dns_sd_configs"] == [{"names": ["gateway"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+    assert gateway["environment"]["GATEWAY_BIND"] == "0.0.0.0:8000"
     mounted = mounts("prometheus")
     assert mounted["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
     for rule_file in config["rule_files"]:  # relative to the config file, there and here

@@ -72,6 +72,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         (r"^The job was cancelled$", "# The job was cancelled"),
         (r"^done$", "# done"),
         (r'^(?=.*"message": ?"Task already finished").*\n409$', '"message": "Task already finished", "uuid": "<uuid>"}\n# 409'),
+        # run-local's scheduler holds the lock; the example configuration's schedule, not yet fired.
+        (r'\{"scheduler": ?\{"lock_held": ?true', '{"scheduler": {"lock_held": true'),
+        (r'"name": ?"nightly-digest", ?"type": ?"calc_hash", ?"owner": ?"client-service"',
+         '"name": "nightly-digest", "type": "calc_hash", "owner": "client-service"'),
     ],
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import celeryconfig
-from devsupport.processes import BIN, ROOT, free_port
+from devsupport.processes import BIN, ROOT, SCHEDULER_COMMAND, free_port
 from settings import SettingsError, load_settings
 from tasks.app import MONITORS, cli_command
 
@@ -39,6 +39,7 @@ COMMANDS = {
     "gunicorn": lambda: [BIN / "gunicorn", "-c", ROOT / "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}",
                          "wsgi:app"],
     "flower": lambda: [BIN / "celery", "-A", "tasks", "flower", f"--port={free_port()}", "--address=127.0.0.1"],
+    "scheduler": lambda: [BIN / "celery", *SCHEDULER_COMMAND[1:]],
 }
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from devsupport.processes import ROOT, wait_until
 from tests.support.api import Api, b64
+from tests.support.metricsdoc import documented_aggregation, family
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "job-gateway.json"
@@ -95,6 +96,29 @@ def test_prometheus_config_loads_the_alert_rules():
     assert "SUCCESS: 1 rule files found" in checked.stdout
 
 
+def scrape_configs_in_the_docs() -> list[str]:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    return [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "scrape_configs:" in block]
+
+
+def test_the_scrape_configs_in_the_docs_are_valid_and_one_is_the_shipped_one(tmp_path):
+    """Each example is a whole Prometheus config that promtool accepts, the job named as the rules expect.
+    Debian's promtool is built without Kubernetes discovery: that example is read as YAML only."""
+    blocks = scrape_configs_in_the_docs()
+    assert len(blocks) == 3
+    shipped = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    for i, block in enumerate(blocks):
+        (job,) = yaml.safe_load(block)["scrape_configs"]
+        assert job["job_name"] == "job-gateway"
+        if "kubernetes_sd_configs" in job:
+            continue
+        path = tmp_path / f"scrape-{i}.yml"
+        path.write_text(block)
+        checked = promtool("check", "config", str(path))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert yaml.safe_load(blocks[0])["scrape_configs"][0]["dns_sd_configs"] == shipped[0]["dns_sd_configs"]
+
+
 def test_alert_rules_pass_their_unit_tests():
     tested = promtool("test", "rules", str(PROMETHEUS / "alerts.test.yml"))
     assert tested.returncode == 0, tested.stdout + tested.stderr
@@ -120,6 +144,72 @@ def test_dashboard_expressions_are_valid_promql(tmp_path):
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     checked = promtool("check", "rules", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+AGGREGATIONS = {"sum", "max", "min", "avg", "count", "group", "topk", "bottomk", "quantile", "count_values",
+                "stddev", "stdvar"}
+
+
+def aggregations_around(expression: str, position: int) -> list[tuple[str, str | None]]:
+    """The aggregation operators enclosing `position`, innermost first, each with its grouping (`by`,
+    `without` or None): in `sum by (type) (max by (type, le) (rate(x[5m])))`, for x: max/by, sum/by."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', lambda m: '"' + " " * (len(m[0]) - 2) + '"', expression)
+    found, depth = [], 0
+    for i in range(position - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(" and depth:
+            depth -= 1
+        elif text[i] == "(":
+            head, grouping = text[:i].rstrip(), None
+            clause = re.search(r"\b(by|without)\s*\([^()]*\)$", head)
+            if clause:
+                grouping, head = clause[1], head[:clause.start()].rstrip()
+            word = re.search(r"(\w+)$", head)
+            if word and word[1] in AGGREGATIONS:
+                found.append((word[1], grouping))
+    return found
+
+
+def test_aggregations_around_finds_the_enclosing_operators():
+    expression = 'sum by (type) (max by (type, le) (rate(a_1{a="("}[5m]))) / max(b_2) and c_3'
+    assert aggregations_around(expression, expression.index("a_1")) == [("max", "by"), ("sum", "by")]
+    assert aggregations_around(expression, expression.index("b_2")) == [("max", None)]
+    assert aggregations_around(expression, expression.index("c_3")) == []
+
+
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_expressions_count_what_every_replica_reports_once(source):
+    """A family read from Redis (`max` in docs/operations.md) is the same on every replica: its nearest
+    aggregation takes one replica's view, `max` or `min`, grouped `by` its own labels (with `without
+    (instance)`, a pod label that service discovery adds would keep replicas apart, and a sum over them
+    counts every job three times on three replicas). A per-replica family (`sum`) is summed."""
+    documented = documented_aggregation()
+    expressions = [rule["expr"] for rule in alert_rules()] if source == "alerts" else dashboard_expressions()
+    checked = set()
+    for expression in expressions:
+        for selector in re.finditer(r"(?<![\w:])gateway_\w+", expression):
+            name = family(selector[0], documented)
+            assert name, (expression, selector[0])
+            enclosing = aggregations_around(expression, selector.start())
+            nearest = enclosing[0] if enclosing else (None, None)
+            if documented[name] == "max":
+                assert nearest[0] in ("max", "min") and nearest[1] != "without", (expression, name, nearest)
+            else:
+                assert nearest[0] == "sum", (expression, name, nearest)
+            checked.add(documented[name])
+    assert checked == {"max", "sum"}
+
+
+def test_every_dashboard_expression_is_evaluated_over_three_replicas():
+    """alerts.test.yml's last group gives each expression of the dashboard, as promtool reads it, three
+    replicas' series and the figure one service should show."""
+    tests = yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
+    (replicas,) = [test for test in tests if "three replicas" in test["name"] and test.get("promql_expr_test")]
+    instances = {re.search(r'instance="([^"]+)"', s["series"])[1] for s in replicas["input_series"]}
+    assert len(instances) == 3
+    evaluated = {case["expr"] for case in replicas["promql_expr_test"]}
+    assert {as_promql(expression) for expression in dashboard_expressions()} <= evaluated
 
 
 def test_dashboard_has_the_panels_ops_look_for():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -20,10 +21,10 @@ import pytest
 import requests
 from redis import Redis
 
-from devsupport.processes import Process, free_port, start_gunicorn, start_worker, wait_until
+from devsupport.processes import Process, free_port, start_gunicorn, start_scheduler, start_worker, wait_until
 from gateway import create_app
 from gateway.submission.publishing import OUTCOME_UNKNOWN
-from jobs.keys import RECORD_PREFIX
+from jobs.keys import BEAT_LOCK, RECORD_PREFIX
 from settings import load_settings
 from tests.support.api import Api, b64, basic_header
 from tests.support.vault import SeededVault
@@ -176,6 +177,19 @@ def test_job_runs_through_sentinel_with_the_first_sentinel_down(group, service_e
         wait_until(lambda: group.server(group.replica_port).exists(RECORD_PREFIX + uuid), 5, "record replicated")
     finally:
         stop_stack(stack)
+
+
+def test_the_scheduler_takes_its_lock_and_fires_through_sentinel(group, service_env):
+    """RedBeat's own Sentinel form (gateway/schedules/beat.py `redbeat_options`), built from the same settings:
+    the lock and each tick's task land on the master, with the first sentinel down and a password full of
+    URL delimiters."""
+    scheduler = start_scheduler("sentinel", {**service_env, **group.environ()}, group.run_dir)
+    try:
+        made = wait_until(lambda: re.search(r"made task (\S+)", scheduler.output()), 20, "a tick through sentinel")
+        master = group.server(group.master_port)
+        assert master.exists(RECORD_PREFIX + made.group(1)) and master.pttl(BEAT_LOCK) > 0
+    finally:
+        scheduler.stop()
 
 
 def _app(config_files, group: Group, **queue: str):

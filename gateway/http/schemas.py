@@ -170,6 +170,30 @@ class Requeued(Schema):
     requeued = fields.Boolean()
 
 
+class ScheduleState(Schema):
+    name = fields.String()
+    type = fields.String()
+    owner = fields.String(metadata={"description": "the client_id whose task each run is"})
+    every = fields.Float(allow_none=True, metadata={"description": "seconds between runs; null for a cron schedule"})
+    cron = fields.String(allow_none=True, metadata={"description": "minute hour day-of-month month day-of-week"})
+    timezone = fields.String(metadata={"description": "the IANA time zone the cron fields are read in"})
+    last_run_at = fields.DateTime(allow_none=True, metadata={"description": "when a scheduler last fired it; null: never"})
+    next_run_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when the next tick is due (past: overdue, no scheduler running); null: no scheduler saw it yet"})
+    last_task = fields.String(allow_none=True, metadata={"description": "the uuid of the task its latest tick made"})
+
+
+class SchedulerState(Schema):
+    lock_held = fields.Boolean(metadata={"description": "a scheduler holds the lock, so one is firing the schedules"})
+    lock_expires_in = fields.Float(allow_none=True, metadata={
+        "description": "seconds until the lock lapses unless its holder renews it"})
+
+
+class Schedules(Schema):
+    scheduler = fields.Nested(SchedulerState)
+    schedules = fields.List(fields.Nested(ScheduleState))
+
+
 # --- the HTTP worker API (system identity only) -----------------------------------------------------
 
 WORKER_NAME = validate.Regexp(r"^[A-Za-z0-9@._:-]{1,100}$", error="1 to 100 of A-Z a-z 0-9 @ . _ : -")

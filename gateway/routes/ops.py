@@ -30,10 +30,13 @@ from gateway.http.schemas import (
     Requeued,
     Revoked,
     RevokeRequest,
+    Schedules,
     Workers,
     counts_document,
     retention_hours,
 )
+from gateway.schedules.overview import overview
+from gateway.schedules.plan import plan
 from gateway.services import services
 from jobs import deadletters, stats
 from jobs.ids import canonical_uuid
@@ -180,6 +183,20 @@ def requeue(task_id: str) -> tuple[dict[str, Any], int]:
     services().dispatcher.requeue(record, job, (entry.get("kwargs") or {}).get("upload") or {})
     deadletters.remove(services().store.redis, canonical)
     return {"uuid": canonical, "requeued": True}, 202
+
+
+@bp.get("/schedules")
+@declare("Periodic jobs: each schedule's last and next run and its last task; whether a scheduler runs",
+         tag="operations")
+@returns(200, Schedules, "Schedules")
+@auth.login_required()
+@auth.operator_required
+def schedules() -> dict[str, Any]:
+    planned = plan(services().settings.config["schedules"], services().celery)
+    try:
+        return overview(services().store.redis, planned)
+    except RedisError:
+        raise ServiceUnavailable("Task store unavailable") from None
 
 
 @bp.post("/drain")

@@ -106,6 +106,25 @@ PINS = [
         "with our producer (its batch is captured)"),
     Pin("celery.events.dispatcher:EventDispatcher.__init__", "gateway/workers/endings.py event_commands: channel=, "
         "hostname=, buffer_while_offline="),
+    # The periodic jobs' scheduler (gateway/schedules/scheduler.py): RedBeat's scheduler, a due entry submitted
+    # through the Dispatcher; /ops/schedules reads RedBeat's keys (gateway/schedules/overview.py).
+    Pin("celery.beat:Scheduler.apply_async", "gateway/schedules/scheduler.py Scheduler.apply_async replaces it "
+        "(reserve, then send): fire first, reserve after"),
+    Pin("celery.beat:Scheduler.install_default_entries", "gateway/schedules/scheduler.py installs none"),
+    Pin("redbeat.schedulers:RedBeatScheduler.tick", "gateway/schedules/scheduler.py Scheduler.tick wraps it: the lock "
+        "extended first (LockNotOwnedError), Redis errors raised"),
+    Pin("redbeat.schedulers:RedBeatScheduler.maybe_due", "gateway/schedules/scheduler.py: apply_async is called with "
+        "_maybe_due_kwargs, its exceptions logged"),
+    Pin("redbeat.schedulers:RedBeatScheduler.setup_schedule", "gateway/schedules/scheduler.py _take_lock_again "
+        "writes the entries again with it"),
+    Pin("redbeat.schedulers:RedBeatScheduler.close", "gateway/schedules/scheduler.py Scheduler.close: releases the lock"),
+    Pin("redbeat.schedulers:acquire_distributed_beat_lock", "gateway/schedules/scheduler.py Scheduler.tick: a failed "
+        "acquire leaves scheduler.lock None"),
+    Pin("redbeat.schedulers:RedBeatSchedulerEntry.from_key", "gateway/schedules/scheduler.py Entry.from_key: the "
+        "schedule replaced by the configured one; last_run_at from meta (gateway/schedules/plan.py tick_of)"),
+    Pin("redbeat.schedulers:RedBeatSchedulerEntry._next_instance", "gateway/schedules/overview.py: meta has "
+        "total_run_count once a run moved the entry on"),
+    Pin("redbeat.schedulers:RedBeatConfig.__init__", "jobs/keys.py BEAT_PREFIX, BEAT_LOCK: the key names"),
     # Traces (tasks/jobtraces.py, gateway/http/requesttraces.py): OpenTelemetry's instrumentations.
     Pin("opentelemetry.instrumentation.celery:CeleryInstrumentor._instrument", "tasks/jobtraces.py start disconnects "
         "the failure and retry receivers connected here"),
@@ -135,6 +154,7 @@ def fingerprint(target: str) -> dict[str, str]:
     """The signature and a digest of the source of `target`, as installed."""
     function = resolve(target)
     function = function.fget if isinstance(function, property) else function
+    function = function.__func__ if isinstance(function, (classmethod, staticmethod)) else function
     source = textwrap.dedent(inspect.getsource(function))
     signature = re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(function)))  # defaults' addresses vary
     return {"signature": signature, "sha256": hashlib.sha256(source.encode()).hexdigest()}

@@ -144,3 +144,29 @@ def test_entrypoints_exit_2_listing_problems_without_traceback(tmp_path, argv):
     assert done.returncode == 2, done.stderr
     assert "config.queue.url" in done.stderr and "config.logging.level" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_every_schedule_problem_is_listed_at_once_with_the_schemas(tmp_path):
+    """Beside a schema error elsewhere, each bad schedule is named by its path; a good one passes."""
+    upload = {"content": "eA=="}
+    config = {"logging": {"level": "LOUD"}, "schedules": {
+        "fine": {"type": "calc_hash", "upload": upload, "owner": "client-a", "cron": "30 2 * * mon-fri",
+                 "timezone": "Europe/Paris"},
+        "type": {"type": "teleport", "upload": upload, "owner": "client-a", "every": 60},
+        "upload": {"type": "calc_hash", "upload": {"content": ""}, "owner": "client-a", "every": 60},
+        "cron": {"type": "calc_hash", "upload": upload, "owner": "client-a", "cron": "0 24 * * *"},
+        "zone": {"type": "calc_hash", "upload": upload, "owner": "client-a", "cron": "0 3 * * *", "timezone": "Nowhere"},
+        "zoned-interval": {"type": "calc_hash", "upload": upload, "owner": "client-a", "every": 60, "timezone": "UTC"},
+        "when": {"type": "calc_hash", "upload": upload, "owner": "client-a"},
+        "owner": {"type": "calc_hash", "upload": upload, "owner": "", "every": 0},
+    }}
+    problems = problems_of(*write(tmp_path, config))
+    assert not any("schedules.fine" in p for p in problems)
+    for expected in ("config.logging.level: ", "config.schedules.type.type: unknown job type 'teleport'",
+                     "config.schedules.upload.upload.content: '' should be non-empty",
+                     "config.schedules.cron.cron: hour: 24 is outside 0..23",
+                     "config.schedules.zone.timezone: 'Nowhere' is not an IANA time zone name",
+                     "config.schedules.zoned-interval.timezone: only a cron schedule has a time zone",
+                     "config.schedules.when: give either `every` (seconds) or `cron`, not neither",
+                     "config.schedules.owner.owner: ", "config.schedules.owner.every: "):
+        assert any(p.startswith(expected) for p in problems), (expected, problems)
