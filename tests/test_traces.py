@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_worker, wait_until
+from devsupport.processes import ROOT, Process, free_port, start_gunicorn, start_scheduler, start_worker, wait_until
 from tests.gateway.test_http_workers import QUEUE as HTTP_QUEUE
 from tests.gateway.test_http_workers import TYPE as HTTP_JOB
 from tests.gateway.test_http_workers import Worker, digests, drain_queue
@@ -173,6 +173,29 @@ def test_http_worker_lease_carries_the_jobs_traceparent(traced: Traced, vault: S
     assert job["uuid"] == uuid
     assert job["traceparent"] == f"00-{trace_id}-{publish_span(traced, uuid).span_id}-01"
     assert worker.finish(uuid, job["lease"]["token"], result=digests(CONTENT)).status_code == 200
+
+
+def test_a_periodic_jobs_tick_is_the_root_of_its_trace(traced: Traced, service_env: dict[str, str], run_dir: Path):
+    """The scheduler traces too: each tick a trace of its own, down to the job on the (tracing) worker."""
+    schedule = {"traced-tick": {"type": JOB, "upload": {"content": b64(CONTENT)}, "owner": "client-traced",
+                                "every": 1}}
+    env = dict(service_env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=traced.receiver.endpoint,
+               GATEWAY__TRACING__SCHEDULE_DELAY_MS="100", GATEWAY__SCHEDULES=json.dumps(schedule))
+    scheduler = start_scheduler("traced", env, run_dir)
+    try:
+        def tick_with_its_job() -> dict[str, Span] | None:
+            for tick in [span for span in traced.receiver.spans if span.name == "schedule tick"]:
+                spans = {span.name: span for span in traced.receiver.trace(tick.trace_id)}
+                if "run/jobs.calc_hash" in spans:
+                    return spans
+            return None
+        spans = wait_until(tick_with_its_job, 30, "a tick's trace with its job")
+    finally:
+        scheduler.stop()
+    tick, publish = spans["schedule tick"], spans["publish"]
+    assert (tick.service, tick.parent_id, tick.attributes["schedule.name"]) == (f"{GATEWAY}-scheduler", "", "traced-tick")
+    assert (publish.service, publish.parent_id) == (f"{GATEWAY}-scheduler", tick.span_id)
+    assert spans["run/jobs.calc_hash"].parent_id == publish.span_id
 
 
 def test_spans_still_held_are_exported_when_gateway_and_worker_stop(service_env: dict[str, str], run_dir: Path,

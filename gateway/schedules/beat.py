@@ -30,7 +30,7 @@ from gateway.submission.publishing import Dispatcher, ReplicaWait
 from jobs.catalogue import JobCatalogue
 from jobs.keys import BEAT_PREFIX
 from jobs.store import TaskStore
-from settings import Settings, load_settings_or_exit
+from settings import Settings, load_settings_or_exit, tracing
 from settings.addresses import is_sentinel, parse_sentinel_url
 from settings.logs import setup_logging
 
@@ -118,6 +118,7 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         settings = scheduler_settings()
+        tracing.setup(settings, "scheduler")  # nothing when tracing is off
         redis_client = client_factory(settings.sentinel)
         store = TaskStore(redis_client(settings.result_url), ttl=settings.config["results"]["expires"])
         broker = redis_client(settings.broker_url, settings.config["queue"]["publish_timeout"])

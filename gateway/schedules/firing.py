@@ -8,6 +8,9 @@ The submit carries an idempotency claim named by the schedule and its tick (gate
 beats around a lock handover or by one that restarted between its submit and its bookkeeping, makes one
 task. The claim lives as long as results do.
 
+With tracing on (settings/tracing.py), each tick is the root of a trace: a `schedule tick` span, the
+submit's `publish` under it, and the worker's spans of the job under that.
+
 A tick the task store cannot take (Redis away, outcome unknown) is `Unfired`: the scheduler leaves the
 entry due and tries again on its next pass, under the same claim, so a retry after an unknown outcome
 never makes a second task. A tick refused by the owner's cap (`limits.max_unfinished`: the client's own
@@ -31,6 +34,7 @@ from gateway.submission import idempotency
 from gateway.submission.publishing import Dispatcher, Idempotency
 from jobs.catalogue import JobCatalogue
 from jobs.keys import SCHEDULE_RUNS
+from settings import tracing
 
 
 class Unfired(Exception):
@@ -69,6 +73,10 @@ class Firing:
 
     def fire(self, planned: Planned, tick: str) -> Fired:
         """Submit the tick's task (see the module's docstring); raise Unfired to be called again."""
+        with tracing.span("schedule tick", attributes={"schedule.name": planned.name, "schedule.tick": tick}):
+            return self._fire(planned, tick)
+
+    def _fire(self, planned: Planned, tick: str) -> Fired:
         job = self.catalogue[planned.type]
         try:
             submitted = self.dispatcher.submit(job, dict(planned.upload), None, planned.owner, claim(planned, tick),
