@@ -52,6 +52,8 @@ class Answer:
     status: int
     seconds: float
     message: str = ""
+    at: float = 0.0  # time.monotonic() when the request was sent
+    task: str = ""  # the uuid a taskinfo read asked for
 
 
 class Load:
@@ -161,14 +163,16 @@ class Load:
                 return
             sub = rng.choice(self.submissions)
         if sub.uuid is not None:
-            self._call(session, "taskinfo", "GET", "/taskinfo", params={"taskid": sub.uuid}, auth=self.stack.admin())
+            self._call(session, "taskinfo", "GET", "/taskinfo", params={"taskid": sub.uuid}, auth=self.stack.admin(),
+                       task=sub.uuid)
 
-    def _call(self, session: requests.Session, route: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    def _call(self, session: requests.Session, route: str, method: str, path: str, task: str = "",
+              **kwargs: Any) -> tuple[int, Any]:
         started = time.monotonic()
         try:
             response = session.request(method, self.stack.url + path, timeout=CLIENT_TIMEOUT, **kwargs)
         except requests.RequestException as exc:
-            self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__))
+            self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__, started, task))
             return NO_ANSWER, None
         seconds = time.monotonic() - started
         try:
@@ -176,7 +180,7 @@ class Load:
         except ValueError:
             body = None
         message = body.get("message", "") if isinstance(body, dict) and response.status_code >= 400 else ""
-        self._keep(Answer(route, response.status_code, seconds, message))
+        self._keep(Answer(route, response.status_code, seconds, message, started, task))
         return response.status_code, body
 
     def _keep(self, answer: Answer) -> None:
