@@ -122,6 +122,22 @@ def test_save_fewer_replicas_acknowledged_is_outcome_unknown_with_the_uuid(confi
     assert group.server(group.servers["master"]).exists(RECORD_PREFIX + body["uuid"])  # on the master, not yet safe
 
 
+def test_a_repeat_is_acknowledged_only_once_replicated_as_asked(config_files, group, vault):
+    """A repeat of an "outcome unknown" submit (same Idempotency-Key) finds its task on the master: it is
+    not answered 200 either until the replicas asked for acknowledge it (found by `./faults/run.sh --only
+    failover`: with no replica left after a failover, repeats were acknowledged at once)."""
+    headers = {**basic_header(*vault.basic("admin")), "Idempotency-Key": f"repeat-{time.time_ns()}"}
+    submit = {"type": "calc_hash_parked", "upload": UPLOAD}
+    short = _app(config_files, group, wait_replicas="2", wait_timeout_ms="100")
+    first = short.post("/submit", json=submit, headers=headers)
+    again = short.post("/submit", json=submit, headers=headers)
+    assert (first.status_code, again.status_code) == (503, 503), again.get_json()
+    assert again.get_json()["message"] == OUTCOME_UNKNOWN and again.get_json()["uuid"] == first.get_json()["uuid"]
+    enough = _app(config_files, group, wait_replicas="1", wait_timeout_ms="500")
+    repeat = enough.post("/submit", json=submit, headers=headers)
+    assert (repeat.status_code, repeat.get_json()["uuid"]) == (200, first.get_json()["uuid"])
+
+
 def test_gateway_and_worker_follow_a_failover_without_restart(tmp_path_factory, service_env, vault):
     """SIGKILL the master: once a sentinel promotes the replica, the same gateway and worker processes
     accept and run new jobs. The times are printed (pytest -s) and bounded."""
