@@ -72,8 +72,9 @@ class Report:
 
     @property
     def failures(self) -> list[str]:
+        lost = [] if self.lost_allowed else self.lost
         problems = [f"{name}: {len(items)} ({', '.join(items[:3])})"
-                    for name, items in (("lost", [] if self.lost_allowed else self.lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
+                    for name, items in (("lost", lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
                                         ("misreported", self.misreported), ("unexpected", self.unexpected))
                     if items]
         if self.slow_503:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -25,11 +24,12 @@ from redis import Redis
 from deploy.nginx import Paths, render
 from devsupport.deployment import compose_argv
 from devsupport.processes import Process, free_port, start_nginx, wait_until
+from devsupport.procfs import tree
 from devsupport.sentinel import Group, start_group
+from faults.load import Load
 from faults.stack import Stack
 
 GATEWAYS = 3
-SENTINEL_DOWN = 5.0  # seconds a sentinel may take to answer before the failover is declared unseen
 
 
 @dataclass
@@ -120,17 +120,6 @@ class SentinelStack(Stack):
                 group.stop()
 
 
-@dataclass
-class Failover:
-    """What the failover strike saw, for the report: when the master died and what took its place."""
-
-    killed_at: float | None = None  # time.monotonic()
-    old_port: int | None = None
-    new_port: int | None = None
-    promoted_after: float | None = None
-    rejoined_after: float | None = None
-
-
 def await_new_master(stack: SentinelStack, old_port: int, timeout: float) -> int:
     """Poll the sentinels until one reports a master other than `old_port`; its port."""
     def moved() -> int | None:
@@ -144,9 +133,28 @@ def await_rejoined(stack: SentinelStack, port: int, master: int, timeout: float)
                f"redis-server {port} replicating the new master {master}", interval=0.2)
 
 
-def hostname() -> str:
-    return socket.gethostname()
+def unfollowed(stack: SentinelStack, load: Load, since: float, timeout: float) -> list[str]:
+    """Who has not followed the failover, each said in a sentence: every gateway instance must
+    acknowledge a submit sent to it directly (behind nginx, one stuck instance would hide among the
+    others' 202s), and every worker node must have started a probe after `since` (wall time, the
+    ledger's clock; celery#6348: a worker whose broker connection dropped never reconnected)."""
+    deadline = time.monotonic() + timeout
+    problems = [f"gateway {url} acknowledged no submit within {timeout:.0f} s" for url in stack.gateway_urls
+                if load.submit_to(url, deadline).uuid is None]
+    nodes = {stack.worker_key(index): stack.procs[stack.worker_key(index)] for index in range(stack.knobs.worker_nodes)}
+
+    def idle() -> list[str]:
+        started = {int(pid) for event, _task, pid, stamp in _ledger_lines(stack) if event == "start" and float(stamp) > since}
+        return [name for name, proc in nodes.items() if not started & set(tree(proc.proc.pid))]
+    try:
+        wait_until(lambda: not idle(), max(1.0, deadline - time.monotonic()), "every worker node running probes")
+    except TimeoutError:
+        problems += [f"worker node {name} started no probe after the kill" for name in idle()]
+    return problems
 
 
-def since(moment: float) -> float:
-    return time.monotonic() - moment
+def _ledger_lines(stack: Stack) -> list[list[str]]:
+    try:
+        return [line.split() for line in stack.ledger.read_text().splitlines()]
+    except FileNotFoundError:
+        return []

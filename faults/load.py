@@ -94,6 +94,18 @@ class Load:
                     if sub.uuid is None:
                         time.sleep(RETRY_PAUSE)
 
+    def submit_to(self, base: str, deadline: float) -> Submission:
+        """One more submit of the load, sent to `base` (one gateway instance, not the stack's address) and
+        repeated with its key until acknowledged or `deadline` (monotonic) passes. The checker judges it
+        with the others."""
+        sub = self._new_submission(random.Random(self.random.random()))
+        with requests.Session() as session:
+            while sub.uuid is None and sub.refused is None and time.monotonic() < deadline:
+                self._submit(session, sub, base)
+                if sub.uuid is None:
+                    time.sleep(RETRY_PAUSE)
+        return sub
+
     def unacknowledged(self) -> list[Submission]:
         with self._lock:
             return [sub for sub in self.submissions if sub.uuid is None and sub.refused is None]
@@ -142,11 +154,11 @@ class Load:
             return {"headers": {"Authorization": f"Bearer {self.stack.fresh_jwt()}"}}
         return {"auth": self.stack.admin()}
 
-    def _submit(self, session: requests.Session, sub: Submission) -> None:
+    def _submit(self, session: requests.Session, sub: Submission, base: str | None = None) -> None:
         sub.attempts += 1
         kwargs = self._auth(sub)
         kwargs.setdefault("headers", {})["Idempotency-Key"] = sub.key
-        status, body = self._call(session, "submit", "POST", "/submit",
+        status, body = self._call(session, "submit", "POST", "/submit", base=base,
                                   json={"type": sub.job_type, "upload": sub.upload}, **kwargs)
         named = body.get("uuid") if isinstance(body, dict) else None
         if status in (200, 202):
@@ -167,10 +179,10 @@ class Load:
                        task=sub.uuid)
 
     def _call(self, session: requests.Session, route: str, method: str, path: str, task: str = "",
-              **kwargs: Any) -> tuple[int, Any]:
+              base: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         started = time.monotonic()
         try:
-            response = session.request(method, self.stack.url + path, timeout=CLIENT_TIMEOUT, **kwargs)
+            response = session.request(method, (base or self.stack.url) + path, timeout=CLIENT_TIMEOUT, **kwargs)
         except requests.RequestException as exc:
             self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__, started, task))
             return NO_ANSWER, None

@@ -20,7 +20,7 @@ from devsupport.processes import wait_until
 from devsupport.procfs import alive
 from faults import ledger
 from faults.checker import Report, check
-from faults.cluster import SentinelStack, await_new_master, await_rejoined
+from faults.cluster import SentinelStack, await_new_master, await_rejoined, unfollowed
 from faults.load import Load
 from faults.stack import Knobs, Stack, pause, resume
 
@@ -34,6 +34,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     events: list[str] = field(default_factory=list)
     fault_at: float | None = None  # time.monotonic() of the fault recovery is measured from (mark())
+    problems: list[str] = field(default_factory=list)  # what the strike found wrong, reported as unexpected
 
     def mark(self) -> None:
         """Now is when the fault struck: the report says how long submissions failed after it."""
@@ -157,7 +158,7 @@ def fail_over(rejoin_after: float) -> Callable[[Run], None]:
         name = stack.group.name_of(old)
         stack.kill_redis()
         run.mark()
-        killed = run.fault_at or 0.0
+        killed, killed_wall = run.fault_at or 0.0, time.time()
         run.note(f"master redis-server {name} (port {old}) SIGKILLed")
         new = await_new_master(stack, old, 30)
         run.note(f"{NEW_MASTER} {new} ({stack.group.name_of(new)}), {time.monotonic() - killed:.1f} s after the kill")
@@ -166,6 +167,12 @@ def fail_over(rejoin_after: float) -> Callable[[Run], None]:
         run.note(f"old master {name} started again from its AOF")
         await_rejoined(stack, old, new, 30)
         run.note(f"{name} replicates the new master (link up), {time.monotonic() - killed:.1f} s after the kill")
+        run.problems += unfollowed(stack, run.load, killed_wall, FOLLOW_BOUND)
+        if stack.master_port() != new:
+            run.problems.append(f"the master moved again, to {stack.master_port()}")
+        run.note(f"{NEW_MASTER} {stack.master_port()} still; every gateway instance acknowledged a submit sent "
+                 f"to it directly and every worker node started probes since the kill"
+                 if not run.problems else f"did not follow the failover: {'; '.join(run.problems)}")
     return strike
 
 
@@ -217,6 +224,7 @@ RESPAWNED = ("gunicorn forked new workers", lambda report: any("new gunicorn wor
 
 MULTI_QUEUES = "images,webhooks,hash"
 REJOIN_AFTER = 12.0  # seconds from the master's kill until it is started again
+FOLLOW_BOUND = 15.0  # seconds, once the old master rejoined, for every gateway and worker node to show it followed
 FAILOVER_KNOBS = Knobs(worker_nodes=2)
 # Lost work reruns within visibility_timeout + 5 s; the load's backlog then drains. Deadlines hold both.
 SCENARIOS = [
@@ -303,6 +311,7 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
                                       *([f"Node workers started {stack.http_worker_starts}x, exits "
                                          f"{stack.http_worker_exits}"] if stack.knobs.http_workers else []),
                                       f"run folder {folder}"]
+        report.unexpected += run.problems
         if not felt(report):
             report.unexpected.append(f"the fault was not felt (expected: {what})")
         return report

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from redis import Redis
 
 from devsupport.processes import Process, free_port, start_gunicorn, start_worker, wait_until
 from devsupport.sentinel import MASTER, Group
