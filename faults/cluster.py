@@ -44,9 +44,14 @@ class SentinelStack(Stack):
         self.group: Group = start_group(self.dir / "redis", self.redis_password, secrets.token_urlsafe(18),
                                         persistence="always")
 
-    def _queue(self, config: dict) -> dict[str, str]:
+    def _deployment(self, config: dict) -> dict[str, str]:
         config["queue"].update(url=self.group.url(), sentinel={"master_name": self.group.master_name},
                                wait_replicas=self.wait_replicas)
+        # Vault login attempts per username are counted across every gateway process (10/minute shipped),
+        # and each of the 3 x 2 processes logs the load's one user in at its first request: on this shared
+        # machine a slow OpenBao (over vault.timeout) made those logins fail and be tried again, and the
+        # user was locked out (429) for a minute. Not this scenario's subject: room for retries here.
+        config["limits"]["failed_auth"] = {**config["limits"].get("failed_auth", {}), "per_username": "60/minute"}
         return {"password": self.redis_password, "sentinel_password": self.group.sentinel_password}
 
     def master_port(self) -> int:

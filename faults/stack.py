@@ -109,7 +109,7 @@ class Stack:
 
     def _write_config(self) -> None:
         config = json.loads((ROOT / "config.example.json").read_text())
-        redis_secrets = self._queue(config)
+        redis_secrets = self._deployment(config)
         config["vault"]["url"] = self.vault.url
         config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
         if "visibility_timeout" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
@@ -138,8 +138,9 @@ class Stack:
 
     # --- redis --------------------------------------------------------------------------------------------
 
-    def _queue(self, config: dict) -> dict[str, str]:
-        """Point `config` at this stack's Redis; return the `redis` part of the secrets."""
+    def _deployment(self, config: dict) -> dict[str, str]:
+        """What this stack changes in `config` for its own deployment (its Redis); the `redis` part of the
+        secrets."""
         config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
         return {"password": self.redis_password}
 
