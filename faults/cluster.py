@@ -17,6 +17,7 @@ import pwd
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import requests
 from redis import Redis
@@ -130,7 +131,7 @@ def await_new_master(stack: SentinelStack, old_port: int, timeout: float) -> int
     def moved() -> int | None:
         port = stack.master_port()
         return port if port != old_port else None
-    return int(wait_until(moved, timeout, "a sentinel reporting a new master", interval=0.1))  # type: ignore[arg-type]
+    return cast(int, wait_until(moved, timeout, "a sentinel reporting a new master", interval=0.1))
 
 
 def await_rejoined(stack: SentinelStack, port: int, master: int, timeout: float) -> None:
