@@ -5,8 +5,9 @@ A Redis Sentinel group (devsupport/sentinel.py: master + replica, both with comp
 service (`gunicorn wsgi:app`, GATEWAY_BIND, compose's proxy settings), one nginx in front of them with the
 configuration compose's `proxy-config` renders (deploy/nginx.py, one `server` line per instance), two
 Celery worker nodes on the probes' queue (`hash@`, `hash-2@`) and OpenBao. Every process is given the
-sentinel:// address of the three sentinels and `queue.sentinel.master_name`, nothing else: none of them
-is told where the master is, so each must follow a failover by itself.
+sentinel:// address of the three sentinels (a dead one listed first, celery#5538) and
+`queue.sentinel.master_name`, nothing else: none of them is told where the master is, so each must follow a
+failover by itself.
 
 The clients (faults/load.py) and the checker reach the gateway through nginx only (`url`).
 """
@@ -35,6 +36,8 @@ GATEWAYS = 3
 
 @dataclass
 class SentinelStack(Stack):
+    """Stack's scenario interface (url, redis(), kill_redis(), workers, supervise()) over the group."""
+
     gateways: int = GATEWAYS
     wait_replicas: int = 0  # queue.wait_replicas: 1 = a 202 only once the replica has the job
     gateway_urls: list[str] = field(default_factory=list)
