@@ -92,7 +92,11 @@ def values(settings: Settings, listen: str, upstream: str, paths: Paths) -> dict
     header_buffer = min(gunicorn["limit_request_line"] + CRLF, gunicorn["limit_request_field_size"])
     if gunicorn["keepalive"] <= 0:
         raise ValueError("gunicorn.conf.py keepalive must be on behind nginx (see deploy/nginx.conf.template)")
-    return {"listen": listen, "upstream": upstream, "user": f"user {paths.user};" if paths.user else "",
+    servers = [address.strip() for address in upstream.split(",") if address.strip()]
+    if not servers:
+        raise ValueError("no upstream address")
+    return {"listen": listen, "upstream": ";\n        server ".join(servers),
+            "user": f"user {paths.user};" if paths.user else "",
             "pid": paths.pid, "error_log": paths.error_log, "access_log": paths.access_log, "temp": paths.temp,
             "max_body_bytes": str(settings.config["limits"]["max_body_bytes"]),
             "header_buffer": str(header_buffer), "keepalive": str(gunicorn["keepalive"]),
@@ -101,8 +105,9 @@ def values(settings: Settings, listen: str, upstream: str, paths: Paths) -> dict
 
 
 def render(settings: Settings, listen: str, upstream: str, paths: Paths = Paths()) -> str:
-    """The nginx.conf text. Every placeholder must be filled and every value used: a template edited
-    without this module (or the reverse) fails here, not in production."""
+    """The nginx.conf text; `upstream` is one gateway's host:port or several, comma-separated. Every
+    placeholder must be filled and every value used: a template edited without this module (or the
+    reverse) fails here, not in production."""
     filled = values(settings, listen, upstream, paths)
     used = set(PLACEHOLDER.findall(TEMPLATE.read_text()))
     if used != set(filled):
@@ -114,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.nginx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default="8000", help="nginx's listen address (port, or host:port)")
-    parser.add_argument("--upstream", default="127.0.0.1:8000", help="the gateway's gunicorn, host:port")
+    parser.add_argument("--upstream", default="127.0.0.1:8000",
+                        help="the gateway's gunicorn, host:port; several instances comma-separated (one "
+                             "`server` line each; a host name that resolves to several addresses, as a scaled "
+                             "compose service does, is every address already)")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
     defaults = Paths()
     for name in ("pid", "error_log", "access_log", "temp", "user"):

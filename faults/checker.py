@@ -12,6 +12,8 @@
   work having run, an `error` the job did not earn (code 6 only after `workers.max_deliveries` starts
   whose worker died; no other code is earned here: nobody cancels, nothing expires, every payload is
   valid), a `404` for an acknowledged uuid during the run, or an end that changed when read again;
+- **recovery** (a scenario that marks the moment of its fault): how long after it the last submit failed
+  (`503` or no answer) and when the first submit sent after it was acknowledged;
 - **answers**: every `503` at the client within 2 s; no `5xx` but `503`; no request without an answer
   unless the scenario kills gateway processes; no client error (a submit the gateway refused).
 """
@@ -58,14 +60,21 @@ class Report:
     worst_answer: float = 0.0
     no_answer: int = 0
     no_answer_allowed: bool = False
+    lost_allowed: bool = False  # a stated cost (asynchronous replication): counted and shown, not a failure
+    lost_ids: set[str] = field(default_factory=set)
+    # From the fault (Run.mark) to the end of the last failed submit, and to the first acknowledgement of a
+    # submit sent after it: how long submissions failed.
+    last_failure_s: float | None = None
+    first_success_s: float | None = None
     unexpected: list[str] = field(default_factory=list)
     settled_seconds: float = 0.0  # from the end of the load until every acknowledged job had ended
     events: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[str]:
+        lost = [] if self.lost_allowed else self.lost
         problems = [f"{name}: {len(items)} ({', '.join(items[:3])})"
-                    for name, items in (("lost", self.lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
+                    for name, items in (("lost", lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
                                         ("misreported", self.misreported), ("unexpected", self.unexpected))
                     if items]
         if self.slow_503:
@@ -89,14 +98,22 @@ class Report:
                 "503s": self.statuses.get("503", 0),
                 "worst_503_s": None if self.worst_503 is None else round(self.worst_503, 3),
                 "worst_answer_s": round(self.worst_answer, 3), "no_answer": self.no_answer,
-                "settled_s": round(self.settled_seconds, 1), "ok": self.ok, "failures": self.failures,
+                "settled_s": round(self.settled_seconds, 1),
+                "last_failed_submit_s": _rounded(self.last_failure_s), "first_success_s": _rounded(self.first_success_s),
+                "lost_allowed": self.lost_allowed, "ok": self.ok, "failures": self.failures,
                 "events": self.events}
 
 
-def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowed: bool = False) -> Report:
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowed: bool = False,
+          lost_allowed: bool = False, fault_at: float | None = None) -> Report:
     """Settle the load's unacknowledged submits, then wait (until `deadline`, a monotonic time) for every
-    acknowledged job to end, and judge."""
-    report = Report(name, no_answer_allowed=no_answer_allowed)
+    acknowledged job to end, and judge. `fault_at`: the moment (monotonic) of the fault recovery is
+    measured from."""
+    report = Report(name, no_answer_allowed=no_answer_allowed, lost_allowed=lost_allowed)
     load_ended = time.monotonic()
     load.settle(deadline)
     subs = load.acknowledged()
@@ -115,6 +132,8 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
     named = {sub.uuid for sub in subs}
     report.duplicated += [f"{task_id[:8]} recorded, acknowledged to nobody" for task_id in _records(stack) - named]
     _answers(report, load)
+    if fault_at is not None:
+        _recovery(report, load, fault_at)
     return report
 
 
@@ -133,6 +152,7 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
         report.redone += 1
     if end is None or end.get("_status") == 404:
         report.lost.append(f"{task} 404")
+        report.lost_ids.add(sub.uuid)
         return
     if end.get("status") not in TERMINAL:
         report.stuck.append(f"{task} {end.get('status')} {end.get('message', '')[:60]}")
@@ -201,5 +221,15 @@ def _answers(report: Report, load: Load) -> None:
     report.no_answer = sum(1 for answer in answers if answer.status == NO_ANSWER)
     report.unexpected += [f"{answer.route} {answer.status} {answer.message[:60]}" for answer in answers
                           if answer.status >= 500 and answer.status != 503]
+    # A lost job read back 404 is counted once, as lost.
     report.misreported += [f"{answer.route} 404 for an acknowledged job" for answer in answers
-                           if answer.route == "taskinfo" and answer.status == 404]
+                           if answer.route == "taskinfo" and answer.status == 404 and answer.task not in report.lost_ids]
+
+
+def _recovery(report: Report, load: Load, fault_at: float) -> None:
+    submits = [answer for answer in load.answers if answer.route == "submit" and answer.at + answer.seconds >= fault_at]
+    failed = [answer.at + answer.seconds - fault_at for answer in submits if answer.status in (NO_ANSWER, 503)]
+    acknowledged = [answer.at + answer.seconds - fault_at for answer in submits
+                    if answer.at >= fault_at and answer.status in (200, 202)]
+    report.last_failure_s = max(failed, default=None)
+    report.first_success_s = min(acknowledged, default=None)

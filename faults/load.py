@@ -52,6 +52,8 @@ class Answer:
     status: int
     seconds: float
     message: str = ""
+    at: float = 0.0  # time.monotonic() when the request was sent
+    task: str = ""  # the uuid a taskinfo read asked for
 
 
 class Load:
@@ -91,6 +93,18 @@ class Load:
                     self._submit(session, sub)
                     if sub.uuid is None:
                         time.sleep(RETRY_PAUSE)
+
+    def submit_to(self, base: str, deadline: float) -> Submission:
+        """One more submit of the load, sent to `base` (one gateway instance, not the stack's address) and
+        repeated with its key until acknowledged or `deadline` (monotonic) passes. The checker judges it
+        with the others."""
+        sub = self._new_submission(random.Random(self.random.random()))
+        with requests.Session() as session:
+            while sub.uuid is None and sub.refused is None and time.monotonic() < deadline:
+                self._submit(session, sub, base)
+                if sub.uuid is None:
+                    time.sleep(RETRY_PAUSE)
+        return sub
 
     def unacknowledged(self) -> list[Submission]:
         with self._lock:
@@ -140,11 +154,11 @@ class Load:
             return {"headers": {"Authorization": f"Bearer {self.stack.fresh_jwt()}"}}
         return {"auth": self.stack.admin()}
 
-    def _submit(self, session: requests.Session, sub: Submission) -> None:
+    def _submit(self, session: requests.Session, sub: Submission, base: str | None = None) -> None:
         sub.attempts += 1
         kwargs = self._auth(sub)
         kwargs.setdefault("headers", {})["Idempotency-Key"] = sub.key
-        status, body = self._call(session, "submit", "POST", "/submit",
+        status, body = self._call(session, "submit", "POST", "/submit", base=base,
                                   json={"type": sub.job_type, "upload": sub.upload}, **kwargs)
         named = body.get("uuid") if isinstance(body, dict) else None
         if status in (200, 202):
@@ -161,14 +175,16 @@ class Load:
                 return
             sub = rng.choice(self.submissions)
         if sub.uuid is not None:
-            self._call(session, "taskinfo", "GET", "/taskinfo", params={"taskid": sub.uuid}, auth=self.stack.admin())
+            self._call(session, "taskinfo", "GET", "/taskinfo", params={"taskid": sub.uuid}, auth=self.stack.admin(),
+                       task=sub.uuid)
 
-    def _call(self, session: requests.Session, route: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    def _call(self, session: requests.Session, route: str, method: str, path: str, task: str = "",
+              base: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         started = time.monotonic()
         try:
-            response = session.request(method, self.stack.url + path, timeout=CLIENT_TIMEOUT, **kwargs)
+            response = session.request(method, (base or self.stack.url) + path, timeout=CLIENT_TIMEOUT, **kwargs)
         except requests.RequestException as exc:
-            self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__))
+            self._keep(Answer(route, NO_ANSWER, time.monotonic() - started, exc.__class__.__name__, started, task))
             return NO_ANSWER, None
         seconds = time.monotonic() - started
         try:
@@ -176,7 +192,7 @@ class Load:
         except ValueError:
             body = None
         message = body.get("message", "") if isinstance(body, dict) and response.status_code >= 400 else ""
-        self._keep(Answer(route, response.status_code, seconds, message))
+        self._keep(Answer(route, response.status_code, seconds, message, started, task))
         return response.status_code, body
 
     def _keep(self, answer: Answer) -> None:

@@ -53,6 +53,7 @@ class Knobs:
     worker_restarts: bool = True  # restart a worker that exits, as compose does
     queues: str = ""  # the worker's -Q instead of compose's (one queue); the probes' queue, hash, among them
     http_workers: int = 0  # reference Node workers on queue `http`; the load's hashing jobs go to them
+    worker_nodes: int = 1  # Celery worker nodes on the probes' queue (hash@, hash-2@, ...), each as compose starts one
 
 
 @dataclass
@@ -83,7 +84,8 @@ class Stack:
         self.gateway_token = self.vault.configure(users, [public_key], token_id=secrets.token_urlsafe(24))
         self._write_config()
         self.start_gateway()
-        self.start_worker()
+        for index in range(self.knobs.worker_nodes):
+            self.start_worker(index)
         for index in range(self.knobs.http_workers):
             self.start_http_worker(index)
         return self
@@ -107,7 +109,7 @@ class Stack:
 
     def _write_config(self) -> None:
         config = json.loads((ROOT / "config.example.json").read_text())
-        config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        redis_secrets = self._deployment(config)
         config["vault"]["url"] = self.vault.url
         config["logging"].update(level="INFO", log_file=str(self.logs / "gateway.log"))
         if "visibility_timeout" in json.loads((ROOT / "settings" / "defaults.json").read_text())["workers"]:
@@ -128,14 +130,19 @@ class Stack:
         self.config_path, self.secrets_path = self.dir / "config.json", self.dir / ".secrets.json"
         self.config_path.write_text(json.dumps(config, indent=2))
         self.secrets_path.touch(mode=0o600)
-        self.secrets_path.write_text(json.dumps({"redis": {"password": self.redis_password},
-                                                 "vault": {"token": self.gateway_token}}))
+        self.secrets_path.write_text(json.dumps({"redis": redis_secrets, "vault": {"token": self.gateway_token}}))
         self.settings = load_settings(self.config_path, self.secrets_path, environ={})
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("GATEWAY", "VAULT_", "BAO_")) and k not in ("PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR")}
         self.env = dict(env, GATEWAY_CONFIG=str(self.config_path), GATEWAY_SECRETS=str(self.secrets_path))
 
     # --- redis --------------------------------------------------------------------------------------------
+
+    def _deployment(self, config: dict) -> dict[str, str]:
+        """What this stack changes in `config` for its own deployment (its Redis); the `redis` part of the
+        secrets."""
+        config["queue"]["url"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        return {"password": self.redis_password}
 
     def start_redis(self) -> None:
         """redis-server on the same port and folder each time, so a restart reloads its AOF."""
@@ -168,21 +175,27 @@ class Stack:
 
     # --- worker -------------------------------------------------------------------------------------------
 
-    @property
-    def node(self) -> str:
-        return f"{WORKER}@{socket.gethostname()}"
+    @staticmethod
+    def worker_key(index: int) -> str:
+        """The worker node's key in `procs`: `worker`, then `worker-2`, ..."""
+        return "worker" if index == 0 else f"worker-{index + 1}"
 
-    def start_worker(self) -> None:
-        env = dict(self.env, WORKER_NAME=WORKER, FAULTS_LEDGER=str(self.ledger),
-                   GATEWAY__LOGGING__LOG_FILE=str(self.logs / "worker.log"))
+    def start_worker(self, index: int = 0) -> None:
+        """Worker node `index` with compose's command; a second node of the queue is compose's service
+        again under another node name (`-n hash-2@%h`), as a second machine's would be."""
+        name = WORKER if index == 0 else f"{WORKER}-{index + 1}"
+        env = dict(self.env, WORKER_NAME=name, FAULTS_LEDGER=str(self.ledger),
+                   GATEWAY__LOGGING__LOG_FILE=str(self.logs / f"{self.worker_key(index)}.log"))
         self.worker_starts += 1
         argv = compose_argv(f"worker-{WORKER}")
         if self.knobs.queues:
             argv[argv.index("-Q") + 1] = self.knobs.queues
-        proc = Process(f"worker-{self.worker_starts}", [*argv, "-I", "faults.probe"], env, self.logs)
-        self.procs["worker"] = proc
-        wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[self.node], timeout=0.5),
-                   60, "worker ready")
+        argv[argv.index("-n") + 1] = f"{name}@%h"
+        proc = Process(f"{self.worker_key(index)}-{self.worker_starts}", [*argv, "-I", "faults.probe"], env, self.logs)
+        self.procs[self.worker_key(index)] = proc
+        node = f"{name}@{socket.gethostname()}"
+        wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[node], timeout=0.5),
+                   60, f"worker {node} ready")
 
     def kill_worker(self) -> None:
         """SIGKILL to the worker's whole process group: the main process and every pool process."""
@@ -194,10 +207,11 @@ class Stack:
     def supervise(self) -> None:
         """compose's `restart: unless-stopped`: a worker that is gone is started again."""
         with self._supervisor:
-            proc = self.procs.get("worker")
-            if proc is not None and not proc.alive() and self.knobs.worker_restarts:
-                self.worker_exits.append(proc.proc.returncode)
-                self.start_worker()
+            for index in range(self.knobs.worker_nodes):
+                proc = self.procs.get(self.worker_key(index))
+                if proc is not None and not proc.alive() and self.knobs.worker_restarts:
+                    self.worker_exits.append(proc.proc.returncode)
+                    self.start_worker(index)
             for index, name in enumerate(self.http_workers()):
                 if not self.procs[name].alive() and self.knobs.worker_restarts:
                     self.http_worker_exits.append(self.procs[name].proc.returncode)

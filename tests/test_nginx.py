@@ -281,3 +281,12 @@ def test_a_gateway_that_is_down_is_502_in_the_envelope(settings, run_dir):
         response = requests.get(url + "/ping", timeout=10)
     assert response.status_code == 502 and response.headers["Content-Type"] == "application/json"
     assert response.json() == {"code": 502, "message": "Bad Gateway"}
+
+
+def test_several_gateways_are_one_upstream(upstream, settings, run_dir):
+    """`--upstream` takes several instances, one `server` line each: with one of two down, nginx passes
+    every GET to the other (a POST it does not repeat: proxy_next_upstream's default)."""
+    instances = f"127.0.0.1:{free_port()},{upstream.removeprefix('http://')}"  # nothing listens at the first
+    with running_nginx(settings, instances, run_dir) as url:
+        statuses = [requests.get(url + "/ping", timeout=10).status_code for _ in range(4)]
+    assert statuses == [200] * 4

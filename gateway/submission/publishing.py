@@ -96,6 +96,9 @@ if #KEYS >= claims then
     end
   end
   if found then
+    -- A write, so that the WAIT sent after this script (queue.wait_replicas) covers the claim and the task
+    -- it names: a repeat is acknowledged only as safely as a first save.
+    redis.call('SET', found_key, found, 'KEEPTTL')
     if #unclaimed > 0 and found_at.body == cjson.decode(ARGV[5]).body then
       local left = redis.call('PTTL', found_key)
       for _, key in ipairs(unclaimed) do
@@ -163,10 +166,10 @@ OUTCOME_UNKNOWN = ("Broker did not answer in time: the task may have been queued
                    "Read it with /taskinfo, or repeat the request with the same Idempotency-Key")
 
 
-def _outcome_unknown(record: TaskRecord, why: str = "broker did not answer") -> ServiceUnavailable:
-    logger.warning("{}, task {} may have been queued", why, record.uuid)
+def _outcome_unknown(uuid: str, why: str = "broker did not answer") -> ServiceUnavailable:
+    logger.warning("{}, task {} may have been queued", why, uuid)
     metrics.note_submit_outcome("outcome_unknown")
-    return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": record.uuid})
+    return ServiceUnavailable(OUTCOME_UNKNOWN, extra={"uuid": uuid})
 
 
 def publish_span(job: JobType, uuid: str) -> Any:
@@ -256,7 +259,12 @@ class ReplicaWait:
 
 
 class NotReplicated(Exception):
-    """The save ran on the master, and fewer replicas than asked acknowledged it in time."""
+    """The save ran on the master (or found the task a repeat names there), and fewer replicas than asked
+    acknowledged it in time."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(uuid)
+        self.uuid = uuid
 
 
 class Dispatcher:
@@ -329,9 +337,9 @@ class Dispatcher:
             raise TooManyRequests(f"Too many unfinished tasks: at most {max_unfinished} may be queued or running "
                                   "at once; wait for some to finish") from None
         except Unanswered:
-            raise _outcome_unknown(record) from None
-        except NotReplicated:
-            raise _outcome_unknown(record, "too few replicas acknowledged its save") from None
+            raise _outcome_unknown(record.uuid) from None
+        except NotReplicated as short:
+            raise _outcome_unknown(short.uuid, "too few replicas acknowledged its save") from None
         except RedisError as exc:
             logger.warning("task store unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
             if not self.same_redis:
@@ -341,9 +349,9 @@ class Dispatcher:
             try:
                 self._run_on_broker(message, record)
             except Unanswered:
-                raise _outcome_unknown(record) from None  # the message may be queued: keep its record
-            except NotReplicated:
-                raise _outcome_unknown(record, "too few replicas acknowledged its message") from None
+                raise _outcome_unknown(record.uuid) from None  # the message may be queued: keep its record
+            except NotReplicated as short:
+                raise _outcome_unknown(short.uuid, "too few replicas acknowledged its message") from None
             except PUBLISH_ERRORS as exc:
                 logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
                 self._forget(record, idempotency)
@@ -373,13 +381,17 @@ class Dispatcher:
             rate.settle_script(int(found.removeprefix("!rate:")) if found.startswith("!rate:") else None, int(previous))
         if not found:
             self.housekeeping.done(record.owner, chores)
-            self._check_replicated(acknowledged, record)
+            self._check_replicated(acknowledged, record.uuid)
             return None
         if found == "!cap":
             raise CapReached()
         if found.startswith("!split:"):
             raise ClaimsDisagree(found.removeprefix("!split:"))
         existing = json.loads(found)
+        if idempotency is not None and existing["body"] == idempotency.body_hash:
+            # A repeat answers 200 with the task its key names: not before that task is as replicated as a
+            # first save's 202 (it may be the very save whose WAIT fell short, answered "outcome unknown").
+            self._check_replicated(acknowledged, existing["uuid"])
         return Existing(existing["uuid"], existing["body"], existing["record"])
 
     def _save_and_wait(self, keys: list[str], args: list[Any]) -> tuple[Any, int]:
@@ -400,11 +412,11 @@ class Dispatcher:
             saved, acknowledged = pipe.execute()
         return saved, acknowledged
 
-    def _check_replicated(self, acknowledged: int, record: TaskRecord) -> None:
+    def _check_replicated(self, acknowledged: int, uuid: str) -> None:
         if acknowledged < self.wait.replicas:
-            logger.warning("save of task {} acknowledged by {} of {} replicas", record.uuid, acknowledged,
+            logger.warning("save of task {} acknowledged by {} of {} replicas", uuid, acknowledged,
                            self.wait.replicas)
-            raise NotReplicated()
+            raise NotReplicated(uuid)
 
     def _run_on_broker(self, commands: Commands, record: TaskRecord) -> None:
         with self.broker.pipeline(transaction=False) as pipe:
@@ -413,7 +425,7 @@ class Dispatcher:
                 pipe.execute_command("WAIT", self.wait.replicas, self.wait.timeout_ms)
             replies = pipe.execute()
         if self.wait.replicas:
-            self._check_replicated(replies[-1], record)
+            self._check_replicated(replies[-1], record.uuid)
 
     def _forget(self, record: TaskRecord, idempotency: Idempotency | None) -> None:
         """Undo the save of a task that was never queued: record, index entry, claims and count go."""
