@@ -73,6 +73,18 @@ def print_table(reports: list[dict]) -> None:
         print(f"| {r['scenario']} | {r['acknowledged']} | {r['lost']} | {r['stuck']} | {r['duplicated']} | "
               f"{r['misreported']} | {r['rerun']} | {r['work_redone']} | {r['gave_up_code_6']} | {r['503s']} | "
               f"{worst} | {r['settled_s']} s |")
+    timed = [r for r in reports if r["delayed"]]
+    if timed:
+        print("\n| scenario | delayed jobs | early | late | duplicated | lost | latest start after its time, no fault near "
+              "| latest start after a fault near its time ended |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in timed:
+            print(f"| {r['scenario']} | {r['delayed']} | {r['early']} | {r['late']} | {r['duplicated']} | {r['lost']} | "
+                  f"{_seconds(r['latest_on_time_s'])} | {_seconds(r['latest_after_fault_s'])} |")
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
 
 
 if __name__ == "__main__":

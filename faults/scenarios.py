@@ -32,6 +32,9 @@ class Run:
     load: Load
     started: float = field(default_factory=time.monotonic)
     events: list[str] = field(default_factory=list)
+    # Wall-clock (began, ended) of each fault during which no mover of delayed jobs could run: Redis down,
+    # no worker (faults/checker.py judges delayed jobs due then against the window's end).
+    windows: list[tuple[float, float]] = field(default_factory=list)
 
     def at(self, seconds: float) -> None:
         """Wait until `seconds` after the load started: the fault's schedule, not a synchronisation."""
@@ -51,6 +54,7 @@ class Scenario:
     quick: bool = True
     jwt_share: float = 0.0
     no_answer_allowed: bool = False
+    delay_share: float = 0.0  # share of the load's submits that are delayed probes (faults/load.py)
     knobs: Knobs = field(default_factory=Knobs)
     # What shows the fault was felt, so a scenario whose fault missed cannot pass: (description, check).
     felt: tuple[str, Callable[[Report], bool]] = ("503s answered", lambda report: report.statuses.get("503", 0) > 0)
@@ -62,9 +66,28 @@ class Scenario:
 def kill_worker(run: Run) -> None:
     """SIGKILL the worker while it runs a probe (the ledger shows one started and not done)."""
     running = wait_until(lambda: _running_probes(run.stack), 10, "a probe running", interval=0.01)
+    began, old = time.time(), run.stack.procs["worker"]
     run.stack.kill_worker()
     run.note(f"worker's process group SIGKILLed while running {len(running)} probe(s) "
              f"({run.stack.worker_starts} started so far)")
+    _worker_back(run, began, old)
+
+
+def restart_worker(run: Run) -> None:
+    """SIGTERM to the worker (a deploy, a scale-down): its warm shutdown, then a fresh worker as compose
+    would start it."""
+    began, old = time.time(), run.stack.procs["worker"]
+    old.proc.send_signal(signal.SIGTERM)
+    run.note("worker SIGTERMed (warm shutdown)")
+    _worker_back(run, began, old)
+
+
+def _worker_back(run: Run, began: float, old: object) -> None:
+    """Wait until the supervisor's new worker answers, and note the window without a worker."""
+    wait_until(lambda: run.stack.procs["worker"] is not old and run.stack.worker_exits and
+               run.stack.celery().control.ping(destination=[run.stack.node], timeout=0.5), 90, "a new worker")
+    run.windows.append((began, time.time()))
+    run.note(f"a new worker answers ({time.time() - began:.1f} s without one)")
 
 
 def freeze_worker(run: Run) -> None:
@@ -110,10 +133,12 @@ def kill_a_http_worker(run: Run) -> None:
 
 
 def restart_redis(run: Run, down: float = 3.0) -> None:
+    began = time.time()
     run.stack.kill_redis()
     run.note("redis-server SIGKILLed")
     time.sleep(down)
     run.stack.start_redis()
+    run.windows.append((began, time.time()))
     run.note("redis-server started again from its AOF")
 
 
@@ -214,6 +239,13 @@ SCENARIOS = [
     Scenario("http-worker-kill-long", "a Node worker SIGKILLed every 6 s for 2 minutes, mid-job or mid-poll",
              every(6, 5, 120, kill_a_http_worker), load_seconds=125, deadline=90, quick=False, felt=HTTP_RERUN,
              knobs=Knobs(http_workers=2)),
+    # Delayed jobs (jobs/delayed.py): most of the load is probes with delay_seconds 1-8 s, while the worker
+    # is SIGKILLed, SIGTERMed and Redis restarted from its AOF; each must start once, not early, on time.
+    Scenario("delayed", "60 % delayed probes (1-8 s) under load; worker SIGKILLed, SIGTERMed, Redis restarted "
+             "from its AOF, in turn, for a minute",
+             both(once(8, kill_worker), once(20, restart_redis), once(32, restart_worker), once(44, restart_redis),
+                  once(54, kill_worker)),
+             load_seconds=62, deadline=120, quick=False, delay_share=0.6, felt=RERUN),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
              every(20, 5, 120, stall_in_turn),
              load_seconds=125, deadline=90, quick=False),
@@ -234,7 +266,7 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
     stack = Stack(folder, scenario.knobs)
     try:
         stack.start()
-        load = Load(stack, clients=clients, rate=rate, jwt_share=scenario.jwt_share)
+        load = Load(stack, clients=clients, rate=rate, jwt_share=scenario.jwt_share, delay_share=scenario.delay_share)
         stop_supervising = threading.Event()
         supervisor = threading.Thread(target=_supervise, args=(stack, stop_supervising), daemon=True)
         supervisor.start()
@@ -245,7 +277,7 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
         load.stop()
         run.note(f"load stopped ({len(load.submissions)} submits)")
         report = check(scenario.name, stack, load, time.monotonic() + scenario.deadline,
-                       no_answer_allowed=scenario.no_answer_allowed)
+                       no_answer_allowed=scenario.no_answer_allowed, windows=run.windows)
         stop_supervising.set()
         supervisor.join(5)
         what, felt = scenario.felt

@@ -22,7 +22,8 @@ def submit_document(settings: Settings) -> dict[str, Any]:
                          "properties": {"type": {"const": name}, "upload": upload,
                                         "ExternalId": {"type": ["string", "null"], "maxLength": 256},
                                         "callback_url": callback_document(settings),
-                                        **delay_document(settings)}})
+                                        **delay_document(settings)},
+                         "not": NOT_BOTH})
     return {"oneOf": branches}
 
 
@@ -34,6 +35,11 @@ def callback_document(settings: Settings) -> dict[str, Any]:
         return {"type": "null", "description": "No callback host is allowed by this deployment"}
     return {"type": ["string", "null"], "maxLength": 2048, "pattern": callback_pattern(allowed),
             "description": "http(s) URL on an allowed host (webhooks.allowed_hosts); the client needs a webhook secret"}
+
+
+# delay_seconds and run_at both given (neither null) is a 400.
+NOT_BOTH = {"required": ["delay_seconds", "run_at"],
+            "properties": {"delay_seconds": {"type": "number"}, "run_at": {"type": "string"}}}
 
 
 def delay_document(settings: Settings) -> dict[str, Any]:

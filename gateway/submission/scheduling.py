@@ -10,6 +10,7 @@ claims of the tasks around it are kept no longer than that again. A `run_at` alr
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from settings import Settings
 
 FIELDS = ("delay_seconds", "run_at")
 MAX_RUN_AT_LENGTH = 64
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def max_delay(settings: Settings) -> int:
@@ -67,11 +69,10 @@ def _within(delay: float, longest: int, field: str) -> dict[str, list[str]]:
 
 
 def _instant(value: Any) -> datetime | None:
-    """An ISO 8601 date and time with a zone, or None."""
-    if not isinstance(value, str) or len(value) > MAX_RUN_AT_LENGTH:
+    """An RFC 3339 date-time (ISO 8601 with a zone: what OpenAPI's `date-time` means), or None."""
+    if not isinstance(value, str) or len(value) > MAX_RUN_AT_LENGTH or not RFC3339.fullmatch(value):
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value.upper())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
