@@ -80,6 +80,7 @@ class Report:
     early: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
     latest_on_time: float | None = None  # seconds from scheduled_for to first start, the most, no fault near
+    on_time: list[float] = field(default_factory=list)  # the same, each (no fault near)
     latest_after_fault: float | None = None  # the same, from the end of the fault window, for those near one
 
     @property
@@ -112,7 +113,14 @@ class Report:
                 "worst_answer_s": round(self.worst_answer, 3), "no_answer": self.no_answer,
                 "settled_s": round(self.settled_seconds, 1), "ok": self.ok, "failures": self.failures,
                 "events": self.events, "delayed": self.delayed, "early": len(self.early), "late": len(self.late),
-                "latest_on_time_s": _rounded(self.latest_on_time), "latest_after_fault_s": _rounded(self.latest_after_fault)}
+                "latest_on_time_s": _rounded(self.latest_on_time), "latest_after_fault_s": _rounded(self.latest_after_fault),
+                "on_time_p50_s": _rounded(_quantile(self.on_time, 0.5)),
+                "on_time_p95_s": _rounded(_quantile(self.on_time, 0.95))}
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 def _rounded(seconds: float | None) -> float | None:
@@ -196,6 +204,7 @@ def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, run
     near = [ended for began, ended in windows if began <= due + ON_TIME and ended >= due]
     if not near:
         report.latest_on_time = max(after, report.latest_on_time or 0.0)
+        report.on_time.append(after)
         if after > ON_TIME:
             report.late.append(f"{task} started {after:.2f} s after its time")
         return

@@ -270,10 +270,11 @@ class HttpWorkers:
     def _record(self, uuid: str) -> dict[str, Any]:
         """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
         token, which refuses everything if the lease changed hands meanwhile."""
-        job_type, worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
-            RECORD_PREFIX + uuid, "type", "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
+        job_type, worker, tag, callback, owner, created, scheduled, since = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "type", "http_worker", "http_tag", "callback_url", "owner", "created", "scheduled_for",
+            "http_since"))
         return {"type": job_type, "worker": (worker or "http:").removeprefix("http:"), "tag": tag or "",
-                "callback": callback or None, "owner": owner, "timing": _timing(created, since)}
+                "callback": callback or None, "owner": owner, "timing": _timing(scheduled or created, since)}
 
     # -- ending -----------------------------------------------------------------------------------------
 
@@ -362,7 +363,8 @@ class HttpWorkers:
 
 
 def _timing(created: str | None, since: str | None) -> tuple[float, float | None] | None:
-    """(runtime until now, queue wait) of the attempt leased at `since`, for a task created at `created`."""
+    """(runtime until now, queue wait) of the attempt leased at `since`, for a task due at `created` (its
+    submit, or a delayed job's scheduled time)."""
     if not since:
         return None
     leased = float(since)

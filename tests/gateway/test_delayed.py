@@ -30,6 +30,8 @@ def _started_at(redis_client: Redis, task_id: str) -> float:
 def test_delayed_job_is_created_until_due_then_runs_once_not_before(api, redis_client, settings):
     task_id = api.submitted("hold", {"tag": "later"}, delay_seconds=2)
     redis_client.rpush(f"release:{task_id}", "go")  # it finishes at once when it runs
+    rows = api.request("GET", "/tasks", params={"limit": 20}).json()["tasks"]
+    assert [row["status"] for row in rows if row["uuid"] == task_id] == ["created"]
     info = api.taskinfo(task_id).json()
     assert info["status"] == "created" and info["message"] == SCHEDULED
     due = datetime.fromisoformat(info["scheduled_for"])
@@ -44,6 +46,14 @@ def test_delayed_job_is_created_until_due_then_runs_once_not_before(api, redis_c
     assert _started_at(redis_client, task_id) - due.timestamp() < delayed.MOVE_EVERY + delayed.CLOCK_MARGIN + 1
     assert redis_client.get(f"starts:{task_id}") == "1"
     assert redis_client.zscore(DELAYED, task_id) is None and not redis_client.hexists(DELAYED_MESSAGES, task_id)
+
+
+def test_a_delayed_job_dead_lettered_and_requeued_runs_again_at_once(api, redis_client):
+    task_id = api.submitted("doomed", {"tag": "doomed later"}, delay_seconds=0.5)
+    assert api.wait_status(task_id, "error")["code"] == 7
+    assert api.request("POST", f"/ops/deadletters/{task_id}/requeue").status_code == 202
+    assert "scheduled_for" not in api.taskinfo(task_id).json()
+    wait_until(lambda: redis_client.get(f"runs:{task_id}") == "4", 30, "the requeued job ran its attempts")
 
 
 def test_run_at_in_the_past_runs_at_once(api):
