@@ -15,8 +15,8 @@
 - **answers**: every `503` at the client within 2 s; no `5xx` but `503`; no request without an answer
   unless the scenario kills gateway processes; no client error (a submit the gateway refused);
 - **early** / **late** (delayed probes): its first start (the ledger) before its `scheduled_for`, or more
-  than ON_TIME seconds after it; when a fault window (Redis down, no worker running: the scenario's
-  `windows`) overlaps [scheduled_for, scheduled_for + ON_TIME], more than RECOVERY seconds after that
+  than ON_TIME seconds after it; for one due during a fault window (Redis down, no worker running: the
+  scenario's `windows`) or in the RECOVERY seconds after one, more than RECOVERY seconds after that
   window ended. A delayed probe without `scheduled_for` in its TaskInfo is misreported.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ LEDGERED = ("probe", HTTP_TYPE)  # job types whose every start, work done and st
 # under the load it then waits for one of the worker's two processes: ON_TIME holds both.
 ON_TIME = delayed.MOVE_EVERY + 2.0
 # After a fault window, the worker's start-up (the supervisor's restart, imports, the consumer) or its
-# reconnection to a Redis just restarted (kombu's backoff) and the backlog that built up meanwhile.
+# reconnection to a Redis just restarted (kombu's backoff: 8 s measured) and the backlog that built up
+# meanwhile: a job due in a window, or in the RECOVERY seconds after it, must start RECOVERY seconds after it.
 RECOVERY = 20.0
 EARLY_SLACK = 0.002  # the ledger's stamps have milliseconds
 Window = tuple[float, float]  # wall-clock seconds: no mover could run (Redis down, no worker)
@@ -201,7 +202,7 @@ def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, run
     if after < -EARLY_SLACK:
         report.early.append(f"{task} started {-after:.3f} s before its time")
         return
-    near = [ended for began, ended in windows if began <= due + ON_TIME and ended >= due]
+    near = [ended for began, ended in windows if began <= due + ON_TIME and ended + RECOVERY >= due]
     if not near:
         report.latest_on_time = max(after, report.latest_on_time or 0.0)
         report.on_time.append(after)

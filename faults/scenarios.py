@@ -246,11 +246,12 @@ SCENARIOS = [
              knobs=Knobs(http_workers=2)),
     # Delayed jobs (jobs/delayed.py): most of the load is probes with delay_seconds 1-8 s, while the worker
     # is SIGKILLed, SIGTERMed and Redis restarted from its AOF; each must start once, not early, on time.
+    # The faults are 20 s apart, so the backlog of one drains before the next.
     Scenario("delayed", "60 % delayed probes (1-8 s) under load; worker SIGKILLed, SIGTERMed, Redis restarted "
-             "from its AOF, in turn, for a minute",
-             both(once(8, kill_worker), once(20, restart_redis), once(32, restart_worker), once(44, restart_redis),
-                  once(54, kill_worker)),
-             load_seconds=62, deadline=120, quick=False, delay_share=0.6, felt=RERUN, rate=DELAYED_RATE),
+             "from its AOF, in turn, every 20 s",
+             both(once(8, kill_worker), once(28, restart_redis), once(48, restart_worker), once(68, restart_redis),
+                  once(88, kill_worker)),
+             load_seconds=100, deadline=120, quick=False, delay_share=0.6, felt=RERUN, rate=DELAYED_RATE),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
              every(20, 5, 120, stall_in_turn),
              load_seconds=125, deadline=90, quick=False),
