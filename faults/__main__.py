@@ -75,12 +75,13 @@ def print_table(reports: list[dict]) -> None:
               f"{worst} | {r['settled_s']} s |")
     timed = [r for r in reports if r["delayed"]]
     if timed:
-        print("\n| scenario | delayed jobs | early | late | duplicated | lost | start after its time, no fault near: "
+        print("\n| scenario | delayed jobs | early | late | duplicated | lost | start after its time, no fault near (jobs): "
               "p50 / p95 / max | latest start after a fault near its time ended |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in timed:
             print(f"| {r['scenario']} | {r['delayed']} | {r['early']} | {r['late']} | {r['duplicated']} | {r['lost']} | "
-                  f"{_seconds(r['on_time_p50_s'])} / {_seconds(r['on_time_p95_s'])} / {_seconds(r['latest_on_time_s'])} | "
+                  f"({r['on_time_count']}) {_seconds(r['on_time_p50_s'])} / {_seconds(r['on_time_p95_s'])} / "
+                  f"{_seconds(r['latest_on_time_s'])} | "
                   f"{_seconds(r['latest_after_fault_s'])} |")
 
 

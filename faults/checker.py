@@ -15,9 +15,11 @@
 - **answers**: every `503` at the client within 2 s; no `5xx` but `503`; no request without an answer
   unless the scenario kills gateway processes; no client error (a submit the gateway refused);
 - **early** / **late** (delayed probes): its first start (the ledger) before its `scheduled_for`, or more
-  than ON_TIME seconds after it; for one due during a fault window (Redis down, no worker running: the
-  scenario's `windows`) or in the RECOVERY seconds after one, more than RECOVERY seconds after that
-  window ended. A delayed probe without `scheduled_for` in its TaskInfo is misreported.
+  than ON_TIME seconds after it; for one due during a fault window (Redis down, no worker consuming:
+  the scenario's `windows`) or in the recovery after one, more than the recovery after that window ended:
+  `workers.visibility_timeout` + 5 s, the bound within which a job a dead worker had taken is back on
+  its queue (docs/guarantees.md), which also covers the backlog the window left. A delayed probe without
+  `scheduled_for` in its TaskInfo is misreported.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import Any
 
 import requests
 
+import celeryconfig
 from faults import ledger
 from faults.load import NO_ANSWER, Load, Submission
 from faults.stack import HTTP_TYPE, Stack
@@ -43,10 +46,7 @@ LEDGERED = ("probe", HTTP_TYPE)  # job types whose every start, work done and st
 # A delayed job is moved onto its queue within MOVE_EVERY (+ the clock margin, 0 on one host) of its time;
 # under the load it then waits for one of the worker's two processes: ON_TIME holds both.
 ON_TIME = delayed.MOVE_EVERY + 2.0
-# After a fault window, the worker's start-up (the supervisor's restart, imports, the consumer) or its
-# reconnection to a Redis just restarted (kombu's backoff: 8 s measured) and the backlog that built up
-# meanwhile: a job due in a window, or in the RECOVERY seconds after it, must start RECOVERY seconds after it.
-RECOVERY = 20.0
+RESTORE_EVERY = celeryconfig.RESTORE_INTERVAL  # seconds between the workers' sweeps of lapsed deliveries
 EARLY_SLACK = 0.002  # the ledger's stamps have milliseconds
 Window = tuple[float, float]  # wall-clock seconds: no mover could run (Redis down, no worker)
 
@@ -115,7 +115,7 @@ class Report:
                 "settled_s": round(self.settled_seconds, 1), "ok": self.ok, "failures": self.failures,
                 "events": self.events, "delayed": self.delayed, "early": len(self.early), "late": len(self.late),
                 "latest_on_time_s": _rounded(self.latest_on_time), "latest_after_fault_s": _rounded(self.latest_after_fault),
-                "on_time_p50_s": _rounded(_quantile(self.on_time, 0.5)),
+                "on_time_count": len(self.on_time), "on_time_p50_s": _rounded(_quantile(self.on_time, 0.5)),
                 "on_time_p95_s": _rounded(_quantile(self.on_time, 0.95))}
 
 
@@ -149,7 +149,8 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
         _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()),
                max_deliveries)
         if sub.delay is not None:
-            _judge_time(report, sub, ends.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()), windows)
+            _judge_time(report, sub, ends.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()), windows,
+                        stack.knobs.visibility_timeout + RESTORE_EVERY)
     named = {sub.uuid for sub in subs}
     report.duplicated += [f"{task_id[:8]} recorded, acknowledged to nobody" for task_id in _records(stack) - named]
     _answers(report, load)
@@ -188,7 +189,7 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
 
 
 def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, runs: ledger.Runs,
-                windows: Sequence[Window]) -> None:
+                windows: Sequence[Window], recovery: float) -> None:
     """A delayed probe: started once its time came, and on time (see the module's docstring)."""
     report.delayed += 1
     task = (sub.uuid or "")[:8]
@@ -202,7 +203,7 @@ def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, run
     if after < -EARLY_SLACK:
         report.early.append(f"{task} started {-after:.3f} s before its time")
         return
-    near = [ended for began, ended in windows if began <= due + ON_TIME and ended + RECOVERY >= due]
+    near = [ended for began, ended in windows if began <= due + ON_TIME and ended + recovery >= due]
     if not near:
         report.latest_on_time = max(after, report.latest_on_time or 0.0)
         report.on_time.append(after)
@@ -211,7 +212,7 @@ def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, run
         return
     since = runs.first_start - max(near)
     report.latest_after_fault = max(since, report.latest_after_fault or 0.0)
-    if since > RECOVERY:
+    if since > recovery:
         report.late.append(f"{task} started {since:.2f} s after the fault near its time ended")
 
 
