@@ -76,7 +76,7 @@ def print_table(reports: list[dict]) -> None:
     timed = [r for r in reports if r["delayed"]]
     if timed:
         print("\n| scenario | delayed jobs | early | late | duplicated | lost | start after its time, no fault near (jobs): "
-              "p50 / p95 / max | latest start after a fault near its time ended |")
+              "p50 / p95 / max | the same, due during a fault or its recovery: max |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in timed:
             print(f"| {r['scenario']} | {r['delayed']} | {r['early']} | {r['late']} | {r['duplicated']} | {r['lost']} | "

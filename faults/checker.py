@@ -16,7 +16,8 @@
   unless the scenario kills gateway processes; no client error (a submit the gateway refused);
 - **early** / **late** (delayed probes): its first start (the ledger) before its `scheduled_for`, or more
   than ON_TIME seconds after it; for one due during a fault window (Redis down, no worker consuming:
-  the scenario's `windows`) or in the recovery after one, more than the recovery after that window ended:
+  the scenario's `windows`) or in the recovery after one, later than both that and the recovery after
+  that window ended:
   `workers.visibility_timeout` + 5 s, the bound within which a job a dead worker had taken is back on
   its queue (docs/guarantees.md), which also covers the backlog the window left. A delayed probe without
   `scheduled_for` in its TaskInfo is misreported.
@@ -82,7 +83,7 @@ class Report:
     late: list[str] = field(default_factory=list)
     latest_on_time: float | None = None  # seconds from scheduled_for to first start, the most, no fault near
     on_time: list[float] = field(default_factory=list)  # the same, each (no fault near)
-    latest_after_fault: float | None = None  # the same, from the end of the fault window, for those near one
+    latest_after_fault: float | None = None  # the same, for those due during a fault or the recovery after one
 
     @property
     def failures(self) -> list[str]:
@@ -210,10 +211,10 @@ def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, run
         if after > ON_TIME:
             report.late.append(f"{task} started {after:.2f} s after its time")
         return
-    since = runs.first_start - max(near)
-    report.latest_after_fault = max(since, report.latest_after_fault or 0.0)
-    if since > recovery:
-        report.late.append(f"{task} started {since:.2f} s after the fault near its time ended")
+    report.latest_after_fault = max(after, report.latest_after_fault or 0.0)
+    if runs.first_start > max(due + ON_TIME, max(near) + recovery):
+        report.late.append(f"{task} started {runs.first_start - max(near):.2f} s after the fault near its time ended "
+                           f"({after:.2f} s after its time)")
 
 
 def _result_is_true(sub: Submission, result: dict[str, Any]) -> bool:

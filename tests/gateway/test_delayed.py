@@ -20,7 +20,8 @@ from jobs import delayed
 from jobs.keys import DELAYED, DELAYED_MESSAGES, RECORD_PREFIX
 from jobs.status import SCHEDULED
 from settings import load_settings
-from tests.support.api import basic_header
+from tests.gateway.test_http_workers import TYPE, Worker, digests, drain_queue
+from tests.support.api import b64, basic_header
 
 
 def _started_at(redis_client: Redis, task_id: str) -> float:
@@ -54,6 +55,18 @@ def test_a_delayed_job_dead_lettered_and_requeued_runs_again_at_once(api, redis_
     assert api.request("POST", f"/ops/deadletters/{task_id}/requeue").status_code == 202
     assert "scheduled_for" not in api.taskinfo(task_id).json()
     wait_until(lambda: redis_client.get(f"runs:{task_id}") == "4", 30, "the requeued job ran its attempts")
+
+
+def test_an_http_worker_leases_a_delayed_job_once_it_is_due(api, api_as):
+    worker = Worker(api_as("system"))
+    drain_queue(worker)
+    content = b"leased later"
+    task_id = api.submitted(TYPE, {"content": b64(content)}, delay_seconds=1)
+    due = datetime.fromisoformat(api.taskinfo(task_id).json()["scheduled_for"])
+    job = worker.leased(wait=10)
+    assert job["uuid"] == task_id and job["attempt"] == 1 and datetime.now(UTC) >= due
+    assert worker.finish(task_id, job["lease"]["token"], result=digests(content)).status_code == 200
+    assert api.wait_status(task_id, "done")["scheduled_for"] == due.isoformat()
 
 
 def test_run_at_in_the_past_runs_at_once(api):
