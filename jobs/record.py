@@ -27,12 +27,12 @@ class TaskRecord:
 
     @classmethod
     def new(cls, uuid: str, job_type: str, ttl: float, external_id: str | None, owner: str,
-            callback_url: str | None = None, delay: float = 0.0) -> TaskRecord:
-        """`delay`: seconds from now until the job is due (0: at once)."""
+            callback_url: str | None = None, due: datetime | None = None) -> TaskRecord:
+        """`due`: when a delayed job is due (None, or a time already past: at once)."""
         created = datetime.now(UTC)
-        due = created + timedelta(seconds=delay)
-        return cls(uuid, job_type, created, due + timedelta(seconds=ttl), external_id, owner, callback_url,
-                   scheduled_for=due if delay > 0 else None)
+        scheduled = due.astimezone(UTC) if due is not None and due > created else None
+        return cls(uuid, job_type, created, (scheduled or created) + timedelta(seconds=ttl), external_id, owner,
+                   callback_url, scheduled_for=scheduled)
 
     @property
     def due(self) -> datetime:

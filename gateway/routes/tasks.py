@@ -72,7 +72,7 @@ def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
         services().catalogue[data["type"]], data["upload"], data["ExternalId"], identity.client_id,
         idempotency.claim(identity.client_id, data, request.headers.get(idempotency.HEADER)),
         data.get("callback_url"), auth.access().rate_limits.max_unfinished(identity.role, identity.client_id),
-        rate=auth.take_rate_check(), delay=scheduling.delay_of(data))
+        rate=auth.take_rate_check(), due=scheduling.due_at(data))
     if not submitted.same_body:
         raise Conflict("This idempotency key already names a task with a different body",
                        extra={"uuid": submitted.record.uuid})

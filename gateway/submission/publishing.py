@@ -277,11 +277,11 @@ class Dispatcher:
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
-               max_unfinished: int | None = None, rate: Check | None = None, delay: float = 0.0) -> Submitted:
+               max_unfinished: int | None = None, rate: Check | None = None, due: datetime | None = None) -> Submitted:
         """With `idempotency`, a claim that already names a task returns that task and queues nothing.
         `rate`: the request's rate-limit check, made first inside the save script (Refused: nothing saved).
-        `delay` (seconds, checked by gateway/submission/scheduling.py): the message waits until then."""
-        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url, delay)
+        `due` (checked by gateway/submission/scheduling.py): a delayed job's message waits until then."""
+        record = TaskRecord.new(str(uuidlib.uuid4()), job.name, job.ttl, external_id, owner, callback_url, due)
         existing = self._publish(job, record, upload, idempotency, max_unfinished, rate=rate)
         if existing is not None:
             assert idempotency is not None  # only a claimed idempotency key names an existing task

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from settings import Settings
@@ -50,12 +50,13 @@ def due_errors(payload: Mapping[str, Any], settings: Settings, now: datetime | N
     return {}
 
 
-def delay_of(payload: Mapping[str, Any], now: datetime | None = None) -> float:
-    """Seconds from now until a checked submit is due (0: at once, also for a `run_at` already past)."""
-    if payload.get("delay_seconds") is not None:
-        return float(payload["delay_seconds"])
+def due_at(payload: Mapping[str, Any], now: datetime | None = None) -> datetime | None:
+    """When a checked submit is due: None for at once (no delay, or a `run_at` already past)."""
+    now = now or datetime.now(UTC)
+    if payload.get("delay_seconds"):
+        return now + timedelta(seconds=float(payload["delay_seconds"]))
     parsed = _instant(payload["run_at"]) if payload.get("run_at") is not None else None
-    return max(0.0, (parsed - (now or datetime.now(UTC))).total_seconds()) if parsed else 0.0
+    return parsed.astimezone(UTC) if parsed is not None and parsed > now else None
 
 
 def _within(delay: float, longest: int, field: str) -> dict[str, list[str]]:

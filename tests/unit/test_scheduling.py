@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.submission.scheduling import delay_of, due_errors, max_delay
+from gateway.submission.scheduling import due_at, due_errors, max_delay
 from jobs.record import TaskRecord
 from jobs.status import SCHEDULED, describe
 
@@ -34,14 +34,15 @@ def test_nothing_is_delayed_when_delays_are_off_but_zero_is_fine():
     assert list(due_errors({"delay_seconds": 1}, settings(0), NOW)) == ["delay_seconds"]
 
 
-def test_a_past_run_at_runs_at_once_and_a_future_one_waits_its_distance():
-    assert delay_of({"run_at": "2020-01-01T00:00:00Z"}, NOW) == 0.0
-    assert delay_of({"run_at": "2026-12-06T14:00:00+01:00"}, NOW) == 3600.0
-    assert delay_of({"delay_seconds": 2}, NOW) == 2.0
+def test_a_past_run_at_runs_at_once_and_a_future_one_at_its_time():
+    assert due_at({"run_at": "2020-01-01T00:00:00Z"}, NOW) is None
+    assert due_at({"run_at": "2026-12-06T14:00:00.123456+01:00"}, NOW) == NOW + timedelta(hours=1, microseconds=123456)
+    assert due_at({"delay_seconds": 2}, NOW) == NOW + timedelta(seconds=2)
+    assert due_at({"delay_seconds": 0}, NOW) is None and due_at({}, NOW) is None
 
 
 def test_a_delayed_record_is_created_until_due_and_its_ttl_counts_from_then():
-    record = TaskRecord.new("u-1", "calc_hash", 60, None, "c", delay=30)
+    record = TaskRecord.new("u-1", "calc_hash", 60, None, "c", due=datetime.now(UTC) + timedelta(seconds=30))
     assert record.scheduled_for is not None and record.expires == record.scheduled_for + timedelta(seconds=60)
     assert TaskRecord.from_hash("u-1", record.to_hash()) == record
     before = describe(record, None, record.created, 0)
