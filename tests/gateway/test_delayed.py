@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from redis import Redis
 
 from devsupport.processes import ROOT, start_redis, start_worker, wait_until
@@ -67,6 +68,22 @@ def test_an_http_worker_leases_a_delayed_job_once_it_is_due(api, api_as):
     assert job["uuid"] == task_id and job["attempt"] == 1 and datetime.now(UTC) >= due
     assert worker.finish(task_id, job["lease"]["token"], result=digests(content)).status_code == 200
     assert api.wait_status(task_id, "done")["scheduled_for"] == due.isoformat()
+
+
+def test_a_delayed_job_counts_as_unfinished_until_its_ttl_from_its_time(gateway_url, worker, vault, redis_client,
+                                                                         settings):
+    client_id = f"delayed-cap-{uuid.uuid4().hex[:6]}"
+    auth = {"Authorization": "Bearer " + vault.jwt(client_id=client_id, client_role="admin")}
+    response = requests.post(gateway_url + "/submit", headers=auth, timeout=10,
+                             json={"type": "calc_hash_parked", "upload": {"content": "eA=="}, "delay_seconds": 3600})
+    task_id = response.json()["uuid"]
+    due = datetime.fromisoformat(requests.get(gateway_url + "/taskinfo", params={"taskid": task_id}, headers=auth,
+                                              timeout=10).json()["scheduled_for"])
+    ttl = settings.config["jobs"]["calc_hash_parked"]["ttl"]
+    # The cap counts open entries not yet expired (ZCOUNT above now): this one for its delay and its TTL.
+    assert redis_client.zscore(f"gw:open:{client_id}", task_id) == pytest.approx(due.timestamp() + ttl)
+    assert requests.delete(f"{gateway_url}/tasks/{task_id}", headers=auth, timeout=10).status_code == 202
+    assert redis_client.zscore(f"gw:open:{client_id}", task_id) is None
 
 
 def test_run_at_in_the_past_runs_at_once(api):
