@@ -80,6 +80,20 @@ def print_table(reports: list[dict]) -> None:
         print(f"| {r['scenario']} | {r['acknowledged']} | {lost} | {r['stuck']} | {r['duplicated']} | "
               f"{r['misreported']} | {r['rerun']} | {r['work_redone']} | {r['gave_up_code_6']} | {r['503s']} | "
               f"{worst} | {r['settled_s']} s | {_after(r['last_failed_submit_s'])} | {_after(r['first_success_s'])} |")
+    timed = [r for r in reports if r["delayed"]]
+    if timed:
+        print("\n| scenario | delayed jobs | early | late | duplicated | lost | start after its time, no fault near (jobs): "
+              "p50 / p95 / max | the same, due during a fault or its recovery: max |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in timed:
+            print(f"| {r['scenario']} | {r['delayed']} | {r['early']} | {r['late']} | {r['duplicated']} | {r['lost']} | "
+                  f"({r['on_time_count']}) {_seconds(r['on_time_p50_s'])} / {_seconds(r['on_time_p95_s'])} / "
+                  f"{_seconds(r['latest_on_time_s'])} | "
+                  f"{_seconds(r['latest_after_fault_s'])} |")
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
 
 
 def _after(seconds: float | None) -> str:

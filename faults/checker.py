@@ -15,26 +15,43 @@
 - **recovery** (a scenario that marks the moment of its fault): how long after it the last submit failed
   (`503` or no answer) and when the first submit sent after it was acknowledged;
 - **answers**: every `503` at the client within 2 s; no `5xx` but `503`; no request without an answer
-  unless the scenario kills gateway processes; no client error (a submit the gateway refused).
+  unless the scenario kills gateway processes; no client error (a submit the gateway refused);
+- **early** / **late** (delayed probes): its first start (the ledger) before its `scheduled_for`, or more
+  than ON_TIME seconds after it; for one due during a fault window (Redis down, no worker consuming:
+  the scenario's `windows`) or in the recovery after one, later than both that and the recovery after
+  that window ended:
+  `workers.visibility_timeout` + 5 s, the bound within which a job a dead worker had taken is back on
+  its queue (docs/guarantees.md), which also covers the backlog the window left. A delayed probe without
+  `scheduled_for` in its TaskInfo is misreported.
 """
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import requests
 
+import celeryconfig
 from faults import ledger
 from faults.load import NO_ANSWER, Load, Submission
 from faults.stack import HTTP_TYPE, Stack
+from jobs import delayed
 from jobs.keys import RECORD_PREFIX
 
 TERMINAL = ("done", "error")
 MAX_503_SECONDS = 2.0
 WORKER_LOST = 6
 LEDGERED = ("probe", HTTP_TYPE)  # job types whose every start, work done and stored result the ledger has
+# A delayed job is moved onto its queue within MOVE_EVERY (+ the clock margin, 0 on one host) of its time;
+# under the load it then waits for one of the worker's two processes: ON_TIME holds both.
+ON_TIME = delayed.MOVE_EVERY + 2.0
+RESTORE_EVERY = celeryconfig.RESTORE_INTERVAL  # seconds between the workers' sweeps of lapsed deliveries
+EARLY_SLACK = 0.002  # the ledger's stamps have milliseconds
+Window = tuple[float, float]  # wall-clock seconds: no mover could run (Redis down, no worker)
 
 
 @dataclass
@@ -69,13 +86,20 @@ class Report:
     unexpected: list[str] = field(default_factory=list)
     settled_seconds: float = 0.0  # from the end of the load until every acknowledged job had ended
     events: list[str] = field(default_factory=list)
+    delayed: int = 0  # acknowledged delayed probes
+    early: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)
+    latest_on_time: float | None = None  # seconds from scheduled_for to first start, the most, no fault near
+    on_time: list[float] = field(default_factory=list)  # the same, each (no fault near)
+    latest_after_fault: float | None = None  # the same, for those due during a fault or the recovery after one
 
     @property
     def failures(self) -> list[str]:
         lost = [] if self.lost_allowed else self.lost
         problems = [f"{name}: {len(items)} ({', '.join(items[:3])})"
                     for name, items in (("lost", lost), ("stuck", self.stuck), ("duplicated", self.duplicated),
-                                        ("misreported", self.misreported), ("unexpected", self.unexpected))
+                                        ("misreported", self.misreported), ("early", self.early),
+                                        ("late", self.late), ("unexpected", self.unexpected))
                     if items]
         if self.slow_503:
             problems.append(f"{self.slow_503} answers 503 after more than {MAX_503_SECONDS} s (worst {self.worst_503:.2f} s)")
@@ -101,18 +125,26 @@ class Report:
                 "settled_s": round(self.settled_seconds, 1),
                 "last_failed_submit_s": _rounded(self.last_failure_s), "first_success_s": _rounded(self.first_success_s),
                 "lost_allowed": self.lost_allowed, "ok": self.ok, "failures": self.failures,
-                "events": self.events}
+                "events": self.events, "delayed": self.delayed, "early": len(self.early), "late": len(self.late),
+                "latest_on_time_s": _rounded(self.latest_on_time), "latest_after_fault_s": _rounded(self.latest_after_fault),
+                "on_time_count": len(self.on_time), "on_time_p50_s": _rounded(_quantile(self.on_time, 0.5)),
+                "on_time_p95_s": _rounded(_quantile(self.on_time, 0.95))}
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 def _rounded(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 1)
+    return None if seconds is None else round(seconds, 2)
 
 
 def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowed: bool = False,
-          lost_allowed: bool = False, fault_at: float | None = None) -> Report:
+          lost_allowed: bool = False, fault_at: float | None = None, windows: Sequence[Window] = ()) -> Report:
     """Settle the load's unacknowledged submits, then wait (until `deadline`, a monotonic time) for every
     acknowledged job to end, and judge. `fault_at`: the moment (monotonic) of the fault recovery is
-    measured from."""
+    measured from. `windows`: when no mover of delayed jobs could run (see the module's docstring)."""
     report = Report(name, no_answer_allowed=no_answer_allowed, lost_allowed=lost_allowed)
     load_ended = time.monotonic()
     load.settle(deadline)
@@ -129,6 +161,9 @@ def check(name: str, stack: Stack, load: Load, deadline: float, no_answer_allowe
     for sub in subs:
         _judge(report, sub, ends.get(sub.uuid), again.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()),
                max_deliveries)
+        if sub.delay is not None:
+            _judge_time(report, sub, ends.get(sub.uuid), runs.get(sub.uuid, ledger.Runs()), windows,
+                        stack.knobs.visibility_timeout + RESTORE_EVERY)
     named = {sub.uuid for sub in subs}
     report.duplicated += [f"{task_id[:8]} recorded, acknowledged to nobody" for task_id in _records(stack) - named]
     _answers(report, load)
@@ -167,6 +202,34 @@ def _judge(report: Report, sub: Submission, end: dict[str, Any] | None, again: d
         report.gave_up += 1
         return
     report.misreported.append(f"{task} error {end.get('code')} {end.get('message', '')[:60]} (started {runs.starts}x)")
+
+
+def _judge_time(report: Report, sub: Submission, end: dict[str, Any] | None, runs: ledger.Runs,
+                windows: Sequence[Window], recovery: float) -> None:
+    """A delayed probe: started once its time came, and on time (see the module's docstring)."""
+    report.delayed += 1
+    task = (sub.uuid or "")[:8]
+    if end is None or end.get("status") not in TERMINAL or runs.first_start is None:
+        return  # lost, stuck or never run: judged as such already
+    if not end.get("scheduled_for"):
+        report.misreported.append(f"{task} delayed, but its TaskInfo has no scheduled_for")
+        return
+    due = datetime.fromisoformat(end["scheduled_for"]).timestamp()
+    after = runs.first_start - due
+    if after < -EARLY_SLACK:
+        report.early.append(f"{task} started {-after:.3f} s before its time")
+        return
+    near = [ended for began, ended in windows if began <= due + ON_TIME and ended + recovery >= due]
+    if not near:
+        report.latest_on_time = max(after, report.latest_on_time or 0.0)
+        report.on_time.append(after)
+        if after > ON_TIME:
+            report.late.append(f"{task} started {after:.2f} s after its time")
+        return
+    report.latest_after_fault = max(after, report.latest_after_fault or 0.0)
+    if runs.first_start > max(due + ON_TIME, max(near) + recovery):
+        report.late.append(f"{task} started {runs.first_start - max(near):.2f} s after the fault near its time ended "
+                           f"({after:.2f} s after its time)")
 
 
 def _result_is_true(sub: Submission, result: dict[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """The probe's ledger: a file, outside everything the faults break, with one line per event of a probe
 job, written by the worker's pool processes and read by the checker:
 
-- `start`: the job's body began; `done`: its work completed; `stored`: Celery stored its result (the
+- `start`: the job's body began (its time: for a delayed job, held against its `scheduled_for` by the
+  checker); `done`: its work completed; `stored`: Celery stored its result (the
   `task_success` signal comes after that), so the job has finished for good.
 
 Work done twice with no `stored` between is a rerun after lost work (the worker died between the work

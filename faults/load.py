@@ -6,7 +6,8 @@ between submits it reads the state of jobs already acknowledged. Every answer is
 time at the client), so the report can say how slow the worst `503` was. Half the probes and half
 hashing jobs (calc_hash, or the Node workers' calc_hash_http in a stack with HTTP workers), so both the
 suite's job and a shipped one run; a share of submits may carry a JWT no
-gateway process has seen, so that they need a Vault login.
+gateway process has seen, so that they need a Vault login; and a share may be delayed probes
+(`delay_seconds` of DELAYS), whose start the checker holds against their `scheduled_for`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from faults.stack import Stack
 CLIENT_TIMEOUT = 10.0  # seconds a client waits for any answer
 RETRY_PAUSE = 0.25  # seconds between repeats of an unacknowledged submit
 NO_ANSWER = 0  # status recorded when no HTTP answer came (refused, reset, timed out)
+DELAYS = (1.0, 8.0)  # seconds: the range a delayed probe's delay_seconds is drawn from
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Submission:
     unknown: set[str] = field(default_factory=set)  # uuids of "outcome unknown" 503s (the task may exist)
     attempts: int = 0
     refused: str | None = None  # a 4xx other than 429: the submit was wrong, not the stack
+    delay: float | None = None  # delay_seconds, for a delayed probe
 
     def expected(self) -> dict[str, Any]:
         if self.job_type == "probe":
@@ -58,8 +61,9 @@ class Answer:
 
 class Load:
     def __init__(self, stack: Stack, clients: int = 16, rate: float = 8.0, jwt_share: float = 0.0,
-                 reads_per_submit: int = 2, seed: int | None = None) -> None:
+                 reads_per_submit: int = 2, seed: int | None = None, delay_share: float = 0.0) -> None:
         self.stack = stack
+        self.delay_share = delay_share
         self.clients = clients
         self.interval = clients / rate  # seconds between one client's submits
         self.jwt_share = jwt_share
@@ -140,7 +144,10 @@ class Load:
 
     def _new_submission(self, rng: random.Random) -> Submission:
         key = str(uuid.uuid4())
-        if rng.random() < 0.5:
+        if rng.random() < self.delay_share:
+            sub = Submission(key, "probe", {"tag": key[:8], "work_ms": rng.randint(20, 300)}, rng.random() < self.jwt_share,
+                             delay=round(rng.uniform(*DELAYS), 1))
+        elif rng.random() < 0.5:
             sub = Submission(key, "probe", {"tag": key[:8], "work_ms": rng.randint(20, 300)}, rng.random() < self.jwt_share)
         else:
             content = base64.b64encode(rng.randbytes(rng.randint(1, 4096))).decode()
@@ -158,8 +165,9 @@ class Load:
         sub.attempts += 1
         kwargs = self._auth(sub)
         kwargs.setdefault("headers", {})["Idempotency-Key"] = sub.key
+        delay = {"delay_seconds": sub.delay} if sub.delay is not None else {}
         status, body = self._call(session, "submit", "POST", "/submit", base=base,
-                                  json={"type": sub.job_type, "upload": sub.upload}, **kwargs)
+                                  json={"type": sub.job_type, "upload": sub.upload, **delay}, **kwargs)
         named = body.get("uuid") if isinstance(body, dict) else None
         if status in (200, 202):
             sub.uuid = named

@@ -39,6 +39,9 @@ class Run:
     def mark(self) -> None:
         """Now is when the fault struck: the report says how long submissions failed after it."""
         self.fault_at = time.monotonic()
+    # Wall-clock (began, ended) of each fault during which no mover of delayed jobs could run: Redis down,
+    # no worker (faults/checker.py judges delayed jobs due then against the window's end).
+    windows: list[tuple[float, float]] = field(default_factory=list)
 
     def at(self, seconds: float) -> None:
         """Wait until `seconds` after the load started: the fault's schedule, not a synchronisation."""
@@ -58,6 +61,8 @@ class Scenario:
     quick: bool = True
     jwt_share: float = 0.0
     no_answer_allowed: bool = False
+    delay_share: float = 0.0  # share of the load's submits that are delayed probes (faults/load.py)
+    rate: float | None = None  # submits per second, instead of the command's --rate
     knobs: Knobs = field(default_factory=Knobs)
     stack: Callable[[Path, Knobs], Stack] = Stack  # the stack it runs on (faults/cluster.py: several machines')
     lost_allowed: bool = False  # lost jobs are the stated cost of what it tests: reported, not failed on
@@ -71,9 +76,28 @@ class Scenario:
 def kill_worker(run: Run) -> None:
     """SIGKILL the worker while it runs a probe (the ledger shows one started and not done)."""
     running = wait_until(lambda: _running_probes(run.stack), 10, "a probe running", interval=0.01)
+    began, old = time.time(), run.stack.procs["worker"]
     run.stack.kill_worker()
     run.note(f"worker's process group SIGKILLed while running {len(running)} probe(s) "
              f"({run.stack.worker_starts} started so far)")
+    _worker_back(run, began, old)
+
+
+def restart_worker(run: Run) -> None:
+    """SIGTERM to the worker (a deploy, a scale-down): its warm shutdown, then a fresh worker as compose
+    would start it."""
+    began, old = time.time(), run.stack.procs["worker"]
+    old.proc.send_signal(signal.SIGTERM)
+    run.note("worker SIGTERMed (warm shutdown)")
+    _worker_back(run, began, old)
+
+
+def _worker_back(run: Run, began: float, old: object) -> None:
+    """Wait until the supervisor's new worker answers, and note the window without a worker."""
+    wait_until(lambda: run.stack.procs["worker"] is not old and run.stack.worker_exits and
+               run.stack.celery().control.ping(destination=[run.stack.node], timeout=0.5), 90, "a new worker")
+    run.windows.append((began, time.time()))
+    run.note(f"a new worker answers ({time.time() - began:.1f} s without one)")
 
 
 def freeze_worker(run: Run) -> None:
@@ -124,6 +148,17 @@ def restart_redis(run: Run, down: float = 3.0) -> None:
     time.sleep(down)
     run.stack.start_redis()
     run.note("redis-server started again from its AOF")
+
+
+def restart_redis_until_consumed(run: Run) -> None:
+    """restart_redis, then wait until the worker's consumer is connected again (kombu's reconnection
+    backoff takes seconds more): the window in which no job could start, noted for the checker."""
+    began = time.time()
+    restart_redis(run)
+    wait_until(lambda: run.stack.celery().control.ping(destination=[run.stack.node], timeout=0.5), 60,
+               "the worker connected again")
+    run.windows.append((began, time.time()))
+    run.note(f"the worker answers again ({time.time() - began:.1f} s after the kill)")
 
 
 def outage(what: str, begin: Callable[[Stack], object], end: Callable[[Stack], object],
@@ -233,6 +268,10 @@ MULTI_QUEUES = "images,webhooks,hash"
 REJOIN_AFTER = 12.0  # seconds from the master's kill until it is started again
 FOLLOW_BOUND = 15.0  # seconds, once the old master rejoined, for every gateway and worker node to show it followed
 FAILOVER_KNOBS = Knobs(worker_nodes=2)
+# The delayed scenario's load: what the worker's two processes serve with room to spare on the shared
+# 2-core machine, so a start's lateness is the move's and not a backlog's (at 8/s the backlog after the
+# first fault never drained within the minute, and starts were up to 38 s late: queue wait).
+DELAYED_RATE = 3.0
 # Lost work reruns within visibility_timeout + 5 s; the load's backlog then drains. Deadlines hold both.
 SCENARIOS = [
     Scenario("worker-kill", "the worker's whole process group SIGKILLed mid-load, restarted as compose would",
@@ -265,6 +304,15 @@ SCENARIOS = [
     Scenario("http-worker-kill-long", "a Node worker SIGKILLed every 6 s for 2 minutes, mid-job or mid-poll",
              every(6, 5, 120, kill_a_http_worker), load_seconds=125, deadline=90, quick=False, felt=HTTP_RERUN,
              knobs=Knobs(http_workers=2)),
+    # Delayed jobs (jobs/delayed.py): most of the load is probes with delay_seconds 1-8 s, while the worker
+    # is SIGKILLed, SIGTERMed and Redis restarted from its AOF; each must start once, not early, on time.
+    # The faults are 30 s apart: the backlog of one drains before the next, and some jobs are due far
+    # from any fault (the checker's on-time figures).
+    Scenario("delayed", "60 % delayed probes (1-8 s) under load; worker SIGKILLed, SIGTERMed, Redis restarted "
+             "from its AOF, in turn, every 30 s",
+             both(once(10, kill_worker), once(40, restart_redis_until_consumed), once(70, restart_worker),
+                  once(100, restart_redis_until_consumed), once(130, kill_worker)),
+             load_seconds=140, deadline=120, quick=False, delay_share=0.6, felt=RERUN, rate=DELAYED_RATE),
     Scenario("redis-stall-long", "SIGSTOP / CLIENT PAUSE of redis-server in turn every 10 s for 2 minutes",
              every(20, 5, 120, stall_in_turn),
              load_seconds=125, deadline=90, quick=False),
@@ -298,7 +346,8 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
     stack = scenario.stack(folder, scenario.knobs)
     try:
         stack.start()
-        load = Load(stack, clients=clients, rate=rate, jwt_share=scenario.jwt_share)
+        load = Load(stack, clients=clients, rate=scenario.rate or rate, jwt_share=scenario.jwt_share,
+                    delay_share=scenario.delay_share)
         stop_supervising = threading.Event()
         supervisor = threading.Thread(target=_supervise, args=(stack, stop_supervising), daemon=True)
         supervisor.start()
@@ -310,7 +359,7 @@ def run_scenario(scenario: Scenario, workdir: Path | None = None, clients: int =
         run.note(f"load stopped ({len(load.submissions)} submits)")
         report = check(scenario.name, stack, load, time.monotonic() + scenario.deadline,
                        no_answer_allowed=scenario.no_answer_allowed, lost_allowed=scenario.lost_allowed,
-                       fault_at=run.fault_at)
+                       fault_at=run.fault_at, windows=run.windows)
         stop_supervising.set()
         supervisor.join(5)
         what, felt = scenario.felt

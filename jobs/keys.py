@@ -38,6 +38,11 @@ CONTENT_PREFIX = "gw:content:"
 # gw:landing:<node>:<queue>: where a worker's transport puts a message it takes off `queue` until the
 # delivery is recorded in kombu's `unacked` (tasks/delivery/landing.py); empty within milliseconds.
 LANDING_PREFIX = "gw:landing:"
+# Delayed jobs (jobs/delayed.py), on the broker: gw:delayed, a sorted set of task ids scored by when each
+# is due (epoch seconds), and gw:delayed:messages, task id -> the Redis commands that put its message on
+# its queue (JSON). Both hold a task only until it is due or cancelled.
+DELAYED = "gw:delayed"
+DELAYED_MESSAGES = "gw:delayed:messages"
 # Hash of every landing list -> JSON {node, queue}, so a sweep finds the lists of dead workers.
 LANDINGS = "gw:landings"
 # gw:worker-alive:<node>: set by each live worker every few seconds, expiring after

@@ -34,6 +34,7 @@ FINISHED_STATES = frozenset({"SUCCESS", *FAILED_STATES})
 # States a worker writes while it runs the job: they mean `pending` only while its lease lives.
 RUNNING_STATES = {"STARTED", "PROGRESS"}
 REQUEUED = "Queued again: the worker running it was lost"
+SCHEDULED = "Scheduled: waiting until it is due (scheduled_for)"
 
 EXCEPTION_CODES = {
     "BadContent": ErrorCode.BAD_CONTENT,
@@ -68,6 +69,8 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
     state = meta.get("status", "PENDING")
     info: dict[str, Any] = {"uuid": record.uuid, "type": record.type, "created": record.created.isoformat(),
             "processed": None, "message": "", "code": 0, "result": None}
+    if record.scheduled_for is not None:
+        info["scheduled_for"] = record.scheduled_for.isoformat()  # shown for good: when it was to run
     if state == "SUCCESS":
         return info | {"status": DONE, "message": "Done", "result": meta.get("result"),
                        "processed": _iso(meta.get("date_done"))}
@@ -85,6 +88,8 @@ def describe(record: TaskRecord, meta: dict[str, Any] | None, now: datetime, gra
             # The message carries `expires`: no worker will start it now, whatever happens next.
             return info | {"status": ERROR, "code": int(ErrorCode.EXPIRED), "message": MESSAGES[ErrorCode.EXPIRED],
                            "processed": record.expires.isoformat()}
+        if record.scheduled_for is not None and now < record.scheduled_for:
+            return info | {"status": CREATED, "message": SCHEDULED}
         return info | {"status": CREATED, "message": "Queued, waiting for a worker"}
     if state in RUNNING_STATES and not record.held:
         # Its worker is gone (no lease for `workers.visibility_timeout` seconds): the message is back

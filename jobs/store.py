@@ -14,6 +14,7 @@ from typing import Any, Protocol, cast
 from redis import Redis
 from redis.client import Pipeline
 
+from jobs.delayed import Mover
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
 from jobs.record import TaskRecord
 from jobs.status import running as is_running
@@ -79,10 +80,14 @@ class TaskStore:
         found = self.redis.get(key)
         return json.loads(found)["uuid"] if found else None
 
-    def mark_cancelled(self, record: TaskRecord) -> None:
+    def mark_cancelled(self, record: TaskRecord, release: Mover | None = None) -> None:
+        """`release`: a delayed task's message is moved onto its queue in the same transaction (the broker
+        is this Redis), so no mover can find it waiting and uncancelled (jobs/delayed.py)."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(RECORD_PREFIX + record.uuid, "cancelled", "1")
             pipe.zrem(OPEN_PREFIX + record.owner, record.uuid)
+            if release is not None:
+                release.release_on(pipe, record.uuid)
             pipe.execute()
 
     def page(self, owner: str, before: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:

@@ -30,6 +30,9 @@ class TaskInfo(Schema):
         "description": "The output, whole when it stores at most results.max_inline_bytes; larger, its small "
                        "fields (width, height, format, size) and result_url, where GET /tasks/{uuid}/result serves it"})
     progress = fields.Nested(Progress)
+    scheduled_for = fields.String(metadata={
+        "description": "A delayed job's due time (ISO 8601, UTC): status `created` until then, and its TTL "
+                       "counts from it. Absent for a job queued when submitted"})
 
 
 class TaskRow(TaskInfo):

@@ -62,6 +62,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         (r"^created$", "# created"),
         (r'^(?=.*"status": ?"error")(?=.*"code": ?4\b)(?=.*"message": ?"The job was cancelled").*\n202$',
          '"code": 4, "message": "The job was cancelled", ...}\n# 202'),
+        (r'^(?=.*"status": ?"created")(?=.*"scheduled_for": ?"[^"]+").*$', '"scheduled_for": "'),
         (r'"next_cursor"', "`next_cursor`"),
     ],
     "docs/operations.md": [

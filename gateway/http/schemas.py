@@ -21,6 +21,9 @@ class SubmitRequest(Schema):
     type = fields.String(required=True, validate=validate.Length(min=1, max=64))
     upload = fields.Dict(required=True)
     callback_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2048))
+    # Checked against the configured bounds by gateway/submission/scheduling.py (the route's check).
+    delay_seconds = fields.Raw(load_default=None, allow_none=True)
+    run_at = fields.Raw(load_default=None, allow_none=True)
 
 
 class SubmitResponse(Schema):

@@ -20,7 +20,7 @@ from gateway.http.schemas import (
     TaskListQuery,
 )
 from gateway.services import services
-from gateway.submission import callbacks, idempotency
+from gateway.submission import callbacks, idempotency, scheduling
 from gateway.submission.document import submit_document
 from gateway.submission.listing import Listing
 from jobs import results
@@ -50,6 +50,7 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
         problem = callbacks.callback_problem(callback, services().settings, auth.current_identity().client_id)
         if problem:
             errors["callback_url"] = [problem]
+    errors.update(scheduling.due_errors(payload, services().settings))
     return errors
 
 
@@ -63,14 +64,15 @@ def submission_errors(payload: Mapping[str, Any]) -> dict[str, list[str]]:
 @auth.job_type_allowed("type")
 @body(SubmitRequest, check=submission_errors, document=submit_document)
 def submit(data: dict[str, Any]) -> tuple[TaskRecord, int, dict]:
-    """202 for a new task; with an ExternalId or Idempotency-Key already used by this client, 200 and
-    the original task when the body is the same, 409 naming it when the body differs."""
+    """202 for a new task (queued, or with `delay_seconds` / `run_at` held until due); with an ExternalId or
+    Idempotency-Key already used by this client, 200 and the original task when the body is the same, 409
+    naming it when the body differs."""
     identity = auth.current_identity()
     submitted = services().dispatcher.submit(
         services().catalogue[data["type"]], data["upload"], data["ExternalId"], identity.client_id,
         idempotency.claim(identity.client_id, data, request.headers.get(idempotency.HEADER)),
         data.get("callback_url"), auth.access().rate_limits.max_unfinished(identity.role, identity.client_id),
-        rate=auth.take_rate_check())
+        rate=auth.take_rate_check(), due=scheduling.due_at(data))
     if not submitted.same_body:
         raise Conflict("This idempotency key already names a task with a different body",
                        extra={"uuid": submitted.record.uuid})

@@ -102,9 +102,11 @@ def captured_commands(captured: list[CapturedPublish]) -> Commands:
 
 
 def queue_on(pipe: Any, commands: Commands) -> None:
-    """Queue captured commands on a redis-py pipeline, to run on the broker (the caller executes it)."""
+    """Queue captured commands on a redis-py pipeline, to run on the broker (the caller executes it). By
+    name and positional arguments, as a Lua script runs them: redis-py's own methods differ (`zadd` takes
+    a mapping), and a delayed job's commands (jobs/delayed.py `hold`) include a ZADD."""
     for name, args in commands:
-        getattr(pipe, name)(*args)
+        pipe.execute_command(name.upper(), *args)
 
 
 def as_json(commands: Commands) -> str:

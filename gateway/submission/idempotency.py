@@ -36,6 +36,8 @@ def key(owner: str, name: str) -> str:
 
 
 def body_hash(data: Mapping[str, Any]) -> str:
-    canonical = json.dumps({k: data.get(k) for k in ("type", "upload", "ExternalId", "callback_url")},
-                           sort_keys=True, separators=(",", ":"))
+    fields = {k: data.get(k) for k in ("type", "upload", "ExternalId", "callback_url")}
+    # When the job is due is part of the request, but only where given: hashes of earlier bodies stay valid.
+    fields |= {k: data[k] for k in ("delay_seconds", "run_at") if data.get(k) is not None}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -9,6 +9,12 @@ is written first and the message then published on the broker; a publish that fa
 with it. Either way a failure leaves
 nothing behind and answers 503.
 
+A delayed job (`delay_seconds` / `run_at`, gateway/submission/scheduling.py) is saved the same way, in the
+same script or round trip, except that its message's commands are held in the broker's `gw:delayed` set
+until it is due instead of run (jobs/delayed.py `hold`); the workers move it onto its queue then. Its
+record, claims and index entry live `results.expires` past its due time, its TTL counts from it, and it
+stays in the owner's unfinished set (the cap counts it) until it ends.
+
 One failure is different: the script (or the publish) was sent and no answer came in time. A stalled
 Redis runs it when it resumes, so the task may exist: that 503 says the outcome is unknown and carries
 the uuid the task has if it does (`/taskinfo` tells later). A retry with the same Idempotency-Key or
@@ -45,7 +51,7 @@ from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
 from gateway.marks import Marks
 from gateway.submission import capture
 from gateway.submission.capture import Commands
-from jobs import stats
+from jobs import delayed, stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
 from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECORD_PREFIX
@@ -60,23 +66,25 @@ PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.time
 #       claims: the key's, the ExternalId's]
 # ARGV: ttl, score, uuid, stats field, claim value (JSON: uuid, body hash, record), cap ("" = none), expires score,
 #       commands (JSON list of [name, [args...]], "[]" for none), the rate check (JSON, "" = none: see
-#       gateway/access/ratelimit.py RATE_LUA), housekeeping (JSON: below), then the record's field/value pairs
+#       gateway/access/ratelimit.py RATE_LUA), housekeeping (JSON: below), the record's and claims' TTL (the
+#       results' TTL, plus a delayed job's delay), then the record's field/value pairs
 # Replies {outcome, the previous window's count if the rate check read it, else -1}; outcome: "" (recorded),
 # "!rate:<count>", "!cap", "!split:<uuid>", or the claim that already names a task.
 # The rate check comes first: a refused submit writes nothing (its own count is taken back).
 # The commands are the task message's LPUSH and its task-sent event's PUBLISH, exactly as kombu builds
-# them (gateway/submission/capture.py), and for a requeue the reset of the old outcome: they run only when the
+# them (gateway/submission/capture.py), or for a delayed job the ZADD and HSET that hold them until it is due
+# (jobs/delayed.py), and for a requeue the reset of the old outcome: they run only when the
 # task is recorded, in the same script.
 # Claims (gateway/submission/idempotency.py): when one already names a task, that task is the answer; a
 # claim not yet taken is bound to it for as long as the one found lives, when the bodies match (a repeat).
 # Two claims naming two different tasks answer '!split:<uuid of the first>'. A new task takes every claim.
 # Housekeeping, decided by the process (Housekeeping below): `index_ttl`, when set, is when the owner's
 # index and open set expire (both outlive their newest entry by at least the results' TTL: the process
-# sets it once per TTL-long period); `trim`, now and then, drops index entries older than the results'
-# TTL (their records are gone: listing skips them meanwhile) and open entries past their expiry (the cap
+# sets it once per TTL-long period); `trim`, now and then, drops index entries older than `keep` (the results'
+# TTL and the longest delay: their records are gone, listing skips them meanwhile) and open entries past their expiry (the cap
 # counts only those not yet expired, ZCOUNT, meanwhile); `hour_ttl`: the hour's counts are new to the process.
 SAVE_SCRIPT = RATE_LUA + """
-local ttl = tonumber(ARGV[1])
+local ttl, life = tonumber(ARGV[1]), tonumber(ARGV[11])
 local claims = 6
 if ARGV[9] ~= '' then
   claims = 8
@@ -102,7 +110,7 @@ if #KEYS >= claims then
     if #unclaimed > 0 and found_at.body == cjson.decode(ARGV[5]).body then
       local left = redis.call('PTTL', found_key)
       for _, key in ipairs(unclaimed) do
-        if left > 0 then redis.call('SET', key, found, 'PX', left) else redis.call('SET', key, found, 'EX', ttl) end
+        if left > 0 then redis.call('SET', key, found, 'PX', left) else redis.call('SET', key, found, 'EX', life) end
       end
     end
     return {found, rate_previous}
@@ -112,9 +120,9 @@ if ARGV[6] ~= '' and redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[2], '+inf') >= to
   return {'!cap', rate_previous}
 end
 local chores = cjson.decode(ARGV[10])
-for i = claims, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EX', ttl) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 11))
-redis.call('EXPIRE', KEYS[1], ttl)
+for i = claims, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EX', life) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+redis.call('EXPIRE', KEYS[1], life)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
 if chores.index_ttl ~= 0 then
@@ -122,7 +130,7 @@ if chores.index_ttl ~= 0 then
   redis.call('EXPIREAT', KEYS[5], chores.index_ttl)
 end
 if chores.trim then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - chores.keep)
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
 end
 """ + stats.lua_increment("KEYS[3]", "KEYS[4]", "ARGV[4]", "ttl", expire_when="chores.hour_ttl") + """
@@ -137,11 +145,13 @@ INDEX_TTL_MARGIN = 3600  # seconds an index outlives its period's end: replicas'
 
 class Housekeeping:
     """What a save script must do beyond the task itself, decided by what this process remembers
-    (gateway/marks.py): TTLs not yet set for the period, and the trim now and then."""
+    (gateway/marks.py): TTLs not yet set for the period, and the trim now and then. `max_delay`: a delayed
+    task outlives its submit by that much more, and its index and open entries with it."""
 
-    def __init__(self, ttl: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ttl: int, clock: Callable[[], float] = time.time, max_delay: int = 0) -> None:
         self.ttl = ttl
         self.clock = clock
+        self.max_delay = max_delay
         self.marks = Marks()
 
     def chores(self, owner: str) -> dict[str, Any]:
@@ -149,7 +159,8 @@ class Housekeeping:
         period, hour_key = math.floor(now / self.ttl), stats.hour_key(now)
         trimmed = self.marks.get(("trim", owner))
         return {"index_ttl": 0 if self.marks.holds(("index", owner), period) else
-                (period + 2) * self.ttl + INDEX_TTL_MARGIN,
+                (period + 2) * self.ttl + self.max_delay + INDEX_TTL_MARGIN,
+                "keep": self.ttl + self.max_delay,
                 "trim": trimmed is None or now - trimmed >= TRIM_EVERY,
                 "hour_ttl": not self.marks.holds("hour", hour_key),
                 "period": period, "now": now, "hour": hour_key}
@@ -189,8 +200,9 @@ def message_commands(celery: Celery, job: JobType, record: TaskRecord, upload: d
             # checks it against the record when it starts the job (tasks/delivery/startcheck.py). kombu would
             # discard an old message unasked, even one whose job a dead worker had started.
             time_limit=job.time_limit, soft_time_limit=job.soft_time_limit,
+            # "Submitted" is when the job became due: its TTL, its queue wait and its queue's age count from then.
             headers={CLIENT_HEADER: record.owner, JOB_TYPE_HEADER: job.name,
-                     SUBMITTED_HEADER: record.created.timestamp(),
+                     SUBMITTED_HEADER: record.due.timestamp(),
                      **({CALLBACK_HEADER: record.callback_url} if record.callback_url else {}),
                      **tracing.message_headers()},
             # Flower and worker logs show these instead of the payload itself.
@@ -271,23 +283,25 @@ class Dispatcher:
     """Records tasks and publishes their messages (see the module's docstring)."""
 
     def __init__(self, celery: Celery, store: TaskStore, broker: Redis, same_redis: bool,
-                 wait: ReplicaWait = ReplicaWait()) -> None:
+                 wait: ReplicaWait = ReplicaWait(), max_delay: int = 0) -> None:
         self.celery = celery
         self.store = store
         self.broker = broker
         self.same_redis = same_redis
         self.wait = wait
         self._save = store.redis.register_script(SAVE_SCRIPT)
-        self.housekeeping = Housekeeping(store.ttl)
+        self.housekeeping = Housekeeping(store.ttl, max_delay=max_delay)
+        self.mover = delayed.Mover(broker)
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
-               max_unfinished: int | None = None, rate: Check | None = None) -> Submitted:
+               max_unfinished: int | None = None, rate: Check | None = None, due: datetime | None = None) -> Submitted:
         """With `idempotency`, a claim that already names a task returns that task and queues nothing.
-        `rate`: the request's rate-limit check, made first inside the save script (Refused: nothing saved)."""
+        `rate`: the request's rate-limit check, made first inside the save script (Refused: nothing saved).
+        `due` (checked by gateway/submission/scheduling.py): a delayed job's message waits until then."""
         uuid = str(uuidlib.uuid4())
         with publish_span(job, uuid):
-            record = TaskRecord.new(uuid, job.name, job.ttl, external_id, owner, callback_url)
+            record = TaskRecord.new(uuid, job.name, job.ttl, external_id, owner, callback_url, due)
             existing = self._publish(job, record, upload, idempotency, max_unfinished, rate=rate)
         if existing is not None:
             assert idempotency is not None  # only a claimed idempotency key names an existing task
@@ -298,22 +312,30 @@ class Dispatcher:
     def requeue(self, record: TaskRecord, job: JobType, upload: dict[str, Any]) -> None:
         """Send a dead-lettered job again under its own id, with a fresh TTL, as if just accepted: the
         old outcome, any cancel, its start and its count of lost deliveries are forgotten in the same
-        round trip that queues the message."""
+        round trip that queues the message. A delayed job is requeued to run at once."""
         with publish_span(job, record.uuid):
             created = datetime.now(UTC)
-            again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False)
+            again = replace(record, created=created, expires=created + timedelta(seconds=job.ttl), cancelled=False,
+                            scheduled_for=None)
             reset = [("del", (META_PREFIX + record.uuid, LEASE_PREFIX + record.uuid)),
-                     ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started", "runs"))]
+                     ("hdel", (RECORD_PREFIX + record.uuid, "cancelled", "started", "runs", "scheduled_for"))]
             self._publish(job, again, upload, None, None, reset)
 
     def cancel(self, record: TaskRecord, info: Mapping[str, Any], terminate: bool) -> None:
         """Mark the record (the worker checks it before running) and revoke the task in every worker.
         Every route that cancels comes here (DELETE /tasks/<uuid>, POST /ops/tasks/<uuid>/revoke), with
-        the task's TaskInfo as just read: a task that already finished is refused with one 409."""
+        the task's TaskInfo as just read: a task that already finished is refused with one 409.
+
+        A delayed job still waiting is moved onto its queue at once, with the mark (in the same transaction
+        when the broker is the task store, just after it otherwise): the worker taking it finds it
+        cancelled and ends it as any cancelled queued job, counted and its webhook sent, never run."""
         if not cancellable(info):
             raise Conflict(FINISHED, extra={"uuid": record.uuid})
+        waiting = record.scheduled_for is not None
         try:
-            self.store.mark_cancelled(record)
+            self.store.mark_cancelled(record, self.mover if waiting and self.same_redis else None)
+            if waiting and not self.same_redis:
+                self.mover.release(record.uuid)
             self.celery.control.revoke(record.uuid, terminate=terminate, signal="SIGTERM")
         except PUBLISH_ERRORS as exc:
             logger.warning("could not revoke task {}: {}", record.uuid, exc.__class__.__name__)
@@ -327,6 +349,8 @@ class Dispatcher:
         except PUBLISH_ERRORS as exc:
             logger.warning("broker unavailable, task {} not queued: {}", record.uuid, exc.__class__.__name__)
             raise ServiceUnavailable("Broker unavailable") from None
+        if record.scheduled_for is not None:
+            message = delayed.hold(message, record.uuid, record.scheduled_for.timestamp())
         try:
             existing = self._record(record, idempotency, max_unfinished,
                                     [*store_commands, *(message if self.same_redis else ())], rate)
@@ -372,7 +396,8 @@ class Dispatcher:
         args = [self.store.ttl, record.created.timestamp(), record.uuid, stats.field(stats.SUBMITTED, record.type), claim,
                 max_unfinished or "", record.expires.timestamp(), capture.as_json(commands),
                 rate.script_argument() if rate else "",
-                json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl")}), *fields]
+                json.dumps({key: chores[key] for key in ("index_ttl", "trim", "hour_ttl", "keep")}),
+                self.store.ttl + math.ceil((record.due - record.created).total_seconds()), *fields]
         if self.wait.replicas:
             (found, previous), acknowledged = self._save_and_wait(keys, args)
         else:

@@ -31,7 +31,7 @@ from gateway.submission import capture
 from gateway.submission.capture import Commands
 from gateway.workers import endings, messages, scripts
 from gateway.workers.endings import Outcome
-from jobs import attempts, deadletters, results, stats, timings
+from jobs import attempts, deadletters, delayed, results, stats, timings
 from jobs.catalogue import JobCatalogue, JobType
 from jobs.headers import SUBMITTED_HEADER
 from jobs.keys import (
@@ -101,6 +101,7 @@ class HttpWorkers:
                                                         (scripts.TAKE, scripts.PUT_BACK, scripts.ACK))
         self._start_check, self._heartbeat, self._end_script = (store.register_script(script) for script in
                                                                 (scripts.START, scripts.HEARTBEAT, scripts.END))
+        self.mover = delayed.Mover(broker)
 
     # -- lease ------------------------------------------------------------------------------------------
 
@@ -271,10 +272,11 @@ class HttpWorkers:
     def _record(self, uuid: str) -> dict[str, Any]:
         """Who holds the task's HTTP lease and what its end needs: read before the script that checks the
         token, which refuses everything if the lease changed hands meanwhile."""
-        job_type, worker, tag, callback, owner, created, since = cast("list[str | None]", self.store.hmget(
-            RECORD_PREFIX + uuid, "type", "http_worker", "http_tag", "callback_url", "owner", "created", "http_since"))
+        job_type, worker, tag, callback, owner, created, scheduled, since = cast("list[str | None]", self.store.hmget(
+            RECORD_PREFIX + uuid, "type", "http_worker", "http_tag", "callback_url", "owner", "created", "scheduled_for",
+            "http_since"))
         return {"type": job_type, "worker": (worker or "http:").removeprefix("http:"), "tag": tag or "",
-                "callback": callback or None, "owner": owner, "timing": _timing(created, since)}
+                "callback": callback or None, "owner": owner, "timing": _timing(scheduled or created, since)}
 
     # -- ending -----------------------------------------------------------------------------------------
 
@@ -335,11 +337,16 @@ class HttpWorkers:
         """Put back deliveries nobody refreshed for `workers.visibility_timeout` seconds, at most every
         SWEEP_EVERY seconds per process: what every Celery worker does (tasks/delivery/transport.py
         QoS.restore_visible), for queues served by HTTP workers only. One read when nothing is due; the
-        put back itself is kombu's own, under its lock."""
+        put back itself is kombu's own, under its lock. Delayed jobs that are due are moved onto their
+        queues here too (jobs/delayed.py), so HTTP workers get them with no Celery worker running."""
         now = time.time()
         if now - self._swept < SWEEP_EVERY:
             return
         self._swept = now
+        try:
+            self.mover.tick(now)
+        except Exception as exc:  # noqa: BLE001 - the next sweep (or a Celery worker) moves them
+            logger.warning("could not move delayed jobs: {}", exc.__class__.__name__)
         try:
             due = self.broker.zrange(KOMBU_UNACKED_INDEX, 0, now - self.workers["visibility_timeout"], byscore=True,
                                      offset=0, num=1)
@@ -358,7 +365,8 @@ class HttpWorkers:
 
 
 def _timing(created: str | None, since: str | None) -> tuple[float, float | None] | None:
-    """(runtime until now, queue wait) of the attempt leased at `since`, for a task created at `created`."""
+    """(runtime until now, queue wait) of the attempt leased at `since`, for a task due at `created` (its
+    submit, or a delayed job's scheduled time)."""
     if not since:
         return None
     leased = float(since)

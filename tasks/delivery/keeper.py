@@ -1,6 +1,7 @@
 """The delivery state of one worker process, in one object: its node name, its landing lists
-(tasks/delivery/landing.py), its leases (tasks/delivery/leases.py) and its watchdog
-(tasks/delivery/watchdog.py), with the thread that ticks them. The consumer bootstep
+(tasks/delivery/landing.py), its leases (tasks/delivery/leases.py), its watchdog
+(tasks/delivery/watchdog.py) and its mover of delayed jobs (jobs/delayed.py), with the thread that ticks
+them: the mover every `delayed.MOVE_EVERY` seconds, the rest every `heartbeat.TICK`. The consumer bootstep
 (tasks/delivery/bootstep.py) owns it, the way Celery's own consumer steps own their timers, and hands
 it to the consumer connection's transport (tasks/delivery/transport.py), which asks it what to do.
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from loguru import logger
 
+from jobs import delayed
 from tasks.delivery import heartbeat, landing
 from tasks.delivery.landing import Landings
 from tasks.delivery.leases import Leases, running_requests
@@ -31,6 +33,7 @@ class Keeper:
         self.landings = Landings(node)
         self.leases = Leases(node, self.broker, redis_client(result_url, timeout=CLIENT_TIMEOUT), visibility)
         self.watchdog = Watchdog(node, shutdown_grace)
+        self.mover = delayed.Mover(self.broker)
         # Redis is asked every `every` ticks: often enough that the alive key and the leases, which last
         # `visibility` seconds, are renewed three times over before they lapse.
         self.every = max(1, int(visibility / 3 / heartbeat.TICK))
@@ -56,9 +59,22 @@ class Keeper:
         self.leases.release(message)
 
     def _run(self) -> None:
+        ticked = time.monotonic()
         while True:
-            time.sleep(heartbeat.TICK)
-            self.tick()
+            time.sleep(delayed.MOVE_EVERY)
+            self.move()
+            if time.monotonic() - ticked >= heartbeat.TICK:
+                ticked = time.monotonic()
+                self.tick()
+
+    def move(self) -> None:
+        """Put delayed jobs that are due on their queues (one ZRANGE when none is)."""
+        try:
+            moved = self.mover.tick()
+            if moved:
+                logger.info("moved {} delayed job(s) onto their queues", moved)
+        except Exception as exc:  # noqa: BLE001 - retried next second, by this worker or another
+            logger.warning("could not move delayed jobs: {}", exc.__class__.__name__)
 
     def tick(self) -> None:
         self.watchdog.check()

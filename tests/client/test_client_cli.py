@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from devsupport.processes import BIN, free_port, wait_until
+from jobs.keys import DELAYED
 from tests.support import images
 
 JOBGW = BIN / "jobgw"
@@ -71,6 +72,13 @@ def test_cli_submit_json_prints_the_submit_answer(cli):
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["type"] == "calc_hash_parked" and uuid.UUID(answer["uuid"])
+
+
+def test_cli_submit_delay_holds_the_job_until_its_time(cli, redis_client):
+    done = cli()("submit", "calc_hash_parked", "--set", "content=aGVsbG8=", "--delay", "600", "--json")
+    assert done.returncode == 0, done.stderr
+    task_id = json.loads(done.stdout)["uuid"]
+    assert redis_client.zscore(DELAYED, task_id) == pytest.approx(time.time() + 600, abs=30)
 
 
 def test_cli_wait_json_on_an_image_job_then_result_out(cli, tmp_path):

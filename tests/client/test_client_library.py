@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -36,6 +37,16 @@ def test_submit_and_wait_calc_hash_returns_the_digest(admin, tmp_path):
     assert info.result["digests"] == {"sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
                                       "md5": hashlib.md5(photo.read_bytes()).hexdigest()}
     assert admin.get(task.uuid) == info
+
+
+def test_submit_with_a_delay_is_created_with_its_time_then_done(admin):
+    run_at = datetime.now(UTC) + timedelta(seconds=1)
+    task = admin.submit("calc_hash", {"content": content_from_bytes(b"later")}, run_at=run_at)
+    info = admin.get(task.uuid)
+    assert info.status == "created" and info.scheduled_for == run_at
+    assert task.wait(timeout=30).done
+    with pytest.raises(ValueError):
+        admin.submit("calc_hash", {"content": content_from_bytes(b"naive")}, run_at=datetime.now())
 
 
 def test_submit_repeated_with_the_same_idempotency_key_returns_the_same_task(admin):

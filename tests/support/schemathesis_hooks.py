@@ -5,6 +5,9 @@ would receive a float). JSON Schema cannot say so (for it 1000.0 *is* the intege
 Schemathesis deliberately spells schema integers as whole floats in JSON bodies. This hook drops
 generated submit bodies whose upload holds a whole float, the one thing the document cannot express;
 every other case and every check still runs.
+
+It also drops generated submit bodies with a `run_at`: whether a date-time is too far ahead
+(`limits.max_delay`) depends on the clock when the request arrives, which no schema can say.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import schemathesis
 def filter_body(context: Any, body: Any) -> bool:
     if not (isinstance(body, dict) and isinstance(body.get("upload"), dict)):
         return True
+    if isinstance(body.get("run_at"), str):
+        return False
     return not any(isinstance(value, float) and value.is_integer() for value in _leaves(body["upload"]))
 
 

@@ -49,12 +49,22 @@ def submit_key(idempotency_key: str | None, external_id: str | None) -> str | No
 
 
 def submit_body(job_type: str, upload: Mapping[str, Any], external_id: str | None,
-                callback_url: str | None) -> dict[str, Any]:
+                callback_url: str | None, delay_seconds: float | None = None,
+                run_at: datetime | str | None = None) -> dict[str, Any]:
+    """`run_at`: an aware datetime (a naive one is refused here, as the gateway would) or RFC 3339 text."""
     body: dict[str, Any] = {"type": job_type, "upload": dict(upload)}
     if external_id is not None:
         body["ExternalId"] = external_id
     if callback_url is not None:
         body["callback_url"] = callback_url
+    if delay_seconds is not None:
+        body["delay_seconds"] = delay_seconds
+    if isinstance(run_at, datetime):
+        if run_at.tzinfo is None:
+            raise ValueError("run_at needs a time zone (e.g. datetime.now(timezone.utc) + timedelta(hours=1))")
+        body["run_at"] = run_at.isoformat()
+    elif run_at is not None:
+        body["run_at"] = run_at
     return body
 
 

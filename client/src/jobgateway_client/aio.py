@@ -58,10 +58,12 @@ class AsyncClient:
     # --- the API -------------------------------------------------------------------------------------
 
     async def submit(self, job_type: str, upload: Mapping[str, Any], external_id: str | None = None,
-                     callback_url: str | None = None, idempotency_key: str | None = None) -> AsyncTask:
+                     callback_url: str | None = None, idempotency_key: str | None = None,
+                     delay_seconds: float | None = None, run_at: datetime | str | None = None) -> AsyncTask:
         """As `Client.submit`: one idempotency key for every attempt, so repeating is safe."""
         key = proto.submit_key(idempotency_key, external_id)
-        response = await self._send("POST", "/submit", json=proto.submit_body(job_type, upload, external_id, callback_url),
+        body = proto.submit_body(job_type, upload, external_id, callback_url, delay_seconds, run_at)
+        response = await self._send("POST", "/submit", json=body,
                                     headers={proto.IDEMPOTENCY_HEADER: key} if key else None)
         submitted = Submitted.from_json(proto.json_or_error(response), new=response.status_code == 202, idempotency_key=key)
         return AsyncTask(self, submitted.uuid, submitted)

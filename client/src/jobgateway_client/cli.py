@@ -109,6 +109,10 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--external-id", help="your own id for the task (also its idempotency key)")
     submit.add_argument("--callback-url", help="URL the gateway POSTs the finished TaskInfo to")
     submit.add_argument("--idempotency-key", help="repeat a submit safely: the same key never makes a second job")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=float, metavar="SECONDS", help="run the job once, this many seconds from now")
+    when.add_argument("--run-at", metavar="TIME", help="run the job once at this RFC 3339 time with a zone "
+                                                       "(2026-12-24T18:00:00+01:00)")
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish, with its progress")
     add_wait_options(submit)
     submit.set_defaults(run=run_submit)
@@ -226,7 +230,7 @@ def run_submit(client: Client, args: argparse.Namespace) -> int:
     # The key is chosen here, not in the library, so a failure can tell the user how to repeat safely.
     args.key = args.idempotency_key or (None if args.external_id else f"jgc-{uuidlib.uuid4()}")
     task = client.submit(args.type, upload, external_id=args.external_id, callback_url=args.callback_url,
-                         idempotency_key=args.key)
+                         idempotency_key=args.key, delay_seconds=args.delay, run_at=args.run_at)
     if not args.wait:
         if args.json:
             print(json.dumps(task.submitted.to_dict() if task.submitted else {"uuid": task.uuid}))

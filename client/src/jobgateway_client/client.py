@@ -61,15 +61,18 @@ class Client:
     # --- the API -------------------------------------------------------------------------------------
 
     def submit(self, job_type: str, upload: Mapping[str, Any], external_id: str | None = None,
-               callback_url: str | None = None, idempotency_key: str | None = None) -> Task:
+               callback_url: str | None = None, idempotency_key: str | None = None,
+               delay_seconds: float | None = None, run_at: datetime | str | None = None) -> Task:
         """Submit a job; its handle. Safe to repeat: every attempt of this call carries the same
         idempotency key (`idempotency_key`, else the `external_id`, else one made for this call), so a
         retry after a lost answer, or after a 503 saying the outcome is unknown, returns the same task
         (`Task.new` False) and never queues a second job. Raises BadRequest (with `errors` by field),
         PermissionDenied (the role may not submit `job_type`), Conflict (the key names a task with
-        another body; `uuid` names it), PayloadTooLarge, RateLimited, GatewayUnavailable."""
+        another body; `uuid` names it), PayloadTooLarge, RateLimited, GatewayUnavailable. `delay_seconds` or
+        `run_at` (an aware datetime or RFC 3339 text): the job runs once, then; `created` until due."""
         key = proto.submit_key(idempotency_key, external_id)
-        response = self._send("POST", "/submit", json=proto.submit_body(job_type, upload, external_id, callback_url),
+        body = proto.submit_body(job_type, upload, external_id, callback_url, delay_seconds, run_at)
+        response = self._send("POST", "/submit", json=body,
                               headers={proto.IDEMPOTENCY_HEADER: key} if key else None)
         submitted = Submitted.from_json(proto.json_or_error(response), new=response.status_code == 202, idempotency_key=key)
         return Task(self, submitted.uuid, submitted)

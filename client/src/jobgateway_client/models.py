@@ -69,6 +69,7 @@ class TaskInfo:
     code: int
     result: Any = None
     progress: Progress | None = None
+    scheduled_for: datetime | None = None  # a delayed job's time: `created` until then
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -80,7 +81,7 @@ class TaskInfo:
             message=str(data.get("message") or ""), code=int(data.get("code") or 0), result=data.get("result"),
             progress=Progress(float(progress.get("percent", 0)), str(progress.get("stage", "")))
             if isinstance(progress, Mapping) else None,
-            raw=dict(data))
+            scheduled_for=_time(data.get("scheduled_for")), raw=dict(data))
 
     @property
     def finished(self) -> bool:
