@@ -40,24 +40,36 @@ class Traced:
 @pytest.fixture(scope="module")
 def traced(service_env: dict[str, str], run_dir: Path, vault: SeededVault) -> Iterator[Traced]:
     receiver = OtlpReceiver()
-    env = dict(service_env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=receiver.endpoint,
-               GATEWAY__TRACING__SCHEDULE_DELAY_MS="100",
-               # The instrumentation's switch to record request headers: the gateway must not obey it.
-               OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST="Authorization,traceparent,tracestate")
-    port = free_port()
-    gateway = start_gunicorn(port, dict(env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-traced")), run_dir,
-                             workers=1)
-    worker = start_worker("traced", "traced", env, run_dir, concurrency=1)
-    url = f"http://127.0.0.1:{port}"
+    # The instrumentation's switch to record request headers: the gateway must not obey it.
+    url, gateway, worker = _start_traced(
+        dict(service_env, GATEWAY__TRACING__SCHEDULE_DELAY_MS="100",
+             OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST="Authorization,traceparent,tracestate"),
+        run_dir, receiver, "traced")
     try:
-        wait_until(lambda: gateway.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
-                   30, "tracing gateway ready")
-        wait_until(lambda: worker.alive() and "ready" in worker.output(), 60, "tracing worker ready")
         user, password = vault.basic("admin")
         yield Traced(Api(url, auth=(user, password)), receiver, password)
     finally:
         _stop(gateway, worker)
         receiver.close()
+
+
+def _start_traced(env: dict[str, str], run_dir: Path, receiver: OtlpReceiver,
+                  queue: str) -> tuple[str, Process, Process]:
+    """A gunicorn gateway and a worker on `queue`, exporting their spans to `receiver`, once both answer."""
+    env = dict(env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=receiver.endpoint)
+    port = free_port()
+    gateway = start_gunicorn(port, dict(env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / f"metrics-{queue}")), run_dir,
+                             workers=1)
+    worker = start_worker(queue, queue, env, run_dir, concurrency=1)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: gateway.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
+                   30, f"{queue} gateway ready")
+        wait_until(lambda: worker.alive() and "ready" in worker.output(), 60, f"{queue} worker ready")
+    except BaseException:
+        _stop(gateway, worker)
+        raise
+    return url, gateway, worker
 
 
 def _stop(*processes: Process) -> None:
@@ -203,19 +215,11 @@ def test_spans_still_held_are_exported_when_gateway_and_worker_stop(service_env:
     """With a batch delay longer than the test, only the flush at exit (gunicorn's worker_exit, a pool
     process's shutdown) can deliver the spans."""
     receiver = OtlpReceiver()
-    env = dict(service_env, GATEWAY__TRACING__ENABLED="true", GATEWAY__TRACING__OTLP_ENDPOINT=receiver.endpoint,
-               GATEWAY__TRACING__SCHEDULE_DELAY_MS="60000",
-               # A queue of their own: the module's tracing worker consumes `traced` meanwhile.
-               GATEWAY__JOBS__CALC_HASH_TRACED__QUEUE="traced_flush")
-    port = free_port()
-    gateway = start_gunicorn(port, dict(env, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics-flush")), run_dir,
-                             workers=1)
-    worker = start_worker("traced-flush", "traced_flush", env, run_dir, concurrency=1)
+    # A queue of their own: the module's tracing worker consumes `traced` meanwhile.
+    url, gateway, worker = _start_traced(
+        dict(service_env, GATEWAY__TRACING__SCHEDULE_DELAY_MS="60000", GATEWAY__JOBS__CALC_HASH_TRACED__QUEUE="traced_flush"),
+        run_dir, receiver, "traced_flush")
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: gateway.alive() and requests.get(url + "/health", timeout=1).status_code == 200,
-                   30, "flushing gateway ready")
-        wait_until(lambda: worker.alive() and "ready" in worker.output(), 60, "flushing worker ready")
         api = Api(url, auth=vault.basic("admin"))
         uuid = submitted(Traced(api, receiver, ""))
         assert api.wait_status(uuid, "done")["status"] == "done"
