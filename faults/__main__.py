@@ -4,7 +4,7 @@
     ./faults/run.sh --long          # the long ones (minutes each)
     ./faults/run.sh --all --json report.json
     ./faults/run.sh --only worker-kill,redis-restart
-    ./faults/run.sh --only failover,failover-nowait   # Sentinel failover, WAIT acknowledgement on and off
+    ./faults/run.sh --only failover,failover-two-replicas,failover-nowait   # Sentinel failover, WAIT on and off
 
 Exit status 0 only when every scenario's report is clean.
 """
