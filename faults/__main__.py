@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for scenario in SCENARIOS:
             kind = "quick" if scenario.quick else "long"
-            print(f"{scenario.name:20} {kind:5} load {scenario.load_seconds:>4.0f} s, deadline "
+            print(f"{scenario.name:22} {kind:5} load {scenario.load_seconds:>4.0f} s, deadline "
                   f"{scenario.deadline:>3.0f} s  {scenario.summary}")
         return 0
     chosen = (by_name(args.only.split(",")) if args.only else SCENARIOS if args.all
