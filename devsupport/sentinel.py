@@ -1,4 +1,4 @@
-"""A Redis Sentinel group of our own on loopback: a master, one replica and three sentinels (quorum 2),
+"""A Redis Sentinel group of our own on loopback: a master, one replica (or more) and three sentinels (quorum 2),
 shared by tests/test_sentinel.py and the fault suite's failover scenarios (faults/cluster.py).
 
 Every server is a real `redis-server` (the sentinels `redis-server FILE --sentinel`, the same Debian
@@ -25,8 +25,8 @@ FAILOVER_TIMEOUT_MS = 2000
 
 @dataclass
 class Group:
-    """A master, its replica and three sentinels, all on loopback. `servers` maps a data server's
-    name (`master`, `replica`: what each was at the start) to its port."""
+    """A master, its replica(s) and three sentinels, all on loopback. `servers` maps a data server's
+    name (`master`, `replica`, `replica-2`, ...: what each was at the start) to its port."""
 
     run_dir: Path
     password: str
@@ -94,12 +94,14 @@ class Group:
                                                      dict(os.environ), self.run_dir)
 
     def knows_all(self) -> bool:
-        """Each sentinel knows the other two and the replica (it learns replicas from the master's INFO,
+        """Each sentinel knows the other two and every replica (it learns replicas from the master's INFO,
         every 10 s): one that does not gives up a failover for want of a replica (then waits twice
-        failover-timeout); a master killed sooner gave 20 s failovers."""
+        failover-timeout), or leaves a replica it does not know pointing at the dead master; a master
+        killed sooner gave 20 s failovers."""
         for index in range(len(self.sentinel_ports)):
             master = self.sentinel(index).sentinel_master(self.master_name)
-            if int(master["num-other-sentinels"]) != len(self.sentinel_ports) - 1 or int(master["num-slaves"]) < 1:
+            if (int(master["num-other-sentinels"]) != len(self.sentinel_ports) - 1
+                    or int(master["num-slaves"]) < len(self.servers) - 1):
                 return False
         return True
 
@@ -117,20 +119,30 @@ def _server() -> str:
     return found
 
 
-def start_group(run_dir: Path, password: str, sentinel_password: str, persistence: str = "none") -> Group:
-    """Start the group and return once the replica is in sync and every sentinel knows the whole group.
+def replica_names(replicas: int) -> list[str]:
+    """The replicas' names: `replica`, then `replica-2`, `replica-3`, ..."""
+    return ["replica" if index == 1 else f"replica-{index}" for index in range(1, replicas + 1)]
+
+
+def start_group(run_dir: Path, password: str, sentinel_password: str, persistence: str = "none",
+                replicas: int = 1) -> Group:
+    """Start the group and return once every replica is in sync and every sentinel knows the whole group.
     `persistence`: as devsupport.processes.start_redis ("none", or the AOF's `appendfsync`)."""
+    if replicas < 1:
+        raise ValueError("a Sentinel group needs at least one replica")
     run_dir.mkdir(parents=True, exist_ok=True)
-    group = Group(run_dir, password, sentinel_password, {"master": free_port(), "replica": free_port()},
+    names = replica_names(replicas)
+    group = Group(run_dir, password, sentinel_password, {name: free_port() for name in ["master", *names]},
                   [free_port() for _ in range(3)], persistence)
     try:
         group.start_server("master")
-        group.start_server("replica", "--replicaof", "127.0.0.1", str(group.servers["master"]))
+        for name in names:
+            group.start_server(name, "--replicaof", "127.0.0.1", str(group.servers["master"]))
         for port in group.sentinel_ports:
             group._start_sentinel(port)
-        wait_until(lambda: group.is_replica_of(group.servers["replica"], group.servers["master"]), 20,
-                   "replica in sync")
-        wait_until(group.knows_all, 30, "sentinels know each other and the replica")
+        wait_until(lambda: all(group.is_replica_of(group.servers[name], group.servers["master"]) for name in names),
+                   20, "replicas in sync")
+        wait_until(group.knows_all, 30, "sentinels know each other and every replica")
     except BaseException:
         group.stop()
         raise

@@ -4,7 +4,7 @@
     ./faults/run.sh --long          # the long ones (minutes each)
     ./faults/run.sh --all --json report.json
     ./faults/run.sh --only worker-kill,redis-restart
-    ./faults/run.sh --only failover,failover-nowait   # Sentinel failover, WAIT acknowledgement on and off
+    ./faults/run.sh --only failover,failover-two-replicas,failover-nowait   # Sentinel failover, WAIT on and off
 
 Exit status 0 only when every scenario's report is clean.
 """
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for scenario in SCENARIOS:
             kind = "quick" if scenario.quick else "long"
-            print(f"{scenario.name:20} {kind:5} load {scenario.load_seconds:>4.0f} s, deadline "
+            print(f"{scenario.name:22} {kind:5} load {scenario.load_seconds:>4.0f} s, deadline "
                   f"{scenario.deadline:>3.0f} s  {scenario.summary}")
         return 0
     chosen = (by_name(args.only.split(",")) if args.only else SCENARIOS if args.all

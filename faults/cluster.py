@@ -1,6 +1,6 @@
 """The failover scenarios' stack: several machines' worth of services on one, all on 127.0.0.1.
 
-A Redis Sentinel group (devsupport/sentinel.py: master + replica, both with compose's AOF
+A Redis Sentinel group (devsupport/sentinel.py: master + one replica, or two, all with compose's AOF
 `appendfsync always`, three sentinels), three gateway instances started as compose starts its `gateway`
 service (`gunicorn wsgi:app`, GATEWAY_BIND, compose's proxy settings), one nginx in front of them with the
 configuration compose's `proxy-config` renders (deploy/nginx.py, one `server` line per instance), two
@@ -40,13 +40,14 @@ class SentinelStack(Stack):
 
     gateways: int = GATEWAYS
     wait_replicas: int = 0  # queue.wait_replicas: 1 = a 202 only once the replica has the job
+    replicas: int = 1  # the group's replicas (docs/operations.md advises wait_replicas + 1)
     gateway_urls: list[str] = field(default_factory=list)
 
     # --- redis: the Sentinel group ------------------------------------------------------------------------
 
     def start_redis(self) -> None:
         self.group: Group = start_group(self.dir / "redis", self.redis_password, secrets.token_urlsafe(18),
-                                        persistence="always")
+                                        persistence="always", replicas=self.replicas)
 
     def _deployment(self, config: dict) -> dict[str, str]:
         config["queue"].update(url=self.group.url(), sentinel={"master_name": self.group.master_name},
@@ -135,6 +136,12 @@ def await_new_master(stack: SentinelStack, old_port: int, timeout: float) -> int
         port = stack.master_port()
         return port if port != old_port else None
     return cast(int, wait_until(moved, timeout, "a sentinel reporting a new master", interval=0.1))
+
+
+def others(stack: SentinelStack, old: int, new: int) -> list[int]:
+    """The data servers that were neither the killed master nor the promoted one: replicas the sentinels
+    must re-point at the new master (`sentinel parallel-syncs` at a time)."""
+    return [port for port in stack.group.servers.values() if port not in (old, new)]
 
 
 def await_rejoined(stack: SentinelStack, port: int, master: int, timeout: float) -> None:

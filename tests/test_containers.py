@@ -261,10 +261,15 @@ def test_scripts_are_executable():
         assert os.access(ROOT / script, os.X_OK), script
 
 
-def test_ha_profile_has_a_replica_and_three_sentinels_with_a_quorum_of_two():
+def test_ha_profile_has_two_replicas_and_three_sentinels_with_a_quorum_of_two():
+    """Two replicas: queue.wait_replicas 1 + 1, so a failover leaves one to acknowledge (operations.md)."""
     ha = {name for name, service in SERVICES.items() if service.get("profiles") == ["ha"]}
-    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
-    assert option(SERVICES["redis-replica"]["command"], "--replicaof") == "redis"
+    assert ha == {"redis-replica", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3"}
+    for name in ("redis-replica", "redis-replica-2"):
+        command = SERVICES[name]["command"]
+        assert option(command, "--replicaof") == "redis" and option(command, "--replica-announce-ip") == name
+        assert option(command, "--appendfsync") == "always"
+    assert SERVICES["redis-replica"]["volumes"] != SERVICES["redis-replica-2"]["volumes"]
     for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
         script = SERVICES[name]["command"][-1]
         assert "sentinel monitor main redis 6379 2" in script and "--sentinel" in script
