@@ -95,7 +95,7 @@ def restart_worker(run: Run) -> None:
 def _worker_back(run: Run, began: float, old: object) -> None:
     """Wait until the supervisor's new worker answers, and note the window without a worker."""
     wait_until(lambda: run.stack.procs["worker"] is not old and run.stack.worker_exits and
-               run.stack.celery().control.ping(destination=[run.stack.node], timeout=0.5), 90, "a new worker")
+               run.stack.celery().control.ping(destination=[run.stack.node()], timeout=0.5), 90, "a new worker")
     run.windows.append((began, time.time()))
     run.note(f"a new worker answers ({time.time() - began:.1f} s without one)")
 
@@ -155,7 +155,7 @@ def restart_redis_until_consumed(run: Run) -> None:
     backoff takes seconds more): the window in which no job could start, noted for the checker."""
     began = time.time()
     restart_redis(run)
-    wait_until(lambda: run.stack.celery().control.ping(destination=[run.stack.node], timeout=0.5), 60,
+    wait_until(lambda: run.stack.celery().control.ping(destination=[run.stack.node()], timeout=0.5), 60,
                "the worker connected again")
     run.windows.append((began, time.time()))
     run.note(f"the worker answers again ({time.time() - began:.1f} s after the kill)")

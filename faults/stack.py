@@ -180,6 +180,11 @@ class Stack:
         """The worker node's key in `procs`: `worker`, then `worker-2`, ..."""
         return "worker" if index == 0 else f"worker-{index + 1}"
 
+    @staticmethod
+    def node(index: int = 0) -> str:
+        """Worker node `index`'s Celery name: `hash@<host>`, then `hash-2@<host>`, ..."""
+        return f"{WORKER if index == 0 else f'{WORKER}-{index + 1}'}@{socket.gethostname()}"
+
     def start_worker(self, index: int = 0) -> None:
         """Worker node `index` with compose's command; a second node of the queue is compose's service
         again under another node name (`-n hash-2@%h`), as a second machine's would be."""
@@ -193,7 +198,7 @@ class Stack:
         argv[argv.index("-n") + 1] = f"{name}@%h"
         proc = Process(f"{self.worker_key(index)}-{self.worker_starts}", [*argv, "-I", "faults.probe"], env, self.logs)
         self.procs[self.worker_key(index)] = proc
-        node = f"{name}@{socket.gethostname()}"
+        node = self.node(index)
         wait_until(lambda: proc.alive() and self.celery().control.ping(destination=[node], timeout=0.5),
                    60, f"worker {node} ready")
 
