@@ -58,8 +58,8 @@ def print_report(report: dict) -> None:
     for event in report["events"]:
         print(f"   {event}")
     if report["last_failed_submit_s"] is not None or report["first_success_s"] is not None:
-        print(f"   after the fault: last failed submit ended at {_after(report['last_failed_submit_s'])}, first "
-              f"submit sent after it acknowledged at {_after(report['first_success_s'])}")
+        print(f"   after the fault: last failed submit ended at {_seconds(report['last_failed_submit_s'], 1)}, first "
+              f"submit sent after it acknowledged at {_seconds(report['first_success_s'], 1)}")
     if report["lost_allowed"] and report["lost"]:
         print(f"   {report['lost']} acknowledged job(s) lost: the stated cost of this scenario, not a failure")
     print(f"   answers: {report['statuses']}  worst 503 {report['worst_503_s']} s, worst answer "
@@ -79,7 +79,7 @@ def print_table(reports: list[dict]) -> None:
         lost = f"{r['lost']} (allowed)" if r["lost_allowed"] and r["lost"] else r["lost"]
         print(f"| {r['scenario']} | {r['acknowledged']} | {lost} | {r['stuck']} | {r['duplicated']} | "
               f"{r['misreported']} | {r['rerun']} | {r['work_redone']} | {r['gave_up_code_6']} | {r['503s']} | "
-              f"{worst} | {r['settled_s']} s | {_after(r['last_failed_submit_s'])} | {_after(r['first_success_s'])} |")
+              f"{worst} | {r['settled_s']} s | {_seconds(r['last_failed_submit_s'], 1)} | {_seconds(r['first_success_s'], 1)} |")
     timed = [r for r in reports if r["delayed"]]
     if timed:
         print("\n| scenario | delayed jobs | early | late | duplicated | lost | start after its time, no fault near (jobs): "
@@ -92,13 +92,9 @@ def print_table(reports: list[dict]) -> None:
                   f"{_seconds(r['latest_after_fault_s'])} |")
 
 
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f} s"
-
-
-def _after(seconds: float | None) -> str:
-    """Seconds after the scenario's fault; – when it marks none (or nothing happened after it)."""
-    return "–" if seconds is None else f"{seconds:.1f} s"
+def _seconds(value: float | None, digits: int = 2) -> str:
+    """A figure in seconds; – when there is none (a scenario that marks no fault, nothing after it)."""
+    return "–" if value is None else f"{value:.{digits}f} s"
 
 
 if __name__ == "__main__":

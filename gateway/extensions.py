@@ -22,9 +22,8 @@ from gateway.health.queues import http_live
 from gateway.health.readiness import Readiness, redis_check, vault_token_check
 from gateway.services import KEY, Services
 from gateway.submission import capture
-from gateway.submission.publishing import Dispatcher, ReplicaWait
+from gateway.submission.publishing import Dispatcher
 from gateway.submission.reading import TaskReader
-from gateway.submission.scheduling import max_delay
 from gateway.workers.leasing import HttpWorkers
 from jobs.catalogue import JobCatalogue
 from jobs.store import TaskStore
@@ -52,8 +51,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         catalogue=catalogue,
         store=store,
         reader=TaskReader(store, settings.config["results"]),
-        dispatcher=Dispatcher(celery, store, broker, same_redis=settings.broker_url == settings.result_url,
-                              wait=ReplicaWait.from_config(settings.config["queue"]), max_delay=max_delay(settings)),
+        dispatcher=Dispatcher.from_settings(celery, store, broker, settings),
         broker=broker,
         celery=celery,
         broker_collector=BrokerCollector(redis_client(settings.broker_url, SCRAPE_TIMEOUT),

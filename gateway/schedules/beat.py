@@ -26,7 +26,7 @@ from gateway.health.clients import client_factory
 from gateway.schedules.firing import Firing
 from gateway.schedules.plan import Planned, plan
 from gateway.submission import callbacks, capture
-from gateway.submission.publishing import Dispatcher, ReplicaWait
+from gateway.submission.publishing import Dispatcher
 from jobs.catalogue import JobCatalogue
 from jobs.keys import BEAT_PREFIX
 from jobs.store import TaskStore
@@ -122,8 +122,7 @@ def runtime() -> Runtime:
         redis_client = client_factory(settings.sentinel)
         store = TaskStore(redis_client(settings.result_url), ttl=settings.config["results"]["expires"])
         broker = redis_client(settings.broker_url, settings.config["queue"]["publish_timeout"])
-        dispatcher = Dispatcher(app, store, broker, same_redis=settings.broker_url == settings.result_url,
-                                wait=ReplicaWait.from_config(settings.config["queue"]))
+        dispatcher = Dispatcher.from_settings(app, store, broker, settings)
         _runtime = Runtime(plan(settings.config["schedules"], app),
                            Firing(dispatcher, JobCatalogue(settings.config["jobs"]), settings.config["limits"]))
     return _runtime

@@ -51,6 +51,7 @@ from gateway.http.errors import Conflict, ServiceUnavailable, TooManyRequests
 from gateway.marks import Marks
 from gateway.submission import capture
 from gateway.submission.capture import Commands
+from gateway.submission.scheduling import max_delay
 from jobs import delayed, stats
 from jobs.catalogue import JobType
 from jobs.headers import CALLBACK_HEADER, CLIENT_HEADER, JOB_TYPE_HEADER, SUBMITTED_HEADER
@@ -58,7 +59,7 @@ from jobs.keys import LEASE_PREFIX, META_PREFIX, OPEN_PREFIX, OWNER_PREFIX, RECO
 from jobs.record import TaskRecord
 from jobs.status import cancellable
 from jobs.store import TaskStore
-from settings import tracing
+from settings import Settings, tracing
 
 PUBLISH_ERRORS = (OperationalError, KombuError, RedisError, OSError, socket.timeout)
 
@@ -292,6 +293,14 @@ class Dispatcher:
         self._save = store.redis.register_script(SAVE_SCRIPT)
         self.housekeeping = Housekeeping(store.ttl, max_delay=max_delay)
         self.mover = delayed.Mover(broker)
+
+    @classmethod
+    def from_settings(cls, celery: Celery, store: TaskStore, broker: Redis, settings: Settings) -> Dispatcher:
+        """The Dispatcher of a deployment: the gateway's and the scheduler's (gateway/schedules/beat.py) must
+        agree, or one's housekeeping would expire or trim an owner's index sooner than the other's (a
+        delayed task's entry outlives its submit by up to the longest delay)."""
+        return cls(celery, store, broker, same_redis=settings.broker_url == settings.result_url,
+                   wait=ReplicaWait.from_config(settings.config["queue"]), max_delay=max_delay(settings))
 
     def submit(self, job: JobType, upload: dict[str, Any], external_id: str | None, owner: str,
                idempotency: Idempotency | None = None, callback_url: str | None = None,
